@@ -1,0 +1,170 @@
+//! Events: what happened to an order. They carry derived values (line and order totals, the
+//! placed snapshot) so that projections and participants never recompute business rules.
+
+use cqrs_es::DomainEvent;
+use serde::{Deserialize, Serialize};
+
+use crate::command::CommandMark;
+use crate::order::OrderStatus;
+use crate::values::{
+    Carrier, Currency, CustomerId, Email, LineId, Note, OrderId, ProductName, Reason,
+    ShippingAddress, Sku, StoreId, TrackingNumber,
+};
+
+/// One stored event: the change, plus the mark of the idempotent request that caused it (only on
+/// the last event a request produced).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderEvent {
+    #[serde(flatten)]
+    pub change: OrderChange,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<CommandMark>,
+}
+
+impl From<OrderChange> for OrderEvent {
+    fn from(change: OrderChange) -> Self {
+        Self {
+            change,
+            command: None,
+        }
+    }
+}
+
+/// A line as it stood when the order was placed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineSnapshot {
+    pub line_id: LineId,
+    pub sku: Sku,
+    pub name: ProductName,
+    pub quantity: u32,
+    pub unit_price_minor: i64,
+    pub line_total_minor: i64,
+}
+
+/// The changes an order goes through. JSON: `{"type": "<variant>", ...fields}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum OrderChange {
+    OrderCreated {
+        order_id: OrderId,
+        customer_id: CustomerId,
+        store_id: StoreId,
+        currency: Currency,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        customer_email: Option<Email>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        shipping_address: Option<ShippingAddress>,
+    },
+    ItemAdded {
+        line_id: LineId,
+        sku: Sku,
+        name: ProductName,
+        quantity: u32,
+        unit_price_minor: i64,
+        line_total_minor: i64,
+        order_total_minor: i64,
+    },
+    ItemQuantityChanged {
+        line_id: LineId,
+        sku: Sku,
+        previous_quantity: u32,
+        quantity: u32,
+        line_total_minor: i64,
+        order_total_minor: i64,
+    },
+    ItemRemoved {
+        line_id: LineId,
+        sku: Sku,
+        order_total_minor: i64,
+    },
+    OrderPlaced {
+        customer_id: CustomerId,
+        store_id: StoreId,
+        currency: Currency,
+        total_minor: i64,
+        lines: Vec<LineSnapshot>,
+    },
+    OrderConfirmed,
+    OrderRejected {
+        reason: Reason,
+    },
+    PreparationStarted {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<Note>,
+    },
+    OrderReadyForPickup {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<Note>,
+    },
+    OrderPickedUp {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<Note>,
+    },
+    OrderShipped {
+        carrier: Carrier,
+        tracking_number: TrackingNumber,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<Note>,
+    },
+    OrderDelivered {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<Note>,
+    },
+    OrderCancelled {
+        reason: Reason,
+        previous_status: OrderStatus,
+    },
+    DraftDiscarded,
+}
+
+impl OrderChange {
+    /// The variant name; also the last token of the NATS subject `orders.events.<id>.<type>`.
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            Self::OrderCreated { .. } => "OrderCreated",
+            Self::ItemAdded { .. } => "ItemAdded",
+            Self::ItemQuantityChanged { .. } => "ItemQuantityChanged",
+            Self::ItemRemoved { .. } => "ItemRemoved",
+            Self::OrderPlaced { .. } => "OrderPlaced",
+            Self::OrderConfirmed => "OrderConfirmed",
+            Self::OrderRejected { .. } => "OrderRejected",
+            Self::PreparationStarted { .. } => "PreparationStarted",
+            Self::OrderReadyForPickup { .. } => "OrderReadyForPickup",
+            Self::OrderPickedUp { .. } => "OrderPickedUp",
+            Self::OrderShipped { .. } => "OrderShipped",
+            Self::OrderDelivered { .. } => "OrderDelivered",
+            Self::OrderCancelled { .. } => "OrderCancelled",
+            Self::DraftDiscarded => "DraftDiscarded",
+        }
+    }
+
+    /// The status an order is in after this change, if the change moves it.
+    pub fn resulting_status(&self) -> Option<OrderStatus> {
+        Some(match self {
+            Self::OrderCreated { .. } => OrderStatus::Draft,
+            Self::OrderPlaced { .. } => OrderStatus::Placed,
+            Self::OrderConfirmed => OrderStatus::Confirmed,
+            Self::OrderRejected { .. } => OrderStatus::Rejected,
+            Self::PreparationStarted { .. } => OrderStatus::Preparing,
+            Self::OrderReadyForPickup { .. } => OrderStatus::ReadyForPickup,
+            Self::OrderPickedUp { .. } => OrderStatus::PickedUp,
+            Self::OrderShipped { .. } => OrderStatus::Shipped,
+            Self::OrderDelivered { .. } => OrderStatus::Delivered,
+            Self::OrderCancelled { .. } => OrderStatus::Cancelled,
+            Self::DraftDiscarded => OrderStatus::Discarded,
+            Self::ItemAdded { .. }
+            | Self::ItemQuantityChanged { .. }
+            | Self::ItemRemoved { .. } => return None,
+        })
+    }
+}
+
+impl DomainEvent for OrderEvent {
+    fn event_type(&self) -> String {
+        self.change.event_type().to_owned()
+    }
+
+    fn event_version(&self) -> String {
+        "1".to_owned()
+    }
+}
