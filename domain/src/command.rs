@@ -134,6 +134,7 @@ impl PriceList {
     pub fn new() -> Self {
         Self::default()
     }
+    #[must_use]
     pub fn with(mut self, sku: Sku, product: CatalogProduct) -> Self {
         self.0.insert(sku, product);
         self

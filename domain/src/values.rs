@@ -156,6 +156,10 @@ bounded_text!(
     ProductName, "name", 200
 );
 bounded_text!(
+    /// Name of a store.
+    StoreName, "name", 200
+);
+bounded_text!(
     /// Free-text reason (cancellation, rejection).
     Reason, "reason", 500
 );

@@ -1,0 +1,162 @@
+//! The `order-service` command line: `serve`, `dev`, `migrate`, `token`, `openapi`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use secrecy::{ExposeSecret as _, SecretString};
+use uuid::Uuid;
+
+use crate::config::{LogFormat, Settings};
+use crate::devstack::DevStack;
+use crate::http::auth::{random_secret, Role, TokenMinter};
+use crate::startup::{shutdown_signal, Application};
+
+#[derive(Debug, Parser)]
+#[command(name = "order-service", version, about = "Event-sourced order service")]
+pub struct Cli {
+    /// Configuration file (default: ./order-service.toml when present).
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Production: serve the API (migrating first when APP__DATABASE__MIGRATE_ON_START=true).
+    Serve,
+    /// Development: embedded PostgreSQL and nats-server when DATABASE_URL / NATS_URL are unset,
+    /// migrations, the API; prints the Swagger URL and an admin token.
+    Dev {
+        /// Where the embedded services keep their data.
+        #[arg(long, default_value = ".data")]
+        data_dir: PathBuf,
+    },
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Mint a token signed with the configured secret.
+    Token {
+        /// Role(s) of the token: customer, service, staff, analyst, admin.
+        #[arg(long = "role", required = true)]
+        roles: Vec<Role>,
+        /// Subject (`sub`): for customers, their customer id.
+        #[arg(long, default_value = "dev")]
+        sub: String,
+        /// Store ids a staff token may act on.
+        #[arg(long = "store")]
+        stores: Vec<Uuid>,
+        /// Lifetime in seconds (default: APP__AUTH__TOKEN_TTL_SECS).
+        #[arg(long)]
+        ttl: Option<u64>,
+    },
+    /// Print the OpenAPI document.
+    Openapi,
+}
+
+/// Runs the parsed command.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut settings = Settings::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Serve => {
+            init_logs(&settings, LogFormat::Json)?;
+            let app = Application::build(&settings).await?;
+            app.run_until_stopped(shutdown_signal()).await
+        }
+        Command::Dev { data_dir } => dev(settings, &data_dir).await,
+        Command::Migrate => {
+            init_logs(&settings, LogFormat::Pretty)?;
+            let url = settings
+                .database_url
+                .as_ref()
+                .context("DATABASE_URL is not set")?;
+            let pool = crate::store::connect(url, &settings.database).await?;
+            crate::store::migrate(&pool).await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::Token {
+            roles,
+            sub,
+            stores,
+            ttl,
+        } => {
+            let secret = settings.auth.jwt_secret.take().context(
+                "APP__AUTH__JWT_SECRET is not set: tokens are signed with the service's secret",
+            )?;
+            let minter = TokenMinter::new(&secret, &settings.auth.issuer, &settings.auth.audience)?;
+            let ttl = Duration::from_secs(ttl.unwrap_or(settings.auth.token_ttl_secs));
+            println!("{}", minter.mint(&sub, &roles, &stores, ttl)?);
+            Ok(())
+        }
+        Command::Openapi => {
+            println!("{}", crate::http::openapi().spec());
+            Ok(())
+        }
+    }
+}
+
+fn init_logs(settings: &Settings, default: LogFormat) -> anyhow::Result<()> {
+    crate::telemetry::init(settings.log.format.unwrap_or(default), &settings.otel)
+}
+
+/// `dev`: fills in whatever is not configured with embedded services and a fresh secret.
+async fn dev(mut settings: Settings, data_dir: &std::path::Path) -> anyhow::Result<()> {
+    init_logs(&settings, LogFormat::Pretty)?;
+    let needs_stack = settings.database_url.is_none() || settings.nats_url.is_none();
+    let stack = if needs_stack {
+        println!(
+            "starting embedded services under {} ...",
+            data_dir.display()
+        );
+        Some(DevStack::start(data_dir).await?)
+    } else {
+        None
+    };
+    if let Some(stack) = &stack {
+        if settings.database_url.is_none() {
+            settings.database_url = Some(SecretString::from(stack.database_url().to_owned()));
+        }
+        if settings.nats_url.is_none() {
+            settings.nats_url = Some(stack.nats_url().to_owned());
+        }
+    }
+    let secret = settings
+        .auth
+        .jwt_secret
+        .get_or_insert_with(random_secret)
+        .clone();
+    settings.database.migrate_on_start = true;
+
+    let result = async {
+        let app = Application::build(&settings).await?;
+        let minter = TokenMinter::new(&secret, &settings.auth.issuer, &settings.auth.audience)?;
+        let token = minter.mint("dev-admin", &[Role::Admin], &[], Duration::from_secs(settings.auth.token_ttl_secs))?;
+        let host = match settings.http.addr.ip() {
+            ip if ip.is_unspecified() => "127.0.0.1".to_owned(),
+            ip => ip.to_string(),
+        };
+        let base = format!("http://{host}:{}", app.port());
+        println!();
+        println!("order-service is running");
+        println!("  Swagger UI:  {base}/docs");
+        println!("  OpenAPI:     {base}/openapi.json");
+        println!("  Metrics:     {base}/metrics");
+        println!("  Admin token (valid {} h):", settings.auth.token_ttl_secs / 3600);
+        println!("    export TOKEN={token}");
+        if settings.auth.jwt_secret.is_some() && needs_stack {
+            println!("  Mint more:   APP__AUTH__JWT_SECRET={} order-service token --role customer --sub alice", secret.expose_secret());
+        }
+        println!("  Try:         curl -H \"Authorization: Bearer $TOKEN\" {base}/v1/stores");
+        println!("Press Ctrl-C to stop.");
+        app.run_until_stopped(shutdown_signal()).await
+    }
+    .await;
+    if let Some(stack) = stack {
+        if let Err(e) = stack.stop().await {
+            tracing::warn!(error = %e, "stopping embedded services");
+        }
+    }
+    result
+}

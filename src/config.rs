@@ -1,0 +1,222 @@
+//! Configuration: defaults < `order-service.toml` (or `--config FILE`) < environment.
+//!
+//! Environment names follow DESIGN §12: `DATABASE_URL`, `NATS_URL`, and `APP__SECTION__KEY` for
+//! everything else (`APP__HTTP__ADDR`, `APP__AUTH__JWT_SECRET`, ...). Secrets are wrapped in
+//! [`SecretString`] so they never reach logs or `Debug` output.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use figment::providers::{Env, Format as _, Serialized, Toml};
+use figment::Figment;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+/// Every knob of the service, read once in `main` and passed down.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct Settings {
+    /// Postgres connection string; `None` in `dev` means "start an embedded cluster".
+    #[serde(default, skip_serializing)]
+    pub database_url: Option<SecretString>,
+    /// NATS server URL(s), comma separated; `None` in `dev` means "start an embedded server".
+    #[serde(default)]
+    pub nats_url: Option<String>,
+    pub http: HttpSettings,
+    pub database: DatabaseSettings,
+    pub nats: NatsSettings,
+    pub auth: AuthSettings,
+    pub simulator: SimulatorSettings,
+    pub saga: SagaSettings,
+    pub otel: OtelSettings,
+    pub log: LogSettings,
+    pub limits: LimitSettings,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct HttpSettings {
+    /// Listen address; port 0 picks a free port (tests).
+    pub addr: SocketAddr,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct DatabaseSettings {
+    /// Connections in the pool.
+    pub max_connections: u32,
+    /// How long a request waits for a free connection before it fails (ms).
+    pub acquire_timeout_ms: u64,
+    /// Run pending migrations at start-up (`serve`); `dev` always migrates.
+    pub migrate_on_start: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct NatsSettings {
+    /// Prefix for every subject and stream name (e.g. `tenant1.`), so tenants and tests can share
+    /// one server.
+    pub prefix: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct AuthSettings {
+    /// HS256 secret. In `dev`, a random one is generated and printed when unset.
+    #[serde(default, skip_serializing)]
+    pub jwt_secret: Option<SecretString>,
+    /// JWKS URL for RS256/ES256 (not implemented yet: start-up refuses it rather than ignore it).
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// Required `iss` claim.
+    pub issuer: String,
+    /// Required `aud` claim.
+    pub audience: String,
+    /// Lifetime of tokens minted by `order-service token` (seconds).
+    pub token_ttl_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct SimulatorSettings {
+    /// Run the participant simulator in-process (`dev` defaults to true).
+    pub enabled: Option<bool>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct SagaSettings {
+    /// How long a saga step waits for its reply before re-sending (ms).
+    pub step_timeout_ms: u64,
+    /// Sends of one step before it is compensated.
+    pub max_attempts: u32,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct OtelSettings {
+    /// OTLP/HTTP endpoint; trace export is off when unset.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// `service.name` resource attribute.
+    pub service_name: String,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct LogSettings {
+    /// `json` (production) or `pretty`; unset means pretty in `dev`, json otherwise.
+    pub format: Option<LogFormat>,
+}
+
+/// Bounds on what one request may ask for (DESIGN §10: bodies size-limited, lists bounded).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct LimitSettings {
+    /// Largest accepted request body in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            database_url: None,
+            nats_url: None,
+            http: HttpSettings {
+                addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            },
+            database: DatabaseSettings {
+                max_connections: 16,
+                acquire_timeout_ms: 5_000,
+                migrate_on_start: false,
+            },
+            nats: NatsSettings {
+                prefix: String::new(),
+            },
+            auth: AuthSettings {
+                jwt_secret: None,
+                jwks_url: None,
+                issuer: "order-service".into(),
+                audience: "order-service".into(),
+                token_ttl_secs: 8 * 3600,
+            },
+            simulator: SimulatorSettings { enabled: None },
+            saga: SagaSettings {
+                step_timeout_ms: 10_000,
+                max_attempts: 5,
+            },
+            otel: OtelSettings {
+                endpoint: None,
+                service_name: "order-service".into(),
+            },
+            log: LogSettings { format: None },
+            limits: LimitSettings {
+                max_body_bytes: 64 * 1024,
+            },
+        }
+    }
+}
+
+impl Settings {
+    /// Loads defaults, then the TOML file (the given one, else `order-service.toml` if present),
+    /// then the environment.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        let file: Option<PathBuf> = match file {
+            Some(path) => {
+                anyhow::ensure!(
+                    path.exists(),
+                    "config file {} does not exist",
+                    path.display()
+                );
+                Some(path.to_path_buf())
+            }
+            None => Some(PathBuf::from("order-service.toml")).filter(|p| p.exists()),
+        };
+        if let Some(path) = file {
+            figment = figment.merge(Toml::file(path));
+        }
+        figment = figment.merge(Env::prefixed("APP__").split("__")).merge(
+            Env::raw()
+                .only(&["DATABASE_URL", "NATS_URL"])
+                .map(|k| k.as_str().to_ascii_lowercase().into()),
+        );
+        figment.extract().context("invalid configuration")
+    }
+}
+
+#[cfg(test)]
+#[expect(clippy::result_large_err, reason = "figment::Jail's closure signature")]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_overrides_defaults_with_double_underscore_sections() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("APP__HTTP__ADDR", "0.0.0.0:9090");
+            jail.set_env("APP__NATS__PREFIX", "t1.");
+            jail.set_env("APP__SAGA__MAX_ATTEMPTS", "7");
+            jail.set_env("DATABASE_URL", "postgres://x@localhost/db");
+            let s = Settings::load(None).expect("loads");
+            assert_eq!(s.http.addr.port(), 9090);
+            assert_eq!(s.nats.prefix, "t1.");
+            assert_eq!(s.saga.max_attempts, 7);
+            assert!(s.database_url.is_some());
+            assert_eq!(s.auth.issuer, "order-service");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn file_sits_between_defaults_and_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "order-service.toml",
+                "[http]\naddr = \"127.0.0.1:7000\"\n[nats]\nprefix = \"file.\"\n",
+            )?;
+            jail.set_env("APP__NATS__PREFIX", "env.");
+            let s = Settings::load(None).expect("loads");
+            assert_eq!(s.http.addr.port(), 7000);
+            assert_eq!(s.nats.prefix, "env.");
+            Ok(())
+        });
+    }
+}

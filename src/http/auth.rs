@@ -1,0 +1,925 @@
+//! Bearer-token authentication: JWT verification and minting (DESIGN §10).
+//!
+//! This module is pure token logic with no HTTP framework types. The poem layer pulls the
+//! `Authorization` header, calls [`bearer_token`] and [`JwtVerifier::verify`], and maps an
+//! [`AuthError`] to a problem+json answer through [`AuthError::code`] and its `Display` text.
+//!
+//! Tokens are HS256 only: the algorithm is pinned, `exp`, `iss`, `aud` and `sub` must be
+//! present, and the `roles` claim must be a non-empty subset of the known [`Role`]s.
+//! [`TokenMinter`] makes the matching tokens for `order-service token` and for tests.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use base64::Engine as _;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use rand::Rng as _;
+use secrecy::{ExposeSecret as _, SecretString};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// The only signing algorithm accepted or produced.
+const ALGORITHM: Algorithm = Algorithm::HS256;
+/// Its name as it appears in a token header.
+const ALGORITHM_NAME: &str = "HS256";
+/// Shortest accepted HMAC secret, in bytes: HS256 keys shorter than the hash output (RFC 7518 §3.2).
+pub const MIN_SECRET_BYTES: usize = 32;
+/// Clock skew tolerated on `exp` and `nbf`, in seconds. Small on purpose: tokens are short-lived.
+const LEEWAY_SECS: u64 = 5;
+/// Random bytes in a secret made by [`random_secret`].
+const RANDOM_SECRET_BYTES: usize = 48;
+
+/// What a token may grant. Serialized and parsed as snake_case (`staff`, `admin`, ...).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Sees and commands only its own orders.
+    Customer,
+    /// Another service acting on behalf of the platform; reaches every store.
+    Service,
+    /// Store staff; acts only on the stores listed in `store_ids`.
+    Staff,
+    /// Reads reports.
+    Analyst,
+    /// Runs operations; reaches every store.
+    Admin,
+}
+
+impl Role {
+    /// Every role, in declaration order.
+    pub const ALL: [Role; 5] = [
+        Role::Customer,
+        Role::Service,
+        Role::Staff,
+        Role::Analyst,
+        Role::Admin,
+    ];
+
+    /// The snake_case name used in tokens and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Customer => "customer",
+            Role::Service => "service",
+            Role::Staff => "staff",
+            Role::Analyst => "analyst",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A role name that is not one of [`Role::ALL`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown role `{0}`; expected one of customer, service, staff, analyst, admin")]
+pub struct UnknownRole(pub String);
+
+impl FromStr for Role {
+    type Err = UnknownRole;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Role::ALL
+            .into_iter()
+            .find(|role| role.as_str() == s)
+            .ok_or_else(|| UnknownRole(s.to_owned()))
+    }
+}
+
+/// The authenticated caller, as proven by a verified token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The token's `sub`: a customer id for customers, a service or user name otherwise.
+    pub subject: String,
+    /// Granted roles; never empty.
+    pub roles: BTreeSet<Role>,
+    /// Stores a staff member may act on; meaningless for other roles.
+    pub store_ids: Vec<Uuid>,
+}
+
+impl Principal {
+    /// Whether the caller holds `role`.
+    pub fn has(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+
+    /// Whether the caller holds [`Role::Admin`].
+    pub fn is_admin(&self) -> bool {
+        self.has(Role::Admin)
+    }
+
+    /// Whether the caller may act on `store`: admins and services reach every store, staff
+    /// only the stores in their token, everyone else none.
+    pub fn can_access_store(&self, store: Uuid) -> bool {
+        self.is_admin()
+            || self.has(Role::Service)
+            || (self.has(Role::Staff) && self.store_ids.contains(&store))
+    }
+
+    /// Stable key under which this caller's idempotent ids are derived (UUIDv5 names): the
+    /// subject, so the same caller retrying gets the same ids whatever roles its token carries.
+    pub fn id_namespace_key(&self) -> String {
+        self.subject.clone()
+    }
+}
+
+/// The JWT payload this service mints and accepts.
+///
+/// `sub`, `exp`, `iss` and `aud` default when absent only so that deserialization succeeds and
+/// jsonwebtoken's own presence check (`required_spec_claims`) reports the precise missing claim;
+/// a token lacking any of them never verifies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// Subject: who the token speaks for.
+    #[serde(default)]
+    pub sub: String,
+    /// Expiry, seconds since the Unix epoch.
+    #[serde(default)]
+    pub exp: u64,
+    /// Issued-at, seconds since the Unix epoch. Informational; always set by [`TokenMinter`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<u64>,
+    /// Not-before, seconds since the Unix epoch; checked when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
+    /// Issuer; must equal the configured issuer.
+    #[serde(default)]
+    pub iss: String,
+    /// Audience; must equal the configured audience. Only the single-string form is accepted.
+    #[serde(default)]
+    pub aud: String,
+    /// Role names; a non-empty subset of [`Role`] names.
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Stores a staff member may act on.
+    #[serde(default)]
+    pub store_ids: Vec<Uuid>,
+}
+
+/// Why a request was not authenticated. Every variant answers 401; the HTTP layer uses
+/// [`AuthError::code`] as the problem type and the `Display` text as the detail.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AuthError {
+    /// No `Authorization` header at all (constructed by the HTTP layer).
+    #[error("missing Authorization header; send `Authorization: Bearer <token>`")]
+    Missing,
+    /// The header or token is not a well-formed bearer JWT.
+    #[error("the Authorization header is not a well-formed bearer JWT (`Bearer <header>.<payload>.<signature>`)")]
+    Malformed,
+    /// The token's `exp` is in the past.
+    #[error("the token has expired; obtain a new one")]
+    Expired,
+    /// The token's `nbf` is in the future.
+    #[error("the token is not valid yet (its nbf is in the future); check the issuer's clock")]
+    NotYetValid,
+    /// The signature does not match the payload under the configured secret.
+    #[error("the token signature is invalid")]
+    BadSignature,
+    /// The token is not signed with HS256 (this includes `alg: none`).
+    #[error("the token must be signed with HS256; other algorithms, including none, are refused")]
+    WrongAlgorithm,
+    /// The token's `iss` is not the configured issuer.
+    #[error("the token was issued by an issuer this service does not trust")]
+    WrongIssuer,
+    /// The token's `aud` is not this service.
+    #[error("the token is not intended for this service (wrong aud)")]
+    WrongAudience,
+    /// A required claim is absent (or empty, for `sub`).
+    #[error("the token lacks the required claim `{0}`")]
+    MissingClaim(String),
+    /// The `roles` claim is empty or names an unknown role.
+    #[error("the token's roles claim is invalid: {0}")]
+    InvalidRoles(String),
+}
+
+impl AuthError {
+    /// A stable kebab-case slug, suitable as the last segment of a problem type URI.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AuthError::Missing => "token-missing",
+            AuthError::Malformed => "token-malformed",
+            AuthError::Expired => "token-expired",
+            AuthError::NotYetValid => "token-not-yet-valid",
+            AuthError::BadSignature => "bad-signature",
+            AuthError::WrongAlgorithm => "wrong-algorithm",
+            AuthError::WrongIssuer => "wrong-issuer",
+            AuthError::WrongAudience => "wrong-audience",
+            AuthError::MissingClaim(_) => "missing-claim",
+            AuthError::InvalidRoles(_) => "invalid-roles",
+        }
+    }
+}
+
+impl From<jsonwebtoken::errors::Error> for AuthError {
+    fn from(err: jsonwebtoken::errors::Error) -> Self {
+        match err.kind() {
+            ErrorKind::ExpiredSignature => AuthError::Expired,
+            ErrorKind::ImmatureSignature => AuthError::NotYetValid,
+            ErrorKind::InvalidSignature => AuthError::BadSignature,
+            ErrorKind::InvalidAlgorithm
+            | ErrorKind::InvalidAlgorithmName
+            | ErrorKind::UnsupportedAlgorithm
+            | ErrorKind::MissingAlgorithm => AuthError::WrongAlgorithm,
+            ErrorKind::InvalidIssuer => AuthError::WrongIssuer,
+            ErrorKind::InvalidAudience => AuthError::WrongAudience,
+            ErrorKind::MissingRequiredClaim(claim) => AuthError::MissingClaim(claim.clone()),
+            ErrorKind::InvalidToken
+            | ErrorKind::InvalidClaimFormat(_)
+            | ErrorKind::Base64(_)
+            | ErrorKind::Json(_)
+            | ErrorKind::Utf8(_) => AuthError::Malformed,
+            // Key and provider failures cannot come from the caller's token with an HMAC key;
+            // refuse (fail closed) and leave a trace for operators.
+            _ => {
+                tracing::error!(error = %err, "unexpected JWT verification failure");
+                AuthError::BadSignature
+            }
+        }
+    }
+}
+
+/// A verifier or minter could not be built from the configured settings.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthConfigError {
+    /// The HMAC secret is too short to resist brute force.
+    #[error("the JWT secret is {actual} bytes; at least {MIN_SECRET_BYTES} are required")]
+    SecretTooShort {
+        /// Length of the secret that was given, in bytes.
+        actual: usize,
+    },
+    /// The issuer is empty.
+    #[error("the JWT issuer must not be empty")]
+    EmptyIssuer,
+    /// The audience is empty.
+    #[error("the JWT audience must not be empty")]
+    EmptyAudience,
+}
+
+/// Checks the settings shared by [`JwtVerifier`] and [`TokenMinter`]; returns the key bytes.
+fn checked_settings<'a>(
+    secret: &'a SecretString,
+    issuer: &str,
+    audience: &str,
+) -> Result<&'a [u8], AuthConfigError> {
+    let bytes = secret.expose_secret().as_bytes();
+    if bytes.len() < MIN_SECRET_BYTES {
+        return Err(AuthConfigError::SecretTooShort {
+            actual: bytes.len(),
+        });
+    }
+    if issuer.is_empty() {
+        return Err(AuthConfigError::EmptyIssuer);
+    }
+    if audience.is_empty() {
+        return Err(AuthConfigError::EmptyAudience);
+    }
+    Ok(bytes)
+}
+
+/// Extracts the token from an `Authorization` header value (`Bearer <token>`, scheme
+/// case-insensitive per RFC 7235).
+pub fn bearer_token(header_value: &str) -> Result<&str, AuthError> {
+    let (scheme, token) = header_value
+        .trim()
+        .split_once(' ')
+        .ok_or(AuthError::Malformed)?;
+    let token = token.trim_start();
+    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() || token.contains(' ') {
+        return Err(AuthError::Malformed);
+    }
+    Ok(token)
+}
+
+/// Verifies HS256 bearer tokens against one secret, issuer and audience.
+#[derive(Clone)]
+pub struct JwtVerifier {
+    key: DecodingKey,
+    validation: Validation,
+}
+
+impl fmt::Debug for JwtVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JwtVerifier")
+            .field("key", &"[redacted]")
+            .field("issuer", &self.validation.iss)
+            .field("audience", &self.validation.aud)
+            .finish()
+    }
+}
+
+impl JwtVerifier {
+    /// Builds a verifier; the secret's UTF-8 bytes are the HMAC key and must be at least
+    /// [`MIN_SECRET_BYTES`] long.
+    pub fn new(
+        secret: &SecretString,
+        issuer: &str,
+        audience: &str,
+    ) -> Result<Self, AuthConfigError> {
+        let key = DecodingKey::from_secret(checked_settings(secret, issuer, audience)?);
+        let mut validation = Validation::new(ALGORITHM);
+        // Since jsonwebtoken 10, `iss`/`aud` are only compared when the token carries them;
+        // listing them here is what makes a token without them fail.
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.set_issuer(&[issuer]);
+        validation.set_audience(&[audience]);
+        validation.leeway = LEEWAY_SECS;
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.validate_aud = true;
+        Ok(Self { key, validation })
+    }
+
+    /// Verifies `token` (without the `Bearer ` prefix) and returns who it speaks for.
+    pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        check_algorithm(token)?;
+        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)?;
+        principal_from(data.claims)
+    }
+}
+
+/// Refuses any token whose header does not say `"alg": "HS256"` with a clear
+/// [`AuthError::WrongAlgorithm`]. jsonwebtoken refuses them too, but an algorithm it has no
+/// variant for (notably `none`) surfaces there as a JSON error, indistinguishable from garbage.
+fn check_algorithm(token: &str) -> Result<(), AuthError> {
+    #[derive(Deserialize)]
+    struct AlgOnly {
+        alg: String,
+    }
+
+    let mut parts = token.split('.');
+    let (Some(header), Some(_payload), Some(_signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(AuthError::Malformed);
+    };
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header)
+        .map_err(|_| AuthError::Malformed)?;
+    let header: AlgOnly = serde_json::from_slice(&json).map_err(|_| AuthError::Malformed)?;
+    if header.alg == ALGORITHM_NAME {
+        Ok(())
+    } else {
+        Err(AuthError::WrongAlgorithm)
+    }
+}
+
+/// Turns verified claims into a [`Principal`], enforcing the role rules.
+fn principal_from(claims: Claims) -> Result<Principal, AuthError> {
+    if claims.sub.trim().is_empty() {
+        return Err(AuthError::MissingClaim("sub".to_owned()));
+    }
+    if claims.roles.is_empty() {
+        return Err(AuthError::InvalidRoles(
+            "the token grants no roles".to_owned(),
+        ));
+    }
+    let roles = claims
+        .roles
+        .iter()
+        .map(|name| name.parse::<Role>())
+        .collect::<Result<BTreeSet<_>, _>>()
+        .map_err(|err| AuthError::InvalidRoles(err.to_string()))?;
+    Ok(Principal {
+        subject: claims.sub,
+        roles,
+        store_ids: claims.store_ids,
+    })
+}
+
+/// Mints HS256 tokens that a [`JwtVerifier`] with the same settings accepts.
+#[derive(Clone)]
+pub struct TokenMinter {
+    key: EncodingKey,
+    issuer: String,
+    audience: String,
+}
+
+impl fmt::Debug for TokenMinter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenMinter")
+            .field("key", &"[redacted]")
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .finish()
+    }
+}
+
+impl TokenMinter {
+    /// Builds a minter; same rules as [`JwtVerifier::new`].
+    pub fn new(
+        secret: &SecretString,
+        issuer: &str,
+        audience: &str,
+    ) -> Result<Self, AuthConfigError> {
+        let key = EncodingKey::from_secret(checked_settings(secret, issuer, audience)?);
+        Ok(Self {
+            key,
+            issuer: issuer.to_owned(),
+            audience: audience.to_owned(),
+        })
+    }
+
+    /// Mints a token for `subject` with `roles` and `store_ids`, valid for `ttl` from now.
+    pub fn mint(
+        &self,
+        subject: &str,
+        roles: &[Role],
+        store_ids: &[Uuid],
+        ttl: Duration,
+    ) -> anyhow::Result<String> {
+        self.mint_at(
+            jsonwebtoken::get_current_timestamp(),
+            subject,
+            roles,
+            store_ids,
+            ttl,
+        )
+    }
+
+    /// [`TokenMinter::mint`] with an explicit clock, so tests can mint tokens in the past.
+    fn mint_at(
+        &self,
+        now: u64,
+        subject: &str,
+        roles: &[Role],
+        store_ids: &[Uuid],
+        ttl: Duration,
+    ) -> anyhow::Result<String> {
+        anyhow::ensure!(!subject.trim().is_empty(), "a token needs a subject");
+        anyhow::ensure!(!roles.is_empty(), "a token needs at least one role");
+        let exp = now
+            .checked_add(ttl.as_secs())
+            .context("token lifetime overflows the clock")?;
+        let claims = Claims {
+            sub: subject.to_owned(),
+            exp,
+            iat: Some(now),
+            nbf: None,
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            roles: roles.iter().map(ToString::to_string).collect(),
+            store_ids: store_ids.to_vec(),
+        };
+        jsonwebtoken::encode(&Header::new(ALGORITHM), &claims, &self.key)
+            .context("failed to sign the token")
+    }
+}
+
+/// A fresh secret: 48 random bytes, base64url-encoded without padding (64 characters).
+pub fn random_secret() -> SecretString {
+    let mut bytes = [0_u8; RANDOM_SECRET_BYTES];
+    // ThreadRng is a CSPRNG seeded from the operating system.
+    rand::rng().fill(&mut bytes[..]);
+    SecretString::from(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{encode, get_current_timestamp};
+
+    const ISSUER: &str = "order-service-test";
+    const AUDIENCE: &str = "order-service";
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    fn secret() -> SecretString {
+        SecretString::from("0123456789abcdef0123456789abcdef-test-secret")
+    }
+
+    fn verifier() -> JwtVerifier {
+        JwtVerifier::new(&secret(), ISSUER, AUDIENCE).unwrap()
+    }
+
+    fn minter() -> TokenMinter {
+        TokenMinter::new(&secret(), ISSUER, AUDIENCE).unwrap()
+    }
+
+    fn valid_claims() -> Claims {
+        let now = get_current_timestamp();
+        Claims {
+            sub: "alice".to_owned(),
+            exp: now + 3600,
+            iat: Some(now),
+            nbf: None,
+            iss: ISSUER.to_owned(),
+            aud: AUDIENCE.to_owned(),
+            roles: vec!["customer".to_owned()],
+            store_ids: vec![],
+        }
+    }
+
+    /// Signs any serializable payload with `alg` and the test secret.
+    fn sign<T: Serialize>(alg: Algorithm, claims: &T) -> String {
+        let key = EncodingKey::from_secret(secret().expose_secret().as_bytes());
+        encode(&Header::new(alg), claims, &key).unwrap()
+    }
+
+    fn principal(roles: &[Role], store_ids: &[Uuid]) -> Principal {
+        Principal {
+            subject: "someone".to_owned(),
+            roles: roles.iter().copied().collect(),
+            store_ids: store_ids.to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_minted_token_verifies_to_the_same_principal() {
+        let store = Uuid::new_v4();
+        let token = minter()
+            .mint("bob", &[Role::Staff, Role::Analyst], &[store], HOUR)
+            .unwrap();
+
+        let principal = verifier().verify(&token).unwrap();
+
+        assert_eq!(principal.subject, "bob");
+        assert_eq!(
+            principal.roles,
+            BTreeSet::from([Role::Staff, Role::Analyst])
+        );
+        assert_eq!(principal.store_ids, vec![store]);
+        assert_eq!(principal.id_namespace_key(), "bob");
+    }
+
+    #[test]
+    fn a_hand_signed_token_with_valid_claims_is_accepted() {
+        // Counter-test for the hand-built refusals below: the helper itself makes good tokens.
+        let token = sign(Algorithm::HS256, &valid_claims());
+
+        assert!(verifier().verify(&token).is_ok());
+    }
+
+    #[test]
+    fn an_expired_token_is_refused() {
+        let past = get_current_timestamp() - 3600;
+        let token = minter()
+            .mint_at(
+                past,
+                "alice",
+                &[Role::Customer],
+                &[],
+                Duration::from_secs(60),
+            )
+            .unwrap();
+
+        assert_eq!(verifier().verify(&token), Err(AuthError::Expired));
+    }
+
+    #[test]
+    fn a_token_expired_within_the_leeway_is_still_accepted() {
+        let claims = Claims {
+            exp: get_current_timestamp() - 2,
+            ..valid_claims()
+        };
+
+        assert!(verifier().verify(&sign(Algorithm::HS256, &claims)).is_ok());
+    }
+
+    #[test]
+    fn a_token_used_before_its_nbf_is_refused() {
+        let claims = Claims {
+            nbf: Some(get_current_timestamp() + 600),
+            ..valid_claims()
+        };
+
+        assert_eq!(
+            verifier().verify(&sign(Algorithm::HS256, &claims)),
+            Err(AuthError::NotYetValid)
+        );
+    }
+
+    #[test]
+    fn a_token_for_another_audience_is_refused() {
+        let other = TokenMinter::new(&secret(), ISSUER, "billing-service").unwrap();
+        let token = other.mint("alice", &[Role::Customer], &[], HOUR).unwrap();
+
+        assert_eq!(verifier().verify(&token), Err(AuthError::WrongAudience));
+    }
+
+    #[test]
+    fn a_token_from_another_issuer_is_refused() {
+        let other = TokenMinter::new(&secret(), "someone-else", AUDIENCE).unwrap();
+        let token = other.mint("alice", &[Role::Customer], &[], HOUR).unwrap();
+
+        assert_eq!(verifier().verify(&token), Err(AuthError::WrongIssuer));
+    }
+
+    #[derive(Serialize)]
+    struct ClaimsWithoutAud {
+        sub: String,
+        exp: u64,
+        iss: String,
+        roles: Vec<String>,
+    }
+
+    fn token_without_aud() -> String {
+        sign(
+            Algorithm::HS256,
+            &ClaimsWithoutAud {
+                sub: "alice".to_owned(),
+                exp: get_current_timestamp() + 3600,
+                iss: ISSUER.to_owned(),
+                roles: vec!["customer".to_owned()],
+            },
+        )
+    }
+
+    #[test]
+    fn a_token_without_an_audience_is_refused() {
+        assert_eq!(
+            verifier().verify(&token_without_aud()),
+            Err(AuthError::MissingClaim("aud".to_owned()))
+        );
+    }
+
+    #[test]
+    fn without_required_spec_claims_jsonwebtoken_accepts_a_token_without_an_audience() {
+        // Counter-test: documents the jsonwebtoken >= 10 behaviour that `set_required_spec_claims`
+        // in `JwtVerifier::new` guards against. If this starts failing, the library changed.
+        let mut lax = Validation::new(Algorithm::HS256);
+        lax.set_issuer(&[ISSUER]);
+        lax.set_audience(&[AUDIENCE]);
+        let key = DecodingKey::from_secret(secret().expose_secret().as_bytes());
+
+        let decoded = jsonwebtoken::decode::<Claims>(token_without_aud(), &key, &lax);
+
+        assert!(decoded.is_ok());
+    }
+
+    #[test]
+    fn a_token_without_an_expiry_is_refused() {
+        let claims = serde_json::json!({
+            "sub": "alice", "iss": ISSUER, "aud": AUDIENCE, "roles": ["customer"],
+        });
+
+        assert_eq!(
+            verifier().verify(&sign(Algorithm::HS256, &claims)),
+            Err(AuthError::MissingClaim("exp".to_owned()))
+        );
+    }
+
+    #[test]
+    fn a_token_without_an_issuer_is_refused() {
+        let claims = serde_json::json!({
+            "sub": "alice", "exp": get_current_timestamp() + 3600, "aud": AUDIENCE,
+            "roles": ["customer"],
+        });
+
+        assert_eq!(
+            verifier().verify(&sign(Algorithm::HS256, &claims)),
+            Err(AuthError::MissingClaim("iss".to_owned()))
+        );
+    }
+
+    #[test]
+    fn a_token_with_an_empty_subject_is_refused() {
+        let claims = Claims {
+            sub: String::new(),
+            ..valid_claims()
+        };
+
+        assert_eq!(
+            verifier().verify(&sign(Algorithm::HS256, &claims)),
+            Err(AuthError::MissingClaim("sub".to_owned()))
+        );
+    }
+
+    #[test]
+    fn an_unsigned_alg_none_token_is_refused() {
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let header = b64.encode(br#"{"alg":"none","typ":"JWT"}"#);
+        let payload = b64.encode(serde_json::to_vec(&valid_claims()).unwrap());
+        let token = format!("{header}.{payload}.");
+
+        assert_eq!(verifier().verify(&token), Err(AuthError::WrongAlgorithm));
+    }
+
+    #[test]
+    fn a_token_signed_with_hs384_and_the_same_secret_is_refused() {
+        let token = sign(Algorithm::HS384, &valid_claims());
+
+        assert_eq!(verifier().verify(&token), Err(AuthError::WrongAlgorithm));
+    }
+
+    #[test]
+    fn jsonwebtoken_alone_also_refuses_an_hs384_token_under_an_hs256_validation() {
+        // Defence in depth: our header pre-check is not the only guard.
+        let token = sign(Algorithm::HS384, &valid_claims());
+        let verifier = verifier();
+
+        let result = jsonwebtoken::decode::<Claims>(&token, &verifier.key, &verifier.validation);
+
+        assert_eq!(
+            result.map(|_| ()).map_err(AuthError::from),
+            Err(AuthError::WrongAlgorithm)
+        );
+    }
+
+    #[test]
+    fn a_token_with_a_tampered_signature_is_refused() {
+        let token = minter()
+            .mint("alice", &[Role::Customer], &[], HOUR)
+            .unwrap();
+        let (body, signature) = token.rsplit_once('.').unwrap();
+        let first = signature.chars().next().unwrap();
+        let flipped = if first == 'A' { 'B' } else { 'A' };
+        let tampered = format!("{body}.{flipped}{}", &signature[1..]);
+
+        assert_eq!(verifier().verify(&tampered), Err(AuthError::BadSignature));
+    }
+
+    #[test]
+    fn a_token_with_a_tampered_payload_is_refused() {
+        let token = minter()
+            .mint("alice", &[Role::Customer], &[], HOUR)
+            .unwrap();
+        let mut parts: Vec<&str> = token.split('.').collect();
+        let forged_claims = Claims {
+            roles: vec!["admin".to_owned()],
+            ..valid_claims()
+        };
+        let forged = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(serde_json::to_vec(&forged_claims).unwrap());
+        parts[1] = &forged;
+
+        assert_eq!(
+            verifier().verify(&parts.join(".")),
+            Err(AuthError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn a_token_signed_with_another_secret_is_refused() {
+        let other_secret = random_secret();
+        let other = TokenMinter::new(&other_secret, ISSUER, AUDIENCE).unwrap();
+        let token = other.mint("alice", &[Role::Customer], &[], HOUR).unwrap();
+
+        assert_eq!(verifier().verify(&token), Err(AuthError::BadSignature));
+    }
+
+    #[test]
+    fn a_token_with_an_unknown_role_is_refused() {
+        let claims = Claims {
+            roles: vec!["customer".to_owned(), "superuser".to_owned()],
+            ..valid_claims()
+        };
+
+        let err = verifier()
+            .verify(&sign(Algorithm::HS256, &claims))
+            .unwrap_err();
+
+        assert!(matches!(&err, AuthError::InvalidRoles(why) if why.contains("superuser")));
+    }
+
+    #[test]
+    fn a_token_with_no_roles_is_refused() {
+        let claims = Claims {
+            roles: vec![],
+            ..valid_claims()
+        };
+
+        assert!(matches!(
+            verifier().verify(&sign(Algorithm::HS256, &claims)),
+            Err(AuthError::InvalidRoles(_))
+        ));
+    }
+
+    #[test]
+    fn a_token_without_a_roles_claim_is_refused() {
+        let claims = serde_json::json!({
+            "sub": "alice", "exp": get_current_timestamp() + 3600, "iss": ISSUER, "aud": AUDIENCE,
+        });
+
+        assert!(matches!(
+            verifier().verify(&sign(Algorithm::HS256, &claims)),
+            Err(AuthError::InvalidRoles(_))
+        ));
+    }
+
+    #[test]
+    fn garbage_is_malformed() {
+        for token in ["", "abc", "a.b", "a.b.c.d", "!!!.e30.sig", "e30.e30.sig"] {
+            assert_eq!(
+                verifier().verify(token),
+                Err(AuthError::Malformed),
+                "{token}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_short_secret_is_refused() {
+        let short = SecretString::from("x".repeat(MIN_SECRET_BYTES - 1));
+
+        assert_eq!(
+            JwtVerifier::new(&short, ISSUER, AUDIENCE).unwrap_err(),
+            AuthConfigError::SecretTooShort {
+                actual: MIN_SECRET_BYTES - 1
+            }
+        );
+        assert!(TokenMinter::new(&short, ISSUER, AUDIENCE).is_err());
+        assert!(JwtVerifier::new(
+            &SecretString::from("x".repeat(MIN_SECRET_BYTES)),
+            ISSUER,
+            AUDIENCE
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn a_random_secret_is_long_enough_and_fresh_each_time() {
+        let a = random_secret();
+        let b = random_secret();
+
+        assert_eq!(a.expose_secret().len(), 64);
+        assert_ne!(a.expose_secret(), b.expose_secret());
+        assert!(JwtVerifier::new(&a, ISSUER, AUDIENCE).is_ok());
+    }
+
+    #[test]
+    fn minting_without_roles_fails() {
+        assert!(minter().mint("alice", &[], &[], HOUR).is_err());
+    }
+
+    #[test]
+    fn admins_and_services_reach_every_store() {
+        let store = Uuid::new_v4();
+
+        assert!(principal(&[Role::Admin], &[]).can_access_store(store));
+        assert!(principal(&[Role::Service], &[]).can_access_store(store));
+    }
+
+    #[test]
+    fn staff_reach_only_their_own_stores() {
+        let mine = Uuid::new_v4();
+        let other = Uuid::new_v4();
+        let staff = principal(&[Role::Staff], &[mine]);
+
+        assert!(staff.can_access_store(mine));
+        assert!(!staff.can_access_store(other));
+        assert!(!principal(&[Role::Staff], &[]).can_access_store(mine));
+    }
+
+    #[test]
+    fn customers_and_analysts_reach_no_store_even_when_listed() {
+        let store = Uuid::new_v4();
+
+        assert!(!principal(&[Role::Customer], &[store]).can_access_store(store));
+        assert!(!principal(&[Role::Analyst], &[store]).can_access_store(store));
+    }
+
+    #[test]
+    fn roles_round_trip_through_their_names() {
+        for role in Role::ALL {
+            assert_eq!(role.to_string().parse::<Role>(), Ok(role));
+            assert_eq!(serde_json::to_string(&role).unwrap(), format!("\"{role}\""));
+        }
+        assert_eq!(
+            "Staff".parse::<Role>(),
+            Err(UnknownRole("Staff".to_owned()))
+        );
+    }
+
+    #[test]
+    fn bearer_headers_are_parsed_strictly() {
+        assert_eq!(bearer_token("Bearer abc.def.ghi"), Ok("abc.def.ghi"));
+        assert_eq!(bearer_token("bearer abc.def.ghi"), Ok("abc.def.ghi"));
+        for bad in [
+            "",
+            "Bearer",
+            "Bearer ",
+            "Basic abc",
+            "Bearer a b",
+            "abc.def.ghi",
+        ] {
+            assert_eq!(bearer_token(bad), Err(AuthError::Malformed), "{bad}");
+        }
+    }
+
+    #[test]
+    fn error_codes_are_distinct() {
+        let all = [
+            AuthError::Missing,
+            AuthError::Malformed,
+            AuthError::Expired,
+            AuthError::NotYetValid,
+            AuthError::BadSignature,
+            AuthError::WrongAlgorithm,
+            AuthError::WrongIssuer,
+            AuthError::WrongAudience,
+            AuthError::MissingClaim("aud".to_owned()),
+            AuthError::InvalidRoles("none".to_owned()),
+        ];
+        let codes: BTreeSet<_> = all.iter().map(AuthError::code).collect();
+
+        assert_eq!(codes.len(), all.len());
+    }
+}

@@ -1,0 +1,62 @@
+//! The HTTP API: poem-openapi services by resource, assembled into one endpoint with the
+//! middleware every request passes through (outermost first): request id, observation
+//! (metrics + span), problem+json rendering, body size limit, then the routes.
+
+pub mod auth;
+pub mod catalog;
+pub mod command;
+pub mod limits;
+pub mod observe;
+pub mod ops;
+pub mod orders;
+pub mod problem;
+pub mod security;
+
+use poem::middleware::{RequestId, ReuseId};
+use poem::{Endpoint, EndpointExt as _, IntoEndpoint, Route};
+use poem_openapi::{OpenApiService, Tags};
+
+use crate::state::AppState;
+
+/// Groups of operations in the OpenAPI document.
+#[derive(Debug, Tags)]
+pub enum ApiTags {
+    /// Create orders, change their items, place, fulfil, ship and cancel them.
+    Orders,
+    /// Stores and the products they sell.
+    Catalog,
+    /// Health and metrics.
+    Ops,
+}
+
+type Apis = (orders::OrdersApi, catalog::CatalogApi, ops::OpsApi);
+
+/// The OpenAPI service (also used by `order-service openapi` to print the spec).
+pub fn openapi() -> OpenApiService<Apis, ()> {
+    OpenApiService::new(
+        (orders::OrdersApi, catalog::CatalogApi, ops::OpsApi),
+        "order-service",
+        env!("CARGO_PKG_VERSION"),
+    )
+    .description(
+        "Event-sourced order service. Every `/v1` operation needs a bearer JWT; every error is \
+         `application/problem+json` whose `type` names the broken rule.",
+    )
+}
+
+/// The whole HTTP application.
+pub fn app(state: AppState) -> impl Endpoint {
+    let api = openapi();
+    let spec = api.spec_endpoint();
+    let docs = api.swagger_ui();
+    let max_body = state.limits.max_body_bytes;
+    let metrics = state.metrics.clone();
+    let routes = Route::new()
+        .nest("/", api)
+        .at("/openapi.json", spec)
+        .nest("/docs", docs)
+        .data(state);
+    let limited = limits::BodyLimit::new(routes.into_endpoint(), max_body);
+    observe::Observe::new(problem::ProblemEndpoint(limited), metrics)
+        .with(RequestId::default().reuse_id(ReuseId::Use))
+}

@@ -1,0 +1,91 @@
+//! Per-request observation: a tracing span (with the W3C trace context of the caller when it
+//! sends one) and the HTTP metrics, labelled by operation id rather than raw path so ids in
+//! URLs do not explode label cardinality.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use poem::{Endpoint, IntoResponse, Request, Response};
+use poem_openapi::OperationId;
+use tracing::Instrument as _;
+
+use crate::telemetry::Metrics;
+
+/// Wraps the problem endpoint; sees every response, errors included.
+#[derive(Debug)]
+pub struct Observe<E> {
+    inner: E,
+    metrics: Arc<Metrics>,
+}
+
+impl<E> Observe<E> {
+    pub fn new(inner: E, metrics: Arc<Metrics>) -> Self {
+        Self { inner, metrics }
+    }
+}
+
+impl<E: Endpoint> Endpoint for Observe<E> {
+    type Output = Response;
+
+    async fn call(&self, req: Request) -> poem::Result<Self::Output> {
+        let started = Instant::now();
+        let method = req.method().to_string();
+        let path = req.uri().path().to_owned();
+        let span = tracing::info_span!(
+            "http.request",
+            http.method = %method,
+            http.route = tracing::field::Empty,
+            http.status = tracing::field::Empty,
+            url.path = %path,
+            otel.kind = "server",
+        );
+        set_remote_parent(&span, &req);
+        let response = self
+            .inner
+            .call(req)
+            .instrument(span.clone())
+            .await
+            .map(IntoResponse::into_response)?;
+        let route = response
+            .data::<OperationId>()
+            .map_or_else(|| fallback_route(&path), |op| op.0.to_owned());
+        let status = response.status();
+        span.record("http.route", route.as_str());
+        span.record("http.status", status.as_u16());
+        self.metrics
+            .http_requests
+            .with_label_values(&[route.as_str(), method.as_str(), status.as_str()])
+            .inc();
+        self.metrics
+            .http_duration
+            .with_label_values(&[route.as_str(), method.as_str()])
+            .observe(started.elapsed().as_secs_f64());
+        if status.is_server_error() {
+            tracing::warn!(parent: &span, %status, route, "request failed");
+        }
+        Ok(response)
+    }
+}
+
+/// Routes outside the OpenAPI service, by fixed prefix; anything else is "unmatched".
+fn fallback_route(path: &str) -> String {
+    match path {
+        "/openapi.json" => "openapi".into(),
+        p if p.starts_with("/docs") => "docs".into(),
+        _ => "unmatched".into(),
+    }
+}
+
+/// Continues the caller's trace when it sent a `traceparent` header.
+fn set_remote_parent(span: &tracing::Span, req: &Request) {
+    use opentelemetry::propagation::TextMapPropagator as _;
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+    let Some(traceparent) = req.header("traceparent") else {
+        return;
+    };
+    let mut carrier = std::collections::HashMap::new();
+    carrier.insert("traceparent".to_owned(), traceparent.to_owned());
+    let context = opentelemetry_sdk::propagation::TraceContextPropagator::new().extract(&carrier);
+    let _ = span.set_parent(context);
+}

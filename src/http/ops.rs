@@ -1,0 +1,99 @@
+//! Operations endpoints: liveness, readiness and Prometheus metrics. Unauthenticated, outside
+//! `/v1`, for load balancers and scrapers.
+
+use poem::web::Data;
+use poem_openapi::payload::{Json, PlainText};
+use poem_openapi::{ApiResponse, Object, OpenApi};
+
+use super::ApiTags;
+use crate::state::AppState;
+
+/// Health of one dependency.
+#[derive(Debug, Clone, Object)]
+pub struct Check {
+    pub name: String,
+    pub ok: bool,
+    pub detail: Option<String>,
+}
+
+/// Readiness report.
+#[derive(Debug, Clone, Object)]
+pub struct Readiness {
+    pub ready: bool,
+    pub checks: Vec<Check>,
+}
+
+#[derive(ApiResponse)]
+pub enum ReadyResponse {
+    /// Every dependency answers.
+    #[oai(status = 200)]
+    Ready(Json<Readiness>),
+    /// Some dependency does not; the body says which.
+    #[oai(status = 503)]
+    NotReady(Json<Readiness>),
+}
+
+#[derive(ApiResponse)]
+pub enum MetricsResponse {
+    /// Prometheus text exposition format 0.0.4.
+    #[oai(
+        status = 200,
+        content_type = "text/plain; version=0.0.4; charset=utf-8"
+    )]
+    Ok(PlainText<String>),
+}
+
+/// The operations of this module.
+#[derive(Debug)]
+pub struct OpsApi;
+
+#[OpenApi(tag = "ApiTags::Ops")]
+impl OpsApi {
+    /// Liveness: the process is serving requests
+    #[oai(path = "/health/live", method = "get", operation_id = "live")]
+    async fn live(&self) -> PlainText<&'static str> {
+        PlainText("ok")
+    }
+
+    /// Readiness: the database is reachable and fully migrated
+    #[oai(path = "/health/ready", method = "get", operation_id = "ready")]
+    async fn ready(&self, state: Data<&AppState>) -> ReadyResponse {
+        let database = match crate::store::migrations_applied(&state.pool).await {
+            Ok(true) => Check {
+                name: "database".into(),
+                ok: true,
+                detail: None,
+            },
+            Ok(false) => Check {
+                name: "database".into(),
+                ok: false,
+                detail: Some("migrations pending: run `order-service migrate`".into()),
+            },
+            Err(e) => Check {
+                name: "database".into(),
+                ok: false,
+                detail: Some(format!("{e:#}")),
+            },
+        };
+        let checks = vec![database];
+        let ready = checks.iter().all(|c| c.ok);
+        let report = Readiness { ready, checks };
+        if ready {
+            ReadyResponse::Ready(Json(report))
+        } else {
+            ReadyResponse::NotReady(Json(report))
+        }
+    }
+
+    /// Prometheus metrics
+    #[oai(path = "/metrics", method = "get", operation_id = "metrics")]
+    async fn metrics(&self, state: Data<&AppState>) -> MetricsResponse {
+        let pool_size = state.pool.size();
+        state.metrics.db_pool_size.set(i64::from(pool_size));
+        state
+            .metrics
+            .db_pool_idle
+            .set(i64::try_from(state.pool.num_idle()).unwrap_or(0));
+        MetricsResponse::Ok(PlainText(state.metrics.render()))
+    }
+}

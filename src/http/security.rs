@@ -1,0 +1,104 @@
+//! Bearer authentication for poem-openapi, and who may do what (DESIGN §10).
+//!
+//! Visibility comes before permission: an order the caller may not see answers 404 whatever
+//! the command, so ids of other customers' orders leak nothing. A visible order the caller's
+//! role may not change answers 403.
+
+use order_domain::Order;
+use poem::Request;
+use poem_openapi::auth::Bearer;
+use poem_openapi::SecurityScheme;
+
+use super::auth::{Principal, Role};
+use super::problem::ApiError;
+use crate::state::AppState;
+
+/// A verified caller. Every `/v1` operation takes one.
+#[derive(Debug, SecurityScheme)]
+#[oai(ty = "bearer", bearer_format = "JWT", checker = "verify_bearer")]
+pub struct BearerAuth(pub Principal);
+
+async fn verify_bearer(req: &Request, bearer: Bearer) -> poem::Result<Principal> {
+    let state = req
+        .data::<AppState>()
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("AppState missing from request data")))?;
+    state
+        .verifier
+        .verify(&bearer.token)
+        .map_err(|e| ApiError::Unauthorized(e).into())
+}
+
+/// What a caller wants to do with an existing order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderAction {
+    /// Read the order, its items, history.
+    Read,
+    /// The customer's side: items, place, cancel, discard.
+    Shop,
+    /// The store's side: fulfilment statuses, shipping.
+    Fulfil,
+}
+
+/// Whether `p` may see `order` at all.
+pub fn can_see(p: &Principal, order: &Order) -> bool {
+    if p.has(Role::Admin) || p.has(Role::Service) || p.has(Role::Analyst) {
+        return true;
+    }
+    let own = p.has(Role::Customer) && order.customer_id().is_some_and(|c| c.as_str() == p.subject);
+    let store = p.has(Role::Staff)
+        && order
+            .store_id()
+            .is_some_and(|s| p.can_access_store(s.as_uuid()));
+    own || store
+}
+
+/// Authorizes `action` on `order` for `p`: 404 when invisible, 403 when not permitted.
+pub fn authorize_order(p: &Principal, order: &Order, action: OrderAction) -> Result<(), ApiError> {
+    if !can_see(p, order) {
+        return Err(ApiError::order_not_found());
+    }
+    let own = p.has(Role::Customer) && order.customer_id().is_some_and(|c| c.as_str() == p.subject);
+    let store = p.has(Role::Staff)
+        && order
+            .store_id()
+            .is_some_and(|s| p.can_access_store(s.as_uuid()));
+    let operator = p.has(Role::Admin) || p.has(Role::Service);
+    let allowed = match action {
+        OrderAction::Read => true,
+        OrderAction::Shop => operator || own || store,
+        OrderAction::Fulfil => operator || store,
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(match action {
+            OrderAction::Fulfil => {
+                "only the store's staff, services and admins move orders through fulfilment"
+            }
+            _ => "this role may only read orders",
+        }))
+    }
+}
+
+/// Admins and services manage every store; staff only their own.
+pub fn authorize_store_admin(p: &Principal, store: uuid::Uuid) -> Result<(), ApiError> {
+    if p.has(Role::Admin)
+        || p.has(Role::Service)
+        || (p.has(Role::Staff) && p.can_access_store(store))
+    {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(
+            "only admins, services and the store's staff manage its products",
+        ))
+    }
+}
+
+/// Only admins and services open stores.
+pub fn require_operator(p: &Principal) -> Result<(), ApiError> {
+    if p.has(Role::Admin) || p.has(Role::Service) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden("only admins and services may do this"))
+    }
+}

@@ -1,0 +1,20 @@
+//! order-service: an event-sourced order service.
+//!
+//! Module map (DESIGN §3, one room per role):
+//! * [`config`]: settings, read once in `main`.
+//! * [`telemetry`]: tracing subscriber, log format, metrics registry.
+//! * [`startup`]: `Application::build` / `run_until_stopped`, the one wiring point.
+//! * [`state`]: the shared state handed to every HTTP handler.
+//! * [`http`]: the REST API (poem-openapi), auth and problem+json errors.
+//! * [`store`]: event store wiring (postgres-es), the order command executor, the catalog.
+//! * [`devstack`]: the embedded PostgreSQL + nats-server launcher used by `dev` and tests.
+//! * [`cli`]: the `order-service` command line.
+
+pub mod cli;
+pub mod config;
+pub mod devstack;
+pub mod http;
+pub mod startup;
+pub mod state;
+pub mod store;
+pub mod telemetry;

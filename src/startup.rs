@@ -1,0 +1,133 @@
+//! `Application::build` wires everything once; `run_until_stopped` serves until a shutdown
+//! signal. Tests build it with port 0 and read `port()`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use poem::listener::{Acceptor as _, Listener as _, TcpListener};
+use secrecy::SecretString;
+use sqlx::PgPool;
+
+use crate::config::Settings;
+use crate::http::auth::JwtVerifier;
+use crate::state::AppState;
+use crate::store::catalog::CatalogRepository;
+use crate::store::orders::OrderRepository;
+use crate::telemetry::Metrics;
+
+/// A built, bound, not yet serving application.
+pub struct Application {
+    port: u16,
+    acceptor: poem::listener::TcpAcceptor,
+    state: AppState,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application")
+            .field("port", &self.port)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Application {
+    /// Connects to the database (migrating when configured), builds the state and binds the
+    /// listener.
+    pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
+        let url = settings.database_url.as_ref().context(
+            "DATABASE_URL is not set (use `order-service dev` for an embedded database)",
+        )?;
+        let pool = crate::store::connect(url, &settings.database).await?;
+        if settings.database.migrate_on_start {
+            crate::store::migrate(&pool).await?;
+        }
+        Self::build_with_pool(settings, pool).await
+    }
+
+    /// Like [`Application::build`] with an existing pool.
+    pub async fn build_with_pool(settings: &Settings, pool: PgPool) -> anyhow::Result<Self> {
+        let secret: &SecretString = settings.auth.jwt_secret.as_ref().context(
+            "APP__AUTH__JWT_SECRET is not set (JWKS is not supported yet; `dev` generates a secret)",
+        )?;
+        anyhow::ensure!(
+            settings.auth.jwks_url.is_none(),
+            "APP__AUTH__JWKS_URL is not supported yet; configure APP__AUTH__JWT_SECRET (HS256)"
+        );
+        let verifier = JwtVerifier::new(secret, &settings.auth.issuer, &settings.auth.audience)
+            .context("invalid JWT settings")?;
+        let metrics = Metrics::new()?;
+        let catalog = CatalogRepository::new(pool.clone());
+        let orders = OrderRepository::new(pool.clone(), catalog.clone(), metrics.clone());
+        let state = AppState {
+            pool,
+            orders: Arc::new(orders),
+            catalog,
+            verifier: Arc::new(verifier),
+            metrics,
+            limits: settings.limits.clone(),
+        };
+        let acceptor = TcpListener::bind(settings.http.addr)
+            .into_acceptor()
+            .await
+            .with_context(|| format!("binding {}", settings.http.addr))?;
+        let port = acceptor
+            .local_addr()
+            .first()
+            .and_then(|a| a.as_socket_addr().map(std::net::SocketAddr::port))
+            .context("listener has no TCP address")?;
+        Ok(Self {
+            port,
+            acceptor,
+            state,
+        })
+    }
+
+    /// The bound port (useful with port 0).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The shared state, e.g. for tests that inspect the pool.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then drains in-flight requests (up to 10 s).
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send,
+    ) -> anyhow::Result<()> {
+        let app = crate::http::app(self.state.clone());
+        tracing::info!(port = self.port, "serving HTTP");
+        let result = poem::Server::new_with_acceptor(self.acceptor)
+            .run_with_graceful_shutdown(app, shutdown, Some(Duration::from_secs(10)))
+            .await
+            .context("HTTP server failed");
+        self.state.pool.close().await;
+        tracing::info!("HTTP server stopped");
+        result
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("Ctrl-C received, shutting down"),
+        () = term => tracing::info!("SIGTERM received, shutting down"),
+    }
+}

@@ -1,0 +1,26 @@
+//! The state every handler shares: one wiring point, built in [`crate::startup`].
+
+use std::sync::Arc;
+
+use sqlx::PgPool;
+
+use crate::config::LimitSettings;
+use crate::http::auth::JwtVerifier;
+use crate::store::catalog::CatalogRepository;
+use crate::store::orders::OrderRepository;
+use crate::telemetry::Metrics;
+
+/// Cheap to clone: everything inside is shared.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The pool every repository uses (one per process).
+    pub pool: PgPool,
+    /// Order commands and loads against the event store.
+    pub orders: Arc<OrderRepository>,
+    /// Stores, products, prices.
+    pub catalog: CatalogRepository,
+    /// Verifies bearer tokens.
+    pub verifier: Arc<JwtVerifier>,
+    pub metrics: Arc<Metrics>,
+    pub limits: LimitSettings,
+}

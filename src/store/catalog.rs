@@ -1,0 +1,233 @@
+//! The catalog repository: stores and products in plain tables, and the price lookups order
+//! commands need. Catalog POSTs are idempotent by identity: a store's id derives from the
+//! `Idempotency-Key`, a product's from its SKU.
+
+use anyhow::Context as _;
+use chrono::{DateTime, Utc};
+use order_domain::{CatalogProduct, Currency, Money, PriceList, ProductName, Sku, StoreId};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+/// A store as stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct StoreRow {
+    pub id: Uuid,
+    pub name: String,
+    pub currency: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A product as stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ProductRow {
+    pub store_id: Uuid,
+    pub sku: String,
+    pub name: String,
+    pub unit_price_minor: i64,
+    pub currency: String,
+    pub active: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A new product, already validated.
+#[derive(Debug, Clone)]
+pub struct NewProduct {
+    pub sku: Sku,
+    pub name: ProductName,
+    pub unit_price: Money,
+    pub active: bool,
+}
+
+/// Changes to a product; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct ProductChanges {
+    pub name: Option<ProductName>,
+    pub unit_price_minor: Option<i64>,
+    pub active: Option<bool>,
+}
+
+/// Outcome of an insert keyed by natural identity.
+#[derive(Debug, Clone)]
+pub enum Inserted<T> {
+    Created(T),
+    /// A row with this identity already exists (returned as it is).
+    Existing(T),
+}
+
+#[derive(Debug, Clone)]
+pub struct CatalogRepository {
+    pool: PgPool,
+}
+
+impl CatalogRepository {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// Name, price and status of each SKU the store sells; SKUs it does not know are absent.
+    #[tracing::instrument(skip_all, fields(store_id = %store))]
+    pub async fn prices(&self, store: StoreId, skus: &[Sku]) -> anyhow::Result<PriceList> {
+        let wanted: Vec<&str> = skus.iter().map(Sku::as_str).collect();
+        let rows: Vec<ProductRow> =
+            sqlx::query_as("select * from products where store_id = $1 and sku = any($2)")
+                .bind(store.as_uuid())
+                .bind(&wanted)
+                .fetch_all(&self.pool)
+                .await
+                .context("looking up catalog prices")?;
+        let mut prices = PriceList::new();
+        for row in rows {
+            // Rows were validated on the way in; a row that no longer parses is treated as
+            // not sold rather than failing the order.
+            let (Ok(sku), Ok(name), Ok(currency)) = (
+                Sku::parse(row.sku),
+                ProductName::parse(row.name),
+                Currency::parse(&row.currency),
+            ) else {
+                continue;
+            };
+            let Ok(unit_price) = Money::new(row.unit_price_minor, currency) else {
+                continue;
+            };
+            prices.insert(
+                sku,
+                CatalogProduct {
+                    name,
+                    unit_price,
+                    active: row.active,
+                },
+            );
+        }
+        Ok(prices)
+    }
+
+    pub async fn create_store(
+        &self,
+        id: Uuid,
+        name: &str,
+        currency: Currency,
+    ) -> anyhow::Result<Inserted<StoreRow>> {
+        let created: Option<StoreRow> = sqlx::query_as(
+            "insert into stores (id, name, currency) values ($1, $2, $3)
+             on conflict (id) do nothing returning *",
+        )
+        .bind(id)
+        .bind(name)
+        .bind(currency.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .context("inserting a store")?;
+        match created {
+            Some(row) => Ok(Inserted::Created(row)),
+            None => Ok(Inserted::Existing(
+                self.store(id)
+                    .await?
+                    .context("store vanished after a conflicting insert")?,
+            )),
+        }
+    }
+
+    pub async fn store(&self, id: Uuid) -> anyhow::Result<Option<StoreRow>> {
+        sqlx::query_as("select * from stores where id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .context("reading a store")
+    }
+
+    /// Stores ordered by id, after `after`, at most `limit`.
+    pub async fn stores(&self, after: Option<Uuid>, limit: i64) -> anyhow::Result<Vec<StoreRow>> {
+        sqlx::query_as(
+            "select * from stores where ($1::uuid is null or id > $1) order by id limit $2",
+        )
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .context("listing stores")
+    }
+
+    pub async fn create_product(
+        &self,
+        store: Uuid,
+        p: &NewProduct,
+    ) -> anyhow::Result<Inserted<ProductRow>> {
+        let created: Option<ProductRow> = sqlx::query_as(
+            "insert into products (store_id, sku, name, unit_price_minor, currency, active)
+             values ($1, $2, $3, $4, $5, $6)
+             on conflict (store_id, sku) do nothing returning *",
+        )
+        .bind(store)
+        .bind(p.sku.as_str())
+        .bind(p.name.as_str())
+        .bind(p.unit_price.amount_minor())
+        .bind(p.unit_price.currency().as_str())
+        .bind(p.active)
+        .fetch_optional(&self.pool)
+        .await
+        .context("inserting a product")?;
+        match created {
+            Some(row) => Ok(Inserted::Created(row)),
+            None => Ok(Inserted::Existing(
+                self.product(store, &p.sku)
+                    .await?
+                    .context("product vanished after a conflicting insert")?,
+            )),
+        }
+    }
+
+    pub async fn product(&self, store: Uuid, sku: &Sku) -> anyhow::Result<Option<ProductRow>> {
+        sqlx::query_as("select * from products where store_id = $1 and sku = $2")
+            .bind(store)
+            .bind(sku.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .context("reading a product")
+    }
+
+    /// A store's products ordered by SKU, after `after`, at most `limit`.
+    pub async fn products(
+        &self,
+        store: Uuid,
+        after: Option<&str>,
+        limit: i64,
+    ) -> anyhow::Result<Vec<ProductRow>> {
+        sqlx::query_as(
+            "select * from products where store_id = $1 and ($2::text is null or sku > $2)
+             order by sku limit $3",
+        )
+        .bind(store)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .context("listing products")
+    }
+
+    /// Applies `changes`; `None` when the product does not exist.
+    pub async fn update_product(
+        &self,
+        store: Uuid,
+        sku: &Sku,
+        changes: &ProductChanges,
+    ) -> anyhow::Result<Option<ProductRow>> {
+        sqlx::query_as(
+            "update products set
+                 name = coalesce($3, name),
+                 unit_price_minor = coalesce($4, unit_price_minor),
+                 active = coalesce($5, active),
+                 updated_at = now()
+             where store_id = $1 and sku = $2
+             returning *",
+        )
+        .bind(store)
+        .bind(sku.as_str())
+        .bind(changes.name.as_ref().map(ProductName::as_str))
+        .bind(changes.unit_price_minor)
+        .bind(changes.active)
+        .fetch_optional(&self.pool)
+        .await
+        .context("updating a product")
+    }
+}

@@ -1,0 +1,353 @@
+//! The order command executor: load the order's events, authorize against the loaded state,
+//! resolve catalog prices, decide, append, in one optimistic step (DESIGN §4, §5).
+//!
+//! Round trips per command: one select of the order's events, one catalog select when the
+//! command adds items, and the insert transaction postgres-es runs (begin, insert per event,
+//! commit). Commands on one order queue behind each other inside a process (a lock per order
+//! id), so a burst on one order does not turn into a retry storm; across replicas a unique-key
+//! collision on `(aggregate, sequence)` means another writer won, and the command is decided
+//! again on the new state, a bounded number of times.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cqrs_es::persist::{EventStoreAggregateContext, PersistedEventStore};
+use cqrs_es::{Aggregate as _, AggregateError, EventEnvelope, EventStore as _};
+use order_domain::{CommandMark, Decision, Envelope, Order, OrderCommand, OrderError, OrderId};
+use postgres_es::PostgresEventRepository;
+use rand::Rng as _;
+use sqlx::PgPool;
+
+use super::catalog::CatalogRepository;
+use crate::telemetry::Metrics;
+
+/// Attempts of one command before a conflict is reported to the client.
+const MAX_ATTEMPTS: u32 = 8;
+
+/// Who asked for a change, and in which trace: stored as every event's metadata.
+#[derive(Debug, Clone, Default)]
+pub struct EventMetadata {
+    pub correlation_id: Option<String>,
+    pub causation_id: Option<String>,
+    pub principal: Option<String>,
+    pub traceparent: Option<String>,
+    pub idempotency_key: Option<String>,
+}
+
+impl EventMetadata {
+    fn into_map(self) -> HashMap<String, String> {
+        [
+            ("correlation_id", self.correlation_id),
+            ("causation_id", self.causation_id),
+            ("principal", self.principal),
+            ("traceparent", self.traceparent),
+            ("idempotency_key", self.idempotency_key),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v)))
+        .collect()
+    }
+}
+
+/// One command to execute.
+#[derive(Debug, Clone)]
+pub struct CommandRequest {
+    pub order_id: OrderId,
+    pub command: OrderCommand,
+    /// Set when the request came with an `Idempotency-Key`.
+    pub mark: Option<CommandMark>,
+    /// `If-Match`: the version the client last saw.
+    pub expected_version: Option<u64>,
+    pub metadata: EventMetadata,
+}
+
+/// What a successful command leaves behind.
+#[derive(Debug, Clone)]
+pub struct Executed {
+    /// The order right after this command (for a replay: right after the original request).
+    pub order: Order,
+    /// True when an identical earlier request was answered again and nothing was appended.
+    pub replayed: bool,
+    /// Events this command appended.
+    pub appended: usize,
+}
+
+/// Why a command did not execute. `E` is the caller's authorization error.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecuteError<E> {
+    #[error("not allowed")]
+    Denied(E),
+    #[error(transparent)]
+    Refused(OrderError),
+    #[error("the order is at version {actual}, not {expected}")]
+    VersionMismatch { expected: u64, actual: u64 },
+    #[error("too many concurrent writers on this order")]
+    Conflict,
+    #[error("event store unavailable")]
+    Unavailable(#[source] anyhow::Error),
+    #[error("event store failure")]
+    Store(#[source] anyhow::Error),
+}
+
+/// Executes order commands against the event store.
+pub struct OrderRepository {
+    store: PersistedEventStore<PostgresEventRepository, Order>,
+    catalog: CatalogRepository,
+    metrics: Arc<Metrics>,
+    locks: KeyedLocks,
+}
+
+/// One async mutex per order id with a command in flight; entries go away with their last
+/// holder, so the map holds only orders being written right now.
+#[derive(Debug, Default)]
+struct KeyedLocks {
+    map: std::sync::Mutex<HashMap<OrderId, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// Held while one command runs on one order.
+struct KeyedGuard<'a> {
+    locks: &'a KeyedLocks,
+    id: OrderId,
+    lock: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl KeyedLocks {
+    async fn lock(&self, id: OrderId) -> KeyedGuard<'_> {
+        let mutex = {
+            let mut map = self
+                .map
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            map.entry(id).or_default().clone()
+        };
+        KeyedGuard {
+            locks: self,
+            id,
+            lock: Some(mutex.lock_owned().await),
+        }
+    }
+}
+
+impl Drop for KeyedGuard<'_> {
+    fn drop(&mut self) {
+        drop(self.lock.take());
+        let mut map = self
+            .locks
+            .map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Only the map still holds the mutex: nobody is waiting, forget it.
+        if map.get(&self.id).is_some_and(|m| Arc::strong_count(m) == 1) {
+            map.remove(&self.id);
+        }
+    }
+}
+
+impl std::fmt::Debug for OrderRepository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OrderRepository").finish_non_exhaustive()
+    }
+}
+
+/// An order as loaded: its state and the events it was folded from.
+struct Loaded {
+    order: Order,
+    events: Vec<EventEnvelope<Order>>,
+}
+
+impl OrderRepository {
+    pub fn new(pool: PgPool, catalog: CatalogRepository, metrics: Arc<Metrics>) -> Self {
+        Self {
+            // Pure event-store mode: postgres-es 0.5's snapshot and aggregate-store modes
+            // apply events twice.
+            store: PersistedEventStore::new_event_store(PostgresEventRepository::new(pool)),
+            catalog,
+            metrics,
+            locks: KeyedLocks::default(),
+        }
+    }
+
+    /// Loads an order's current state (`None` if it was never created).
+    #[tracing::instrument(skip_all, fields(order_id = %id))]
+    pub async fn load(&self, id: OrderId) -> anyhow::Result<Option<Order>> {
+        let loaded = self
+            .load_events::<std::convert::Infallible>(id)
+            .await
+            .map_err(anyhow_of)?;
+        Ok(Some(loaded.order).filter(Order::exists))
+    }
+
+    /// Runs `request`: `authorize` sees the loaded order before anything is decided and may
+    /// refuse; a replayed request is authorized the same way as the original.
+    #[tracing::instrument(skip_all, fields(order_id = %request.order_id, command = request.command.name()))]
+    pub async fn execute<E>(
+        &self,
+        request: CommandRequest,
+        authorize: impl Fn(&Order) -> Result<(), E>,
+    ) -> Result<Executed, ExecuteError<E>> {
+        let name = request.command.name();
+        let started = Instant::now();
+        let result = self.execute_inner(request, authorize).await;
+        let outcome = match &result {
+            Ok(e) if e.replayed => "replayed",
+            Ok(_) => "accepted",
+            Err(ExecuteError::Denied(_) | ExecuteError::Refused(_)) => "refused",
+            Err(ExecuteError::VersionMismatch { .. } | ExecuteError::Conflict) => "conflict",
+            Err(ExecuteError::Unavailable(_) | ExecuteError::Store(_)) => "error",
+        };
+        self.metrics
+            .commands
+            .with_label_values(&[name, outcome])
+            .inc();
+        self.metrics
+            .command_duration
+            .with_label_values(&[name])
+            .observe(started.elapsed().as_secs_f64());
+        result
+    }
+
+    async fn execute_inner<E>(
+        &self,
+        request: CommandRequest,
+        authorize: impl Fn(&Order) -> Result<(), E>,
+    ) -> Result<Executed, ExecuteError<E>> {
+        let aggregate_id = request.order_id.to_string();
+        let envelope = Envelope {
+            command: request.command,
+            mark: request.mark,
+        };
+        let metadata = request.metadata.into_map();
+        let _guard = self.locks.lock(request.order_id).await;
+        let mut backoff = Duration::from_millis(2);
+        for attempt in 1..=MAX_ATTEMPTS {
+            let Loaded { order, events } = self.load_events(request.order_id).await?;
+            if order.exists() {
+                authorize(&order).map_err(ExecuteError::Denied)?;
+            }
+            if let Some(expected) = request.expected_version {
+                if expected != order.version() {
+                    return Err(ExecuteError::VersionMismatch {
+                        expected,
+                        actual: order.version(),
+                    });
+                }
+            }
+            let prices = match order.catalog_lookup(&envelope.command) {
+                Some((store, skus)) => self
+                    .catalog
+                    .prices(store, &skus)
+                    .await
+                    .map_err(ExecuteError::Store)?,
+                None => order_domain::PriceList::new(),
+            };
+            let new_events = match order
+                .decide(&envelope, &prices)
+                .map_err(ExecuteError::Refused)?
+            {
+                Decision::Replayed { version } => {
+                    return Ok(Executed {
+                        order: fold(
+                            events
+                                .iter()
+                                .take(usize::try_from(version).unwrap_or(usize::MAX)),
+                        ),
+                        replayed: true,
+                        appended: 0,
+                    });
+                }
+                Decision::Events(new_events) => new_events,
+            };
+            if new_events.is_empty() {
+                return Ok(Executed {
+                    order,
+                    replayed: false,
+                    appended: 0,
+                });
+            }
+            let mut after = order.clone();
+            for e in &new_events {
+                after.apply(e.clone());
+            }
+            let types: Vec<String> = new_events
+                .iter()
+                .map(|e| e.change.event_type().to_owned())
+                .collect();
+            let context = EventStoreAggregateContext {
+                aggregate_id: aggregate_id.clone(),
+                current_sequence: usize::try_from(order.version()).unwrap_or(usize::MAX),
+                // Only snapshot modes read the context's aggregate; ours is event-store mode.
+                aggregate: order,
+                current_snapshot: None,
+            };
+            match self
+                .store
+                .commit(new_events, context, metadata.clone())
+                .await
+            {
+                Ok(committed) => {
+                    for t in &types {
+                        self.metrics.events_appended.with_label_values(&[t]).inc();
+                    }
+                    return Ok(Executed {
+                        order: after,
+                        replayed: false,
+                        appended: committed.len(),
+                    });
+                }
+                Err(AggregateError::AggregateConflict) if attempt < MAX_ATTEMPTS => {
+                    self.metrics
+                        .command_retries
+                        .with_label_values(&[envelope.command.name()])
+                        .inc();
+                    // Someone else appended first. With If-Match the client asked for exactly
+                    // the version it saw, so the next round reports the mismatch.
+                    let jitter = rand::rng()
+                        .random_range(0..=u64::try_from(backoff.as_micros()).unwrap_or(u64::MAX));
+                    tokio::time::sleep(backoff + Duration::from_micros(jitter)).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(50));
+                }
+                Err(AggregateError::AggregateConflict) => return Err(ExecuteError::Conflict),
+                Err(e) => return Err(store_error(e)),
+            }
+        }
+        Err(ExecuteError::Conflict)
+    }
+
+    async fn load_events<E>(&self, id: OrderId) -> Result<Loaded, ExecuteError<E>> {
+        let events = self
+            .store
+            .load_events(&id.to_string())
+            .await
+            .map_err(store_error)?;
+        Ok(Loaded {
+            order: fold(events.iter()),
+            events,
+        })
+    }
+}
+
+fn fold<'a>(events: impl Iterator<Item = &'a EventEnvelope<Order>>) -> Order {
+    let mut order = Order::default();
+    for e in events {
+        order.apply(e.payload.clone());
+    }
+    order
+}
+
+fn store_error<E>(e: AggregateError<OrderError>) -> ExecuteError<E> {
+    match e {
+        AggregateError::DatabaseConnectionError(e) => {
+            ExecuteError::Unavailable(anyhow::anyhow!(e).context("database connection"))
+        }
+        AggregateError::UserError(e) => ExecuteError::Refused(e),
+        other => ExecuteError::Store(anyhow::anyhow!(other.to_string())),
+    }
+}
+
+fn anyhow_of<E>(e: ExecuteError<E>) -> anyhow::Error {
+    match e {
+        ExecuteError::Unavailable(e) | ExecuteError::Store(e) => e,
+        other => anyhow::anyhow!(other.to_string()),
+    }
+}

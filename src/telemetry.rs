@@ -1,0 +1,183 @@
+//! Telemetry, composed in one place: the tracing subscriber (env filter, pretty or JSON logs,
+//! optional OpenTelemetry export) and the Prometheus metrics every part of the service records
+//! into.
+//!
+//! Tests stay silent unless `TEST_LOG` is set.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{EnvFilter, Layer as _};
+
+use crate::config::{LogFormat, OtelSettings};
+
+/// Installs the global subscriber. `default_format` applies when the configuration leaves the
+/// format unset (pretty in `dev`, JSON otherwise).
+pub fn init(format: LogFormat, otel: &OtelSettings) -> anyhow::Result<()> {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let fmt = match format {
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .with_current_span(true)
+            .flatten_event(true)
+            .boxed(),
+        LogFormat::Pretty => tracing_subscriber::fmt::layer().compact().boxed(),
+    };
+    let otel_layer = match &otel.endpoint {
+        Some(endpoint) => Some(otel_layer(endpoint, &otel.service_name)?),
+        None => None,
+    };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .with(otel_layer)
+        .try_init()
+        .context("a global tracing subscriber was already installed")
+}
+
+fn otel_layer<S>(
+    endpoint: &str,
+    service_name: &str,
+) -> anyhow::Result<tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry_sdk::trace::Tracer>>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry_otlp::WithExportConfig as _;
+
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_endpoint(endpoint)
+        .build()
+        .context("building the OTLP exporter")?;
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(
+            opentelemetry_sdk::Resource::builder()
+                .with_service_name(service_name.to_owned())
+                .build(),
+        )
+        .build();
+    opentelemetry::global::set_text_map_propagator(
+        opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+    );
+    let tracer = provider.tracer("order-service");
+    opentelemetry::global::set_tracer_provider(provider);
+    Ok(tracing_opentelemetry::layer().with_tracer(tracer))
+}
+
+/// For tests: logs to the test writer when `TEST_LOG` is set, otherwise nothing.
+pub fn init_for_tests() {
+    if std::env::var_os("TEST_LOG").is_some() {
+        let _ = tracing_subscriber::registry()
+            .with(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+            .with(tracing_subscriber::fmt::layer().with_test_writer())
+            .try_init();
+    }
+}
+
+/// Every metric of the service, in base units, registered once.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    /// HTTP requests by route template, method and status.
+    pub http_requests: IntCounterVec,
+    /// HTTP latency by route template and method (seconds).
+    pub http_duration: HistogramVec,
+    /// Commands by type and outcome (accepted, replayed, refused, conflict, error).
+    pub commands: IntCounterVec,
+    /// Command latency from load to commit, by type (seconds).
+    pub command_duration: HistogramVec,
+    /// Optimistic-concurrency retries by command type.
+    pub command_retries: IntCounterVec,
+    /// Events appended to the store, by event type.
+    pub events_appended: IntCounterVec,
+    /// Database pool: connections open, and idle.
+    pub db_pool_size: IntGauge,
+    pub db_pool_idle: IntGauge,
+}
+
+impl Metrics {
+    pub fn new() -> anyhow::Result<Arc<Self>> {
+        let registry = Registry::new();
+        let latency_buckets = vec![
+            0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+        ];
+        let http_requests = IntCounterVec::new(
+            Opts::new(
+                "http_requests_total",
+                "HTTP requests by route, method and status",
+            ),
+            &["route", "method", "status"],
+        )?;
+        let http_duration = HistogramVec::new(
+            HistogramOpts::new("http_request_duration_seconds", "HTTP request latency")
+                .buckets(latency_buckets.clone()),
+            &["route", "method"],
+        )?;
+        let commands = IntCounterVec::new(
+            Opts::new("order_commands_total", "Order commands by type and outcome"),
+            &["command", "outcome"],
+        )?;
+        let command_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "order_command_duration_seconds",
+                "Order command latency: load, decide, append, commit",
+            )
+            .buckets(latency_buckets),
+            &["command"],
+        )?;
+        let command_retries = IntCounterVec::new(
+            Opts::new(
+                "order_command_retries_total",
+                "Commands retried after an optimistic-concurrency conflict",
+            ),
+            &["command"],
+        )?;
+        let events_appended = IntCounterVec::new(
+            Opts::new(
+                "events_appended_total",
+                "Events appended to the event store",
+            ),
+            &["event_type"],
+        )?;
+        let db_pool_size = IntGauge::new("db_pool_connections", "Open database connections")?;
+        let db_pool_idle = IntGauge::new("db_pool_idle_connections", "Idle database connections")?;
+        for c in [
+            Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(http_duration.clone()),
+            Box::new(commands.clone()),
+            Box::new(command_duration.clone()),
+            Box::new(command_retries.clone()),
+            Box::new(events_appended.clone()),
+            Box::new(db_pool_size.clone()),
+            Box::new(db_pool_idle.clone()),
+        ] {
+            registry.register(c)?;
+        }
+        Ok(Arc::new(Self {
+            registry,
+            http_requests,
+            http_duration,
+            commands,
+            command_duration,
+            command_retries,
+            events_appended,
+            db_pool_size,
+            db_pool_idle,
+        }))
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        use prometheus::Encoder as _;
+        let mut buf = Vec::new();
+        let encoder = prometheus::TextEncoder::new();
+        // Encoding into a Vec cannot fail for well-formed metric families.
+        let _ = encoder.encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}

@@ -1,0 +1,229 @@
+//! Concurrent writers on one order, and idempotent retries.
+
+use std::collections::BTreeSet;
+
+use futures::future::join_all;
+use reqwest::Method;
+use serde_json::json;
+
+use crate::helpers::spawn_app;
+
+#[tokio::test]
+async fn fifty_concurrent_add_items_lose_no_update() {
+    // Arrange
+    let app = spawn_app().await;
+    let store = app.store_with_products().await;
+    app.add_products(store, 50).await;
+    let alice = app.customer("alice");
+    let order = app.create_order(&alice, store).await;
+
+    // Act: 50 different products at once.
+    let answers = join_all((1..=50).map(|i| {
+        let app = &app;
+        let alice = &alice;
+        async move { (i, app.add_item(alice, order, &format!("P{i}"), 1).await) }
+    }))
+    .await;
+
+    // Assert: each answered 2xx or 409, and exactly the 2xx ones are on the order.
+    let mut accepted = BTreeSet::new();
+    for (i, answer) in &answers {
+        match answer.status.as_u16() {
+            200 => {
+                accepted.insert(format!("P{i}"));
+            }
+            409 => {
+                answer.assert_problem(409, "concurrent-modification");
+                assert!(answer.header("retry-after").is_some());
+            }
+            other => panic!("P{i}: unexpected {other}: {}", answer.text),
+        }
+    }
+    let read = app.get(&format!("/v1/orders/{order}"), &alice).await;
+    let on_order: BTreeSet<String> = read.body["lines"]
+        .as_array()
+        .expect("lines")
+        .iter()
+        .map(|l| l["sku"].as_str().expect("sku").to_owned())
+        .collect();
+    assert_eq!(on_order, accepted);
+    assert_eq!(
+        read.body["total_minor"],
+        100 * i64::try_from(accepted.len()).expect("len")
+    );
+    assert_eq!(read.body["version"], 1 + accepted.len());
+    assert!(
+        accepted.len() >= 45,
+        "bounded retries should absorb most conflicts, got {}",
+        accepted.len()
+    );
+}
+
+#[tokio::test]
+async fn two_replicas_writing_one_order_lose_no_update() {
+    // Arrange: two service processes on one database; each only serializes its own writers,
+    // so they collide in the event store and must retry on the new state.
+    let app = spawn_app().await;
+    let replica = app.replica().await;
+    let store = app.store_with_products().await;
+    app.add_products(store, 40).await;
+    let alice = app.customer("alice");
+    let order = app.create_order(&alice, store).await;
+
+    let answers = join_all((1..=40).map(|i| {
+        let target = if i % 2 == 0 { &app } else { &replica };
+        let alice = &alice;
+        async move { (i, target.add_item(alice, order, &format!("P{i}"), 1).await) }
+    }))
+    .await;
+
+    let accepted: BTreeSet<String> = answers
+        .iter()
+        .filter_map(|(i, a)| match a.status.as_u16() {
+            200 => Some(format!("P{i}")),
+            409 => None,
+            other => panic!("P{i}: unexpected {other}: {}", a.text),
+        })
+        .collect();
+    let read = app.get(&format!("/v1/orders/{order}"), &alice).await;
+    let on_order: BTreeSet<String> = read.body["lines"]
+        .as_array()
+        .expect("lines")
+        .iter()
+        .map(|l| l["sku"].as_str().expect("sku").to_owned())
+        .collect();
+    assert_eq!(on_order, accepted);
+    assert_eq!(read.body["version"], 1 + accepted.len());
+    let retries = [&app, &replica]
+        .iter()
+        .map(|a| {
+            a.app_state
+                .metrics
+                .command_retries
+                .with_label_values(&["AddItem"])
+                .get()
+        })
+        .sum::<u64>();
+    assert!(
+        retries > 0,
+        "the replicas never collided: the test did not exercise the retry path"
+    );
+}
+
+#[tokio::test]
+async fn the_same_create_sent_five_times_in_parallel_makes_one_order() {
+    let app = spawn_app().await;
+    let store = app.store_with_products().await;
+    let alice = app.customer("alice");
+    let body = json!({"store_id": store, "items": [{"sku": "TEA", "quantity": 2}]});
+
+    let answers = join_all((0..5).map(|_| {
+        app.send(
+            Method::POST,
+            "/v1/orders",
+            Some(&alice),
+            Some(body.clone()),
+            &[("idempotency-key", "checkout-123")],
+        )
+    }))
+    .await;
+
+    let ids: BTreeSet<String> = answers
+        .iter()
+        .map(|a| {
+            a.assert_status(201);
+            a.body["id"].as_str().expect("id").to_owned()
+        })
+        .collect();
+    assert_eq!(ids.len(), 1, "one order id for one key");
+    assert!(
+        answers.iter().all(|a| a.body == answers[0].body),
+        "the same answer every time"
+    );
+    let created: i64 =
+        sqlx::query_scalar("select count(*) from events where event_type = 'OrderCreated'")
+            .fetch_one(&app.pool)
+            .await
+            .expect("count");
+    assert_eq!(created, 1);
+    assert_eq!(
+        answers
+            .iter()
+            .filter(|a| a.header("idempotent-replayed") == Some("true"))
+            .count(),
+        4
+    );
+}
+
+#[tokio::test]
+async fn a_retried_command_appends_nothing_and_a_reused_key_is_refused() {
+    let app = spawn_app().await;
+    let store = app.store_with_products().await;
+    let alice = app.customer("alice");
+    let order = app.create_order(&alice, store).await;
+    let path = format!("/v1/orders/{order}/items");
+    let key = [("idempotency-key", "add-tea-1")];
+
+    let first = app
+        .send(
+            Method::POST,
+            &path,
+            Some(&alice),
+            Some(json!({"sku": "TEA", "quantity": 1})),
+            &key,
+        )
+        .await;
+    first.assert_status(200);
+    app.add_item(&alice, order, "CAKE", 1)
+        .await
+        .assert_status(200);
+    let retry = app
+        .send(
+            Method::POST,
+            &path,
+            Some(&alice),
+            Some(json!({"sku": "TEA", "quantity": 1})),
+            &key,
+        )
+        .await;
+    retry.assert_status(200);
+    assert_eq!(
+        retry.body, first.body,
+        "the retry answers with the order as the first request left it"
+    );
+    assert_eq!(retry.header("idempotent-replayed"), Some("true"));
+    assert_eq!(
+        app.event_types(order).await,
+        ["OrderCreated", "ItemAdded", "ItemAdded"]
+    );
+
+    let reused = app
+        .send(
+            Method::POST,
+            &path,
+            Some(&alice),
+            Some(json!({"sku": "TEA", "quantity": 5})),
+            &key,
+        )
+        .await;
+    reused.assert_problem(422, "idempotency-key-reused");
+    let other_create = app
+        .send(
+            Method::POST,
+            "/v1/orders",
+            Some(&alice),
+            Some(json!({"store_id": store})),
+            &[("idempotency-key", "k1")],
+        )
+        .await;
+    other_create.assert_status(201);
+    app.send(
+        Method::POST,
+        "/v1/orders",
+        Some(&alice),
+        Some(json!({"store_id": store, "customer_email": "a@b.de"})),
+        &[("idempotency-key", "k1")],
+    )
+    .await
+    .assert_problem(422, "idempotency-key-reused");
+}

@@ -1,0 +1,436 @@
+//! `spawn_app()`: the real service on a random port, against real PostgreSQL, one fresh
+//! database per test. PostgreSQL comes from `DATABASE_URL` when set, else the local server on
+//! 127.0.0.1:5432, else the embedded dev stack.
+
+use std::time::Duration;
+
+use order_service::config::Settings;
+use order_service::http::auth::{Role, TokenMinter};
+use order_service::startup::Application;
+use reqwest::{Method, StatusCode};
+use secrecy::SecretString;
+use serde_json::{json, Value};
+use sqlx::{Connection as _, PgPool};
+use tokio::sync::OnceCell;
+use uuid::Uuid;
+
+const SECRET: &str = "test-secret-that-is-long-enough-for-hs256-0123456789";
+const DB_PREFIX: &str = "ostest_";
+
+/// Where test databases are created: an admin URL (to the `postgres` database) and a builder
+/// for a database URL.
+struct Server {
+    admin_url: String,
+    _stack: Option<order_service::devstack::DevStack>,
+}
+
+static SERVER: OnceCell<Server> = OnceCell::const_new();
+
+async fn server() -> &'static Server {
+    SERVER
+        .get_or_init(|| async {
+            order_service::telemetry::init_for_tests();
+            let (admin_url, stack) = if let Ok(url) = std::env::var("DATABASE_URL") {
+                (url, None)
+            } else {
+                let local =
+                    "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable".to_owned();
+                if sqlx::PgConnection::connect(&local).await.is_ok() {
+                    (local, None)
+                } else {
+                    let dir = std::env::temp_dir().join("order-service-test-stack");
+                    let stack = order_service::devstack::DevStack::start(&dir)
+                        .await
+                        .expect("no PostgreSQL reachable and the embedded one failed to start");
+                    let url = stack.database_url().replace("/orders?", "/postgres?");
+                    (url, Some(stack))
+                }
+            };
+            drop_stale_databases(&admin_url).await;
+            Server {
+                admin_url,
+                _stack: stack,
+            }
+        })
+        .await
+}
+
+/// Removes test databases left by earlier runs (older than an hour), so they do not pile up.
+async fn drop_stale_databases(admin_url: &str) {
+    let Ok(mut conn) = sqlx::PgConnection::connect(admin_url).await else {
+        return;
+    };
+    let stale: Vec<String> = sqlx::query_scalar(
+        "select datname from pg_database d
+         where datname like 'ostest\\_%'
+           and (pg_stat_file('base/' || d.oid || '/PG_VERSION')).modification < now() - interval '1 hour'",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap_or_default();
+    for name in stale {
+        let _ = sqlx::query(&format!("drop database if exists \"{name}\" with (force)"))
+            .execute(&mut conn)
+            .await;
+    }
+}
+
+fn with_database(url: &str, db: &str) -> String {
+    let mut parsed = url::Url::parse(url).expect("database url");
+    parsed.set_path(&format!("/{db}"));
+    parsed.to_string()
+}
+
+/// A running service and typed helpers to drive it as a storefront would.
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub pool: PgPool,
+    pub app_state: order_service::state::AppState,
+    /// The settings this instance runs with (a replica reuses them).
+    pub settings: Settings,
+    minter: TokenMinter,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let server = server().await;
+    let db = format!("{DB_PREFIX}{}", Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(&server.admin_url)
+        .await
+        .expect("admin connection");
+    sqlx::query(&format!("create database \"{db}\""))
+        .execute(&mut admin)
+        .await
+        .expect("create database");
+    let url = with_database(&server.admin_url, &db);
+
+    let mut settings = Settings {
+        database_url: Some(SecretString::from(url)),
+        ..Settings::default()
+    };
+    settings.http.addr = "127.0.0.1:0".parse().expect("addr");
+    settings.auth.jwt_secret = Some(SecretString::from(SECRET.to_owned()));
+    settings.database.migrate_on_start = true;
+    settings.database.max_connections = 8;
+    configure(&mut settings);
+    start(settings).await
+}
+
+/// Runs the service with `settings` on a random port.
+async fn start(settings: Settings) -> TestApp {
+    let app = Application::build(&settings)
+        .await
+        .expect("application builds");
+    let port = app.port();
+    let pool = app.state().pool.clone();
+    let app_state = app.state().clone();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let _ = app
+            .run_until_stopped(async {
+                let _ = rx.await;
+            })
+            .await;
+    });
+    let minter = TokenMinter::new(
+        &SecretString::from(SECRET.to_owned()),
+        &settings.auth.issuer,
+        &settings.auth.audience,
+    )
+    .expect("minter");
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        client: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("client"),
+        pool,
+        app_state,
+        settings,
+        minter,
+        shutdown: Some(tx),
+    }
+}
+
+impl TestApp {
+    /// A second service process on the same database, as another replica behind the load
+    /// balancer would be.
+    pub async fn replica(&self) -> TestApp {
+        start(self.settings.clone()).await
+    }
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts a problem+json answer with this status and problem type slug.
+    #[track_caller]
+    pub fn assert_problem(&self, status: u16, slug: &str) {
+        assert_eq!(self.status.as_u16(), status, "status; body: {}", self.text);
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json"),
+            "content type; body: {}",
+            self.text
+        );
+        assert_eq!(
+            self.body["type"],
+            format!("/problems/{slug}"),
+            "problem type; body: {}",
+            self.text
+        );
+        assert_eq!(self.body["status"], status, "status field");
+        assert!(
+            self.body["title"].as_str().is_some_and(|t| !t.is_empty()),
+            "title"
+        );
+        assert!(
+            self.body["detail"].as_str().is_some_and(|t| !t.is_empty()),
+            "detail"
+        );
+        assert!(
+            self.header("x-request-id").is_some(),
+            "x-request-id on an error"
+        );
+    }
+
+    #[track_caller]
+    pub fn assert_status(&self, status: u16) {
+        assert_eq!(self.status.as_u16(), status, "status; body: {}", self.text);
+    }
+}
+
+/// A principal for tests.
+#[derive(Debug, Clone)]
+pub struct Who {
+    pub token: String,
+    pub sub: String,
+}
+
+impl TestApp {
+    pub fn token(&self, sub: &str, roles: &[Role], stores: &[Uuid]) -> Who {
+        Who {
+            token: self
+                .minter
+                .mint(sub, roles, stores, Duration::from_secs(600))
+                .expect("mint"),
+            sub: sub.to_owned(),
+        }
+    }
+    pub fn admin(&self) -> Who {
+        self.token("admin-1", &[Role::Admin], &[])
+    }
+    pub fn customer(&self, sub: &str) -> Who {
+        self.token(sub, &[Role::Customer], &[])
+    }
+    pub fn staff(&self, store: Uuid) -> Who {
+        self.token("staff-1", &[Role::Staff], &[store])
+    }
+    pub fn service(&self) -> Who {
+        self.token("storefront", &[Role::Service], &[])
+    }
+    pub fn analyst(&self) -> Who {
+        self.token("analyst-1", &[Role::Analyst], &[])
+    }
+
+    /// Sends a request; `body` JSON when given.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        who: Option<&Who>,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Answer {
+        let mut req = self
+            .client
+            .request(method, format!("{}{path}", self.address));
+        if let Some(who) = who {
+            req = req.bearer_auth(&who.token);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.expect("request sent");
+        read(resp).await
+    }
+
+    pub async fn raw(&self, req: reqwest::RequestBuilder) -> Answer {
+        read(req.send().await.expect("request sent")).await
+    }
+
+    pub async fn get(&self, path: &str, who: &Who) -> Answer {
+        self.send(Method::GET, path, Some(who), None, &[]).await
+    }
+    pub async fn post(&self, path: &str, who: &Who, body: Value) -> Answer {
+        self.send(Method::POST, path, Some(who), Some(body), &[])
+            .await
+    }
+
+    /// A store with products TEA (450), CAKE (300), OLD (inactive) and USD-IMPORT (priced in USD).
+    pub async fn store_with_products(&self) -> Uuid {
+        let admin = self.admin();
+        let store = self
+            .post(
+                "/v1/stores",
+                &admin,
+                json!({"name": "Corner Café", "currency": "EUR"}),
+            )
+            .await;
+        store.assert_status(201);
+        let id: Uuid = store.body["id"]
+            .as_str()
+            .expect("store id")
+            .parse()
+            .expect("uuid");
+        for (sku, name, price, extra) in [
+            ("TEA", "Green tea", 450, json!({})),
+            ("CAKE", "Cheesecake", 300, json!({})),
+            ("OLD", "Retired", 100, json!({"active": false})),
+            ("USD-IMPORT", "Import", 100, json!({"currency": "USD"})),
+        ] {
+            let mut body = json!({"sku": sku, "name": name, "unit_price_minor": price});
+            body.as_object_mut()
+                .expect("object")
+                .extend(extra.as_object().expect("object").clone());
+            self.post(&format!("/v1/stores/{id}/products"), &admin, body)
+                .await
+                .assert_status(201);
+        }
+        id
+    }
+
+    /// Adds `n` products P1..Pn priced 100 each.
+    pub async fn add_products(&self, store: Uuid, n: usize) {
+        let admin = self.admin();
+        for i in 1..=n {
+            self.post(&format!("/v1/stores/{store}/products"), &admin, json!({"sku": format!("P{i}"), "name": format!("Product {i}"), "unit_price_minor": 100}))
+                .await
+                .assert_status(201);
+        }
+    }
+
+    /// Creates a draft for customer `who` in `store`; returns its id.
+    pub async fn create_order(&self, who: &Who, store: Uuid) -> Uuid {
+        self.create_order_for(who, store, &who.sub).await
+    }
+
+    /// Creates a draft by `who` for `customer` in `store`; returns its id.
+    pub async fn create_order_for(&self, who: &Who, store: Uuid, customer: &str) -> Uuid {
+        let answer = self
+            .post(
+                "/v1/orders",
+                who,
+                json!({"store_id": store, "customer_id": customer}),
+            )
+            .await;
+        answer.assert_status(201);
+        answer.body["id"]
+            .as_str()
+            .expect("order id")
+            .parse()
+            .expect("uuid")
+    }
+
+    pub async fn add_item(&self, who: &Who, order: Uuid, sku: &str, quantity: i64) -> Answer {
+        self.post(
+            &format!("/v1/orders/{order}/items"),
+            who,
+            json!({"sku": sku, "quantity": quantity}),
+        )
+        .await
+    }
+
+    pub async fn place(&self, who: &Who, order: Uuid) -> Answer {
+        self.post(&format!("/v1/orders/{order}/place"), who, json!({}))
+            .await
+    }
+
+    pub async fn set_status(&self, who: &Who, order: Uuid, status: &str) -> Answer {
+        self.post(
+            &format!("/v1/orders/{order}/status"),
+            who,
+            json!({"status": status}),
+        )
+        .await
+    }
+
+    /// Confirms a placed order the way the saga does: through the internal command.
+    pub async fn confirm_internally(&self, order: Uuid) {
+        use order_domain::{OrderCommand, OrderId};
+        use order_service::store::orders::{CommandRequest, EventMetadata};
+        self.app_state
+            .orders
+            .execute::<()>(
+                CommandRequest {
+                    order_id: OrderId::from_uuid(order),
+                    command: OrderCommand::ConfirmOrder,
+                    mark: None,
+                    expected_version: None,
+                    metadata: EventMetadata::default(),
+                },
+                |_| Ok(()),
+            )
+            .await
+            .expect("confirm");
+    }
+
+    /// Rows in the event store.
+    pub async fn event_count(&self) -> i64 {
+        sqlx::query_scalar("select count(*) from events")
+            .fetch_one(&self.pool)
+            .await
+            .expect("count")
+    }
+
+    /// Event types of one order, in sequence order.
+    pub async fn event_types(&self, order: Uuid) -> Vec<String> {
+        sqlx::query_scalar(
+            "select event_type from events where aggregate_id = $1 order by sequence",
+        )
+        .bind(order.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .expect("events")
+    }
+}
+
+async fn read(resp: reqwest::Response) -> Answer {
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let text = resp.text().await.unwrap_or_default();
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Answer {
+        status,
+        headers,
+        body,
+        text,
+    }
+}

@@ -1,0 +1,10 @@
+//! Black-box tests of the service through HTTP, against real PostgreSQL: one binary, one
+//! database per test.
+
+mod helpers;
+
+mod auth_matrix;
+mod concurrency;
+mod hostile;
+mod lifecycle;
+mod openapi;

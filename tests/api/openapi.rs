@@ -1,0 +1,65 @@
+//! The OpenAPI document: served, complete, and unchanged unless the snapshot is updated
+//! (`UPDATE_SNAPSHOTS=1 cargo test --test api openapi`).
+
+use serde_json::Value;
+
+use crate::helpers::spawn_app;
+
+const SNAPSHOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/openapi.json");
+
+#[tokio::test]
+async fn the_served_spec_matches_the_committed_snapshot() {
+    let app = spawn_app().await;
+    let served = app
+        .raw(app.client.get(format!("{}/openapi.json", app.address)))
+        .await;
+    served.assert_status(200);
+    let pretty = serde_json::to_string_pretty(&served.body).expect("json") + "\n";
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::write(SNAPSHOT, &pretty).expect("write snapshot");
+    }
+    let committed = std::fs::read_to_string(SNAPSHOT).unwrap_or_default();
+    assert!(
+        committed == pretty,
+        "docs/openapi.json differs from the served spec; review the API change and run \
+         UPDATE_SNAPSHOTS=1 cargo test --test api openapi"
+    );
+}
+
+#[tokio::test]
+async fn every_operation_has_an_id_and_documents_problem_responses() {
+    let spec: Value = serde_json::from_str(&order_service::http::openapi().spec()).expect("spec");
+    assert!(spec["openapi"]
+        .as_str()
+        .is_some_and(|v| v.starts_with("3.")));
+    let mut ids = std::collections::HashSet::new();
+    for (path, methods) in spec["paths"].as_object().expect("paths") {
+        for (method, op) in methods.as_object().expect("methods") {
+            let id = op["operationId"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{method} {path} has no operationId"));
+            assert!(ids.insert(id.to_owned()), "duplicate operationId {id}");
+            if path.starts_with("/v1") {
+                assert!(
+                    op["responses"]["401"]["content"]["application/problem+json"].is_object(),
+                    "{id} documents 401"
+                );
+                assert!(op["security"].is_array(), "{id} requires a bearer token");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn swagger_ui_is_served() {
+    let app = spawn_app().await;
+    let docs = app
+        .raw(app.client.get(format!("{}/docs", app.address)))
+        .await;
+    docs.assert_status(200);
+    assert!(
+        docs.text.contains("swagger"),
+        "{}",
+        &docs.text[..docs.text.len().min(200)]
+    );
+}
