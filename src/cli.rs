@@ -97,6 +97,32 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// The dev signing secret, kept in the data dir so tokens survive a restart of `dev`.
+fn dev_secret(data_dir: &std::path::Path) -> anyhow::Result<SecretString> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+
+    let path = data_dir.join("dev-jwt-secret");
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        let existing = existing.trim();
+        if existing.len() >= crate::http::auth::MIN_SECRET_BYTES {
+            return Ok(SecretString::from(existing.to_owned()));
+        }
+    }
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let secret = random_secret();
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.write_all(secret.expose_secret().as_bytes())?;
+    Ok(secret)
+}
+
 fn init_logs(settings: &Settings, default: LogFormat) -> anyhow::Result<()> {
     crate::telemetry::init(settings.log.format.unwrap_or(default), &settings.otel)
 }
@@ -122,11 +148,15 @@ async fn dev(mut settings: Settings, data_dir: &std::path::Path) -> anyhow::Resu
             settings.nats_url = Some(stack.nats_url().to_owned());
         }
     }
+    if settings.auth.jwt_secret.is_none() {
+        let secret = dev_secret(stack.as_ref().map_or(data_dir, DevStack::data_dir))?;
+        settings.auth.jwt_secret = Some(secret);
+    }
     let secret = settings
         .auth
         .jwt_secret
-        .get_or_insert_with(random_secret)
-        .clone();
+        .clone()
+        .context("a secret was just set")?;
     settings.database.migrate_on_start = true;
 
     let result = async {
@@ -145,9 +175,10 @@ async fn dev(mut settings: Settings, data_dir: &std::path::Path) -> anyhow::Resu
         println!("  Metrics:     {base}/metrics");
         println!("  Admin token (valid {} h):", settings.auth.token_ttl_secs / 3600);
         println!("    export TOKEN={token}");
-        if settings.auth.jwt_secret.is_some() && needs_stack {
-            println!("  Mint more:   APP__AUTH__JWT_SECRET={} order-service token --role customer --sub alice", secret.expose_secret());
-        }
+        println!(
+            "  Mint more:   APP__AUTH__JWT_SECRET=$(cat {}/dev-jwt-secret) cargo run -- token --role customer --sub alice",
+            stack.as_ref().map_or(data_dir, DevStack::data_dir).display()
+        );
         println!("  Try:         curl -H \"Authorization: Bearer $TOKEN\" {base}/v1/stores");
         println!("Press Ctrl-C to stop.");
         app.run_until_stopped(shutdown_signal()).await

@@ -207,7 +207,7 @@ impl CatalogApi {
             .catalog
             .create_store(id, name.as_str(), currency)
             .await
-            .map_err(ApiError::Internal)?
+            .map_err(ApiError::infra)?
         {
             Inserted::Created(row) => row,
             Inserted::Existing(row)
@@ -243,7 +243,7 @@ impl CatalogApi {
             .catalog
             .stores(after.0, limit)
             .await
-            .map_err(ApiError::Internal)?;
+            .map_err(ApiError::infra)?;
         let next = (rows.len() == usize::try_from(limit).unwrap_or(0))
             .then(|| rows.last().map(|r| r.id.to_string()))
             .flatten();
@@ -265,7 +265,7 @@ impl CatalogApi {
             .catalog
             .store(id.0)
             .await
-            .map_err(ApiError::Internal)?
+            .map_err(ApiError::infra)?
             .ok_or_else(|| store_not_found(id.0))?;
         Ok(StoreResponse::Ok(Json(row.into())))
     }
@@ -290,7 +290,7 @@ impl CatalogApi {
             .catalog
             .store(id.0)
             .await
-            .map_err(ApiError::Internal)?
+            .map_err(ApiError::infra)?
             .ok_or_else(|| store_not_found(id.0))?;
         let mut errors = Vec::new();
         let mut field = |name: &str, e: order_domain::ValueError| {
@@ -326,7 +326,7 @@ impl CatalogApi {
             .catalog
             .create_product(id.0, &product)
             .await
-            .map_err(ApiError::Internal)?
+            .map_err(ApiError::infra)?
         {
             Inserted::Created(row) => row,
             // A retry of the same request under its key answers as the first time.
@@ -374,13 +374,13 @@ impl CatalogApi {
             .catalog
             .store(id.0)
             .await
-            .map_err(ApiError::Internal)?
+            .map_err(ApiError::infra)?
             .ok_or_else(|| store_not_found(id.0))?;
         let rows = state
             .catalog
             .products(id.0, after.0.as_deref(), limit)
             .await
-            .map_err(ApiError::Internal)?;
+            .map_err(ApiError::infra)?;
         let next = (rows.len() == usize::try_from(limit).unwrap_or(0))
             .then(|| rows.last().map(|r| r.sku.clone()))
             .flatten();
@@ -436,7 +436,7 @@ impl CatalogApi {
             .catalog
             .update_product(id.0, &sku_value, &changes)
             .await
-            .map_err(ApiError::Internal)?
+            .map_err(ApiError::infra)?
             .ok_or_else(not_found)?;
         Ok(ProductResponse::Ok(Json(row.into())))
     }

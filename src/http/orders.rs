@@ -178,6 +178,7 @@ pub struct CancelBody {
 pub struct AddressView {
     pub name: String,
     pub line1: String,
+    #[oai(skip_serializing_if_is_none)]
     pub line2: Option<String>,
     pub city: String,
     pub postal_code: String,
@@ -212,12 +213,16 @@ pub struct OrderView {
     pub customer_id: String,
     pub store_id: Uuid,
     pub currency: String,
+    #[oai(skip_serializing_if_is_none)]
     pub customer_email: Option<String>,
+    #[oai(skip_serializing_if_is_none)]
     pub shipping_address: Option<AddressView>,
     pub lines: Vec<LineView>,
     /// Sum of line totals, in minor units of `currency`.
     pub total_minor: i64,
+    #[oai(skip_serializing_if_is_none)]
     pub shipment: Option<ShipmentView>,
+    #[oai(skip_serializing_if_is_none)]
     pub cancel_reason: Option<String>,
 }
 
@@ -520,7 +525,7 @@ impl OrdersApi {
             .catalog
             .store(body.store_id)
             .await
-            .map_err(ApiError::Internal)?
+            .map_err(ApiError::infra)?
             .ok_or_else(|| ApiError::Invalid {
                 slug: "unknown-store",
                 detail: format!("store {} does not exist", body.store_id),
@@ -882,7 +887,7 @@ async fn load_visible(state: &AppState, auth: &BearerAuth, id: Uuid) -> Result<O
         .orders
         .load(OrderId::from_uuid(id))
         .await
-        .map_err(ApiError::Internal)?
+        .map_err(ApiError::infra)?
         .ok_or_else(ApiError::order_not_found)?;
     authorize_order(&auth.0, &order, OrderAction::Read)?;
     Ok(order)

@@ -115,6 +115,16 @@ impl ApiError {
         }
     }
 
+    /// An infrastructure failure: 503 when the database is out of reach (the client may retry),
+    /// 500 otherwise.
+    pub fn infra(e: anyhow::Error) -> Self {
+        if crate::store::is_unavailable(&e) {
+            Self::Unavailable(e)
+        } else {
+            Self::Internal(e)
+        }
+    }
+
     pub fn forbidden(detail: impl Into<String>) -> Self {
         Self::Forbidden(detail.into())
     }

@@ -56,3 +56,24 @@ pub async fn migrations_applied(pool: &PgPool) -> anyhow::Result<bool> {
         .filter(|m| m.migration_type.is_up_migration())
         .all(|m| applied.contains(&m.version)))
 }
+
+/// Whether an error means "the database is out of reach" (pool exhausted or closed, I/O, TLS)
+/// rather than a bug: such requests answer 503 and may be retried.
+pub fn is_unavailable(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<sqlx::Error>()
+            .is_some_and(sqlx_unavailable)
+    })
+}
+
+/// The sqlx errors that mean the database is out of reach.
+pub fn sqlx_unavailable(e: &sqlx::Error) -> bool {
+    matches!(
+        e,
+        sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+    )
+}

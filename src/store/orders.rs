@@ -234,11 +234,13 @@ impl OrderRepository {
                 }
             }
             let prices = match order.catalog_lookup(&envelope.command) {
-                Some((store, skus)) => self
-                    .catalog
-                    .prices(store, &skus)
-                    .await
-                    .map_err(ExecuteError::Store)?,
+                Some((store, skus)) => self.catalog.prices(store, &skus).await.map_err(|e| {
+                    if super::is_unavailable(&e) {
+                        ExecuteError::Unavailable(e)
+                    } else {
+                        ExecuteError::Store(e)
+                    }
+                })?,
                 None => order_domain::PriceList::new(),
             };
             let new_events = match order
@@ -341,6 +343,23 @@ fn store_error<E>(e: AggregateError<OrderError>) -> ExecuteError<E> {
             ExecuteError::Unavailable(anyhow::anyhow!(e).context("database connection"))
         }
         AggregateError::UserError(e) => ExecuteError::Refused(e),
+        AggregateError::UnexpectedError(e) => {
+            // Keep the concrete sqlx error in the chain (anyhow hides a boxed one from
+            // downcasts), so callers can tell an outage from a bug.
+            let (e, unavailable) = match e.downcast::<sqlx::Error>() {
+                Ok(sqlx) => {
+                    let unavailable = super::sqlx_unavailable(&sqlx);
+                    (anyhow::Error::new(*sqlx), unavailable)
+                }
+                Err(other) => (anyhow::anyhow!(other), false),
+            };
+            let e = e.context("event store");
+            if unavailable {
+                ExecuteError::Unavailable(e)
+            } else {
+                ExecuteError::Store(e)
+            }
+        }
         other => ExecuteError::Store(anyhow::anyhow!(other.to_string())),
     }
 }

@@ -408,3 +408,25 @@ async fn health_and_metrics_answer_without_a_token() {
         .text
         .contains("http_requests_total{method=\"POST\",route=\"createOrder\",status=\"201\"} 1"));
 }
+
+#[tokio::test]
+async fn a_lost_database_answers_503_with_retry_after_not_500() {
+    let app = spawn_app().await;
+    let store = app.store_with_products().await;
+    let alice = app.customer("alice");
+    let order = app.create_order(&alice, store).await;
+
+    app.pool.close().await;
+
+    let read = app.get(&format!("/v1/orders/{order}"), &alice).await;
+    read.assert_problem(503, "service-unavailable");
+    assert_eq!(read.header("retry-after"), Some("1"));
+    app.add_item(&alice, order, "TEA", 1)
+        .await
+        .assert_problem(503, "service-unavailable");
+    let ready = app
+        .raw(app.client.get(format!("{}/health/ready", app.address)))
+        .await;
+    ready.assert_status(503);
+    assert_eq!(ready.body["ready"], false);
+}
