@@ -31,6 +31,15 @@ pub struct Settings {
     pub otel: OtelSettings,
     pub log: LogSettings,
     pub limits: LimitSettings,
+    pub workers: WorkerSettings,
+}
+
+/// Which background workers this process runs. Each log reader is single-active across
+/// replicas anyway (advisory lock); turning one off here keeps a replica out of the election.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct WorkerSettings {
+    /// Keep the read models (the projector log reader).
+    pub projector: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -151,6 +160,7 @@ impl Default for Settings {
             limits: LimitSettings {
                 max_body_bytes: 64 * 1024,
             },
+            workers: WorkerSettings { projector: true },
         }
     }
 }

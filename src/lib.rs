@@ -6,7 +6,9 @@
 //! * [`startup`]: `Application::build` / `run_until_stopped`, the one wiring point.
 //! * [`state`]: the shared state handed to every HTTP handler.
 //! * [`http`]: the REST API (poem-openapi), auth and problem+json errors.
+//! * [`log`]: the log reader every projection, reactor and relay tails the event store with.
 //! * [`store`]: event store wiring (postgres-es), the order command executor, the catalog.
+//! * [`workers`]: background log readers (the projector).
 //! * [`devstack`]: the embedded PostgreSQL + nats-server launcher used by `dev` and tests.
 //! * [`cli`]: the `order-service` command line.
 
@@ -14,7 +16,9 @@ pub mod cli;
 pub mod config;
 pub mod devstack;
 pub mod http;
+pub mod log;
 pub mod startup;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod workers;

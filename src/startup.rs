@@ -9,18 +9,20 @@ use poem::listener::{Acceptor as _, Listener as _, TcpListener};
 use secrecy::SecretString;
 use sqlx::PgPool;
 
-use crate::config::Settings;
+use crate::config::{Settings, WorkerSettings};
 use crate::http::auth::JwtVerifier;
 use crate::state::AppState;
 use crate::store::catalog::CatalogRepository;
 use crate::store::orders::OrderRepository;
 use crate::telemetry::Metrics;
+use crate::workers::projector::Projector;
 
 /// A built, bound, not yet serving application.
 pub struct Application {
     port: u16,
     acceptor: poem::listener::TcpAcceptor,
     state: AppState,
+    workers: WorkerSettings,
 }
 
 impl std::fmt::Debug for Application {
@@ -80,6 +82,7 @@ impl Application {
             port,
             acceptor,
             state,
+            workers: settings.workers.clone(),
         })
     }
 
@@ -99,13 +102,27 @@ impl Application {
         shutdown: impl std::future::Future<Output = ()> + Send,
     ) -> anyhow::Result<()> {
         let app = crate::http::app(self.state.clone());
+        let (stop_workers, stopping) = tokio::sync::watch::channel(false);
+        let mut workers = tokio::task::JoinSet::new();
+        if self.workers.projector {
+            let reader = Projector::reader(self.state.pool.clone(), self.state.metrics.clone());
+            workers.spawn(reader.run(Projector::live(), stopping.clone()));
+        }
         tracing::info!(port = self.port, "serving HTTP");
         let result = poem::Server::new_with_acceptor(self.acceptor)
             .run_with_graceful_shutdown(app, shutdown, Some(Duration::from_secs(10)))
             .await
             .context("HTTP server failed");
-        self.state.pool.close().await;
         tracing::info!("HTTP server stopped");
+        let _ = stop_workers.send(true);
+        while let Some(done) = workers.join_next().await {
+            match done {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = format!("{e:#}"), "worker failed"),
+                Err(e) => tracing::error!(error = %e, "worker panicked"),
+            }
+        }
+        self.state.pool.close().await;
         result
     }
 }

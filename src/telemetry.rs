@@ -7,7 +7,9 @@
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer as _};
@@ -98,6 +100,22 @@ pub struct Metrics {
     /// Database pool: connections open, and idle.
     pub db_pool_size: IntGauge,
     pub db_pool_idle: IntGauge,
+    /// Log readers: 1 where this process holds the reader's lock.
+    pub reader_leader: IntGaugeVec,
+    /// Events committed after the reader's checkpoint.
+    pub reader_lag_events: IntGaugeVec,
+    /// Age of the oldest event the reader has not processed (seconds).
+    pub reader_lag_seconds: GaugeVec,
+    /// Events processed.
+    pub reader_events: IntCounterVec,
+    /// Events per batch.
+    pub reader_batch_size: HistogramVec,
+    /// Time to apply one batch, commit included (seconds).
+    pub reader_apply_seconds: HistogramVec,
+    /// Position of the last processed event.
+    pub reader_position: IntGaugeVec,
+    /// Batches that failed and were retried.
+    pub reader_errors: IntCounterVec,
 }
 
 impl Metrics {
@@ -146,6 +164,58 @@ impl Metrics {
         )?;
         let db_pool_size = IntGauge::new("db_pool_connections", "Open database connections")?;
         let db_pool_idle = IntGauge::new("db_pool_idle_connections", "Idle database connections")?;
+        let reader_leader = IntGaugeVec::new(
+            Opts::new("log_reader_active", "1 where this process runs the reader"),
+            &["reader"],
+        )?;
+        let reader_lag_events = IntGaugeVec::new(
+            Opts::new(
+                "log_reader_lag_events",
+                "Events committed after the reader's checkpoint",
+            ),
+            &["reader"],
+        )?;
+        let reader_lag_seconds = GaugeVec::new(
+            Opts::new(
+                "log_reader_lag_seconds",
+                "Age of the oldest unprocessed event",
+            ),
+            &["reader"],
+        )?;
+        let reader_events = IntCounterVec::new(
+            Opts::new("log_reader_events_total", "Events processed by the reader"),
+            &["reader"],
+        )?;
+        let reader_batch_size = HistogramVec::new(
+            HistogramOpts::new("log_reader_batch_size", "Events per batch").buckets(vec![
+                1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0,
+            ]),
+            &["reader"],
+        )?;
+        let reader_apply_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "log_reader_apply_seconds",
+                "Time to apply and commit one batch",
+            )
+            .buckets(vec![
+                0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ]),
+            &["reader"],
+        )?;
+        let reader_position = IntGaugeVec::new(
+            Opts::new(
+                "log_reader_position",
+                "Position of the last processed event",
+            ),
+            &["reader"],
+        )?;
+        let reader_errors = IntCounterVec::new(
+            Opts::new(
+                "log_reader_errors_total",
+                "Batches that failed and will be retried",
+            ),
+            &["reader"],
+        )?;
         for c in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_duration.clone()),
@@ -155,6 +225,14 @@ impl Metrics {
             Box::new(events_appended.clone()),
             Box::new(db_pool_size.clone()),
             Box::new(db_pool_idle.clone()),
+            Box::new(reader_leader.clone()),
+            Box::new(reader_lag_events.clone()),
+            Box::new(reader_lag_seconds.clone()),
+            Box::new(reader_events.clone()),
+            Box::new(reader_batch_size.clone()),
+            Box::new(reader_apply_seconds.clone()),
+            Box::new(reader_position.clone()),
+            Box::new(reader_errors.clone()),
         ] {
             registry.register(c)?;
         }
@@ -168,6 +246,14 @@ impl Metrics {
             events_appended,
             db_pool_size,
             db_pool_idle,
+            reader_leader,
+            reader_lag_events,
+            reader_lag_seconds,
+            reader_events,
+            reader_batch_size,
+            reader_apply_seconds,
+            reader_position,
+            reader_errors,
         }))
     }
 

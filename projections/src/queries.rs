@@ -1,0 +1,1 @@
+//! Queries (filled in below).

@@ -1,0 +1,133 @@
+//! A position in the log, and one event as a reader sees it.
+
+use chrono::{DateTime, Utc};
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, Row as _};
+use uuid::Uuid;
+
+/// Where a reader stands: the last `(tx_id, position)` it has durably processed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Cursor {
+    /// `xid8` of the writing transaction.
+    pub tx_id: u64,
+    pub position: i64,
+}
+
+/// One event of the log.
+#[derive(Debug, Clone)]
+pub struct LogEvent {
+    pub tx_id: u64,
+    pub position: i64,
+    pub event_id: Uuid,
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub sequence: i64,
+    pub event_type: String,
+    pub payload: serde_json::Value,
+    pub metadata: serde_json::Value,
+    pub recorded_at: DateTime<Utc>,
+}
+
+impl LogEvent {
+    pub fn cursor(&self) -> Cursor {
+        Cursor {
+            tx_id: self.tx_id,
+            position: self.position,
+        }
+    }
+
+    fn from_row(row: &PgRow) -> Result<Self, sqlx::Error> {
+        let tx_id: String = row.try_get("tx_id")?;
+        Ok(Self {
+            tx_id: tx_id
+                .parse()
+                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+            position: row.try_get("position")?,
+            event_id: row.try_get("event_id")?,
+            aggregate_type: row.try_get("aggregate_type")?,
+            aggregate_id: row.try_get("aggregate_id")?,
+            sequence: row.try_get("sequence")?,
+            event_type: row.try_get("event_type")?,
+            payload: row.try_get("payload")?,
+            metadata: row.try_get("metadata")?,
+            recorded_at: row.try_get("recorded_at")?,
+        })
+    }
+}
+
+/// Reads up to `limit` events after `after`, in log order, only from transactions older than
+/// every transaction still running (the tailing rule). `xid8` travels as text: sqlx has no
+/// `xid8` type.
+pub async fn read_batch(
+    conn: &mut PgConnection,
+    after: Cursor,
+    limit: i64,
+) -> Result<Vec<LogEvent>, sqlx::Error> {
+    let rows = sqlx::query(
+        "select tx_id::text as tx_id, position, event_id, aggregate_type, aggregate_id, sequence,
+                event_type, payload, metadata, recorded_at
+           from events
+          where (tx_id, position) > ($1::text::xid8, $2)
+            and tx_id < pg_snapshot_xmin(pg_current_snapshot())
+          order by tx_id, position
+          limit $3",
+    )
+    .bind(after.tx_id.to_string())
+    .bind(after.position)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(LogEvent::from_row).collect()
+}
+
+/// The reader's checkpoint, or the start of the log.
+pub async fn load_checkpoint(conn: &mut PgConnection, name: &str) -> Result<Cursor, sqlx::Error> {
+    let row: Option<(String, i64)> =
+        sqlx::query_as("select tx_id::text, position from reader_checkpoints where name = $1")
+            .bind(name)
+            .fetch_optional(conn)
+            .await?;
+    match row {
+        Some((tx_id, position)) => Ok(Cursor {
+            tx_id: tx_id
+                .parse()
+                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+            position,
+        }),
+        None => Ok(Cursor::default()),
+    }
+}
+
+/// Records the reader's checkpoint (inside the caller's transaction).
+pub async fn save_checkpoint(
+    conn: &mut PgConnection,
+    name: &str,
+    at: Cursor,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "insert into reader_checkpoints (name, tx_id, position, updated_at)
+         values ($1, $2::text::xid8, $3, now())
+         on conflict (name) do update
+            set tx_id = excluded.tx_id, position = excluded.position, updated_at = now()",
+    )
+    .bind(name)
+    .bind(at.tx_id.to_string())
+    .bind(at.position)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// How far behind `at` is: events committed after it, and the age of the oldest of them.
+pub async fn lag(conn: &mut PgConnection, at: Cursor) -> Result<(i64, f64), sqlx::Error> {
+    let (count, oldest): (i64, Option<f64>) = sqlx::query_as(
+        "select count(*), extract(epoch from now() - min(recorded_at))::float8
+           from events
+          where (tx_id, position) > ($1::text::xid8, $2)",
+    )
+    .bind(at.tx_id.to_string())
+    .bind(at.position)
+    .fetch_one(conn)
+    .await?;
+    Ok((count, oldest.unwrap_or(0.0).max(0.0)))
+}

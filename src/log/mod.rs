@@ -1,0 +1,20 @@
+//! The log reader: one implementation of "tail the events table" for every reader (projector,
+//! saga reactor, relay). DESIGN §5.
+//!
+//! * **Cursor** `(tx_id, position)`, read only below `pg_snapshot_xmin(pg_current_snapshot())`:
+//!   an event is read only once every transaction that could still commit before it has ended,
+//!   so a late commit with a smaller `position` is never skipped (tailing by `position` alone
+//!   would skip it forever).
+//! * **Exactly-once in effect:** a batch is handed to the handler inside a transaction on the
+//!   leader connection, and the checkpoint is written in that same transaction.
+//! * **Single active reader** per name: the leader holds `pg_try_advisory_lock` on a dedicated
+//!   connection, and runs every batch on that connection; if the process or connection dies,
+//!   the lock goes with it and a standby takes over within `lock_retry`.
+//! * **Wake-up** on `LISTEN events_appended` (a statement trigger on `events`), with polling as
+//!   a fallback.
+
+mod cursor;
+mod reader;
+
+pub use cursor::{lag, load_checkpoint, read_batch, save_checkpoint, Cursor, LogEvent};
+pub use reader::{LogHandler, LogReader, ReaderConfig};

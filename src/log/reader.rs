@@ -1,0 +1,202 @@
+//! The reader loop: leadership, batches, checkpoints, wake-ups, metrics.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use sqlx::postgres::PgListener;
+use sqlx::{Connection as _, PgConnection, PgPool};
+use tokio::sync::watch;
+
+use super::cursor::{self, Cursor, LogEvent};
+use crate::telemetry::Metrics;
+
+/// Consumes batches of the log.
+pub trait LogHandler: Send {
+    /// Applies `batch` (in log order) inside `tx`. The reader writes its checkpoint in the same
+    /// transaction and commits after this returns `Ok`; on `Err` everything is rolled back and
+    /// the batch is offered again later.
+    fn handle(
+        &mut self,
+        tx: &mut PgConnection,
+        batch: &[LogEvent],
+    ) -> impl Future<Output = anyhow::Result<()>> + Send;
+}
+
+/// How one reader behaves.
+#[derive(Debug, Clone)]
+pub struct ReaderConfig {
+    /// Reader name: checkpoint row, advisory lock key, metric label.
+    pub name: String,
+    /// Most events per batch (and per transaction).
+    pub batch_size: i64,
+    /// Longest sleep between polls when no notification arrives.
+    pub poll_interval: Duration,
+    /// How often a standby tries to take the lock.
+    pub lock_retry: Duration,
+}
+
+impl ReaderConfig {
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            batch_size: 500,
+            poll_interval: Duration::from_millis(250),
+            lock_retry: Duration::from_secs(1),
+        }
+    }
+}
+
+/// One named reader of the log; run it with [`LogReader::run`].
+#[derive(Debug, Clone)]
+pub struct LogReader {
+    pool: PgPool,
+    config: ReaderConfig,
+    metrics: Arc<Metrics>,
+}
+
+impl LogReader {
+    pub fn new(pool: PgPool, config: ReaderConfig, metrics: Arc<Metrics>) -> Self {
+        Self {
+            pool,
+            config,
+            metrics,
+        }
+    }
+
+    /// Runs until `shutdown` turns true: stands by until it holds the reader's lock, then
+    /// applies the log batch by batch. Connection failures send it back to standby after a
+    /// pause; only a shutdown ends it.
+    pub async fn run<H: LogHandler>(
+        self,
+        mut handler: H,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
+        let name = self.config.name.clone();
+        let leader = self.metrics.reader_leader.with_label_values(&[&name]);
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            match self.lead(&mut handler, &mut shutdown).await {
+                Ok(()) => {}
+                Err(e) => {
+                    leader.set(0);
+                    self.metrics.reader_errors.with_label_values(&[&name]).inc();
+                    tracing::warn!(reader = %name, error = format!("{e:#}"), "log reader lost its footing; retrying");
+                }
+            }
+            leader.set(0);
+            tokio::select! {
+                () = tokio::time::sleep(self.config.lock_retry) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+        tracing::info!(reader = %name, "log reader stopped");
+        Ok(())
+    }
+
+    /// One term: take the lock (or return to wait), then read until shutdown or failure.
+    async fn lead<H: LogHandler>(
+        &self,
+        handler: &mut H,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
+        let name = self.config.name.as_str();
+        // A connection of its own: the advisory lock lives and dies with it, and every batch
+        // runs on it, so a reader that lost its connection cannot write anything.
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .context("connecting the log reader")?
+            .detach();
+        let locked: bool =
+            sqlx::query_scalar("select pg_try_advisory_lock(hashtextextended($1, 0))")
+                .bind(format!("log-reader:{name}"))
+                .fetch_one(&mut conn)
+                .await?;
+        if !locked {
+            return Ok(());
+        }
+        tracing::info!(reader = name, "log reader is active");
+        self.metrics.reader_leader.with_label_values(&[name]).set(1);
+        let mut listener = PgListener::connect_with(&self.pool)
+            .await
+            .context("LISTEN connection")?;
+        listener.listen("events_appended").await?;
+
+        let mut at = cursor::load_checkpoint(&mut conn, name).await?;
+        let mut lag_measured: Option<Instant> = None;
+        loop {
+            if *shutdown.borrow() {
+                conn.close().await.ok();
+                return Ok(());
+            }
+            let full = self.step(&mut conn, handler, &mut at).await?;
+            if lag_measured.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                let (events, seconds) = cursor::lag(&mut conn, at).await?;
+                self.metrics
+                    .reader_lag_events
+                    .with_label_values(&[name])
+                    .set(events);
+                self.metrics
+                    .reader_lag_seconds
+                    .with_label_values(&[name])
+                    .set(seconds);
+                lag_measured = Some(Instant::now());
+            }
+            if full {
+                continue;
+            }
+            tokio::select! {
+                n = listener.recv() => { n.context("LISTEN connection lost")?; }
+                () = tokio::time::sleep(self.config.poll_interval) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+
+    /// Reads and applies one batch; true when the batch was full (more is probably waiting).
+    async fn step<H: LogHandler>(
+        &self,
+        conn: &mut PgConnection,
+        handler: &mut H,
+        at: &mut Cursor,
+    ) -> anyhow::Result<bool> {
+        let name = self.config.name.as_str();
+        let mut tx = conn.begin().await?;
+        let batch = cursor::read_batch(&mut tx, *at, self.config.batch_size).await?;
+        let Some(last) = batch.last().map(LogEvent::cursor) else {
+            tx.rollback().await?;
+            return Ok(false);
+        };
+        let started = Instant::now();
+        handler
+            .handle(&mut tx, &batch)
+            .await
+            .with_context(|| format!("reader {name} failed to apply a batch after {at:?}"))?;
+        cursor::save_checkpoint(&mut tx, name, last).await?;
+        tx.commit().await?;
+        *at = last;
+        let n = batch.len();
+        self.metrics
+            .reader_apply_seconds
+            .with_label_values(&[name])
+            .observe(started.elapsed().as_secs_f64());
+        self.metrics
+            .reader_batch_size
+            .with_label_values(&[name])
+            .observe(f64::from(u32::try_from(n).unwrap_or(u32::MAX)));
+        self.metrics
+            .reader_events
+            .with_label_values(&[name])
+            .inc_by(n as u64);
+        self.metrics
+            .reader_position
+            .with_label_values(&[name])
+            .set(last.position);
+        Ok(i64::try_from(n).unwrap_or(i64::MAX) >= self.config.batch_size)
+    }
+}
