@@ -91,14 +91,6 @@ impl OrderStatus {
             Self::Placed | Self::Confirmed | Self::Preparing | Self::ReadyForPickup
         )
     }
-
-    /// No command moves an order out of a terminal status.
-    pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            Self::Rejected | Self::PickedUp | Self::Delivered | Self::Cancelled | Self::Discarded
-        )
-    }
 }
 
 impl fmt::Display for OrderStatus {
@@ -210,6 +202,18 @@ impl Order {
         self.state.as_ref().and_then(|s| s.cancel_reason.as_deref())
     }
 
+    /// Whether a request with this mark was handled already: the version its events produced,
+    /// or a refusal when its key came with a different request. Checked before anything else
+    /// (preconditions, catalog), so a retry answers exactly as the original did.
+    pub fn replay_of(&self, mark: Option<CommandMark>) -> Result<Option<u64>, OrderError> {
+        let Some(mark) = mark else { return Ok(None) };
+        match self.recent.iter().find(|r| r.mark.id == mark.id) {
+            Some(seen) if seen.mark.fingerprint == mark.fingerprint => Ok(Some(seen.version)),
+            Some(_) => Err(OrderError::IdempotencyKeyReused),
+            None => Ok(None),
+        }
+    }
+
     /// The catalog entries `command` needs priced: the store and SKUs to look up. The caller
     /// resolves them into a [`PriceList`] before [`Order::decide`].
     pub fn catalog_lookup(&self, command: &OrderCommand) -> Option<(StoreId, Vec<Sku>)> {
@@ -225,16 +229,8 @@ impl Order {
     /// Decides a command: the events it produces, a replay of an earlier identical request, or
     /// the rule it breaks. Pure: same state, command and prices give the same answer.
     pub fn decide(&self, envelope: &Envelope, prices: &PriceList) -> Result<Decision, OrderError> {
-        if let Some(mark) = envelope.mark {
-            if let Some(seen) = self.recent.iter().find(|r| r.mark.id == mark.id) {
-                return if seen.mark.fingerprint == mark.fingerprint {
-                    Ok(Decision::Replayed {
-                        version: seen.version,
-                    })
-                } else {
-                    Err(OrderError::IdempotencyKeyReused)
-                };
-            }
+        if let Some(version) = self.replay_of(envelope.mark)? {
+            return Ok(Decision::Replayed { version });
         }
         let mut changes = self.decide_changes(&envelope.command, prices)?;
         let mut events: Vec<OrderEvent> = changes.drain(..).map(OrderEvent::from).collect();
@@ -440,6 +436,11 @@ impl OrderState {
         prices: &PriceList,
     ) -> Result<Vec<OrderChange>, OrderError> {
         if let Some(line) = self.lines.iter().find(|l| &l.sku == sku) {
+            // More of a product already on the order keeps the line's price, but only while
+            // the store still sells it.
+            if prices.get(sku).is_some_and(|p| !p.active) {
+                return Err(OrderError::ProductInactive { sku: sku.clone() });
+            }
             let total = i64::from(line.quantity) + i64::from(quantity.get());
             let quantity = Quantity::parse(total)
                 .map_err(|_| OrderError::QuantityTooLarge { max: Quantity::MAX })?;

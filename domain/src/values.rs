@@ -318,9 +318,24 @@ impl fmt::Display for Currency {
 
 /// A non-negative amount in minor units (cents) of one currency. Never a float.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "RawMoney")]
 pub struct Money {
     amount_minor: i64,
     currency: Currency,
+}
+
+/// The wire shape of [`Money`], checked by [`Money::new`] on the way in.
+#[derive(Deserialize)]
+struct RawMoney {
+    amount_minor: i64,
+    currency: Currency,
+}
+
+impl TryFrom<RawMoney> for Money {
+    type Error = ValueError;
+    fn try_from(raw: RawMoney) -> Result<Self, Self::Error> {
+        Money::new(raw.amount_minor, raw.currency)
+    }
 }
 
 impl Money {
@@ -339,12 +354,6 @@ impl Money {
                 got: amount_minor,
                 max: Self::MAX_MINOR,
             })
-        }
-    }
-    pub fn zero(currency: Currency) -> Self {
-        Self {
-            amount_minor: 0,
-            currency,
         }
     }
     pub fn amount_minor(&self) -> i64 {
@@ -541,6 +550,7 @@ mod tests {
         assert!(serde_json::from_str::<Quantity>("0").is_err());
         assert!(serde_json::from_str::<Sku>("\"a b\"").is_err());
         assert!(serde_json::from_str::<Currency>("\"eur\"").is_err());
+        assert!(serde_json::from_str::<Money>(r#"{"amount_minor":-1,"currency":"EUR"}"#).is_err());
         assert_eq!(
             serde_json::to_string(&Currency::parse("JPY").unwrap()).unwrap(),
             "\"JPY\""

@@ -643,7 +643,12 @@ fn every_status_command_pair_follows_the_transition_table() {
                 .inspect_result();
             if allowed.contains(&(from, *name)) {
                 let events = result.unwrap_or_else(|e| panic!("{from} --{name}--> refused: {e}"));
-                if from != *to {
+                if from == *to {
+                    assert!(
+                        events.is_empty(),
+                        "{from} --{name}--> again must change nothing"
+                    );
+                } else {
                     assert_eq!(events.len(), 1, "{from} --{name}-->");
                     assert_eq!(
                         events[0].change.resulting_status(),
@@ -812,4 +817,80 @@ fn status_names_are_snake_case() {
         assert_eq!(OrderStatus::parse(s.as_str()), Some(s));
         assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{s}\""));
     }
+}
+
+#[test]
+fn an_order_total_past_the_largest_amount_is_refused_even_when_each_line_fits() {
+    let half = Money::MAX_MINOR / 2 + 1;
+    let prices = prices().with(
+        sku("HALF"),
+        CatalogProduct {
+            name: ProductName::parse("Half").unwrap(),
+            unit_price: Money::new(half, eur()).unwrap(),
+            active: true,
+        },
+    );
+    let given = ev(vec![
+        created(),
+        OrderChange::ItemAdded {
+            line_id: LineId::new(1),
+            sku: sku("BIG"),
+            name: ProductName::parse("Big").unwrap(),
+            quantity: 1,
+            unit_price_minor: half,
+            line_total_minor: half,
+            order_total_minor: half,
+        },
+    ]);
+    TestFramework::<Order>::with(prices.clone())
+        .given(given.clone())
+        .when(cmd(OrderCommand::AddItem {
+            sku: sku("HALF"),
+            quantity: qty(1),
+        }))
+        .then_expect_error(OrderError::AmountTooLarge);
+    TestFramework::<Order>::with(prices)
+        .given(given)
+        .when(cmd(OrderCommand::UpdateItemQuantity {
+            line_id: LineId::new(1),
+            quantity: qty(2),
+        }))
+        .then_expect_error(OrderError::AmountTooLarge);
+}
+
+#[test]
+fn adding_more_of_a_product_no_longer_sold_is_refused() {
+    let prices = PriceList::new().with(
+        sku("TEA"),
+        CatalogProduct {
+            name: ProductName::parse("Green tea").unwrap(),
+            unit_price: Money::new(450, eur()).unwrap(),
+            active: false,
+        },
+    );
+    TestFramework::<Order>::with(prices)
+        .given(draft())
+        .when(cmd(OrderCommand::AddItem {
+            sku: sku("TEA"),
+            quantity: qty(1),
+        }))
+        .then_expect_error(OrderError::ProductInactive { sku: sku("TEA") });
+}
+
+#[test]
+fn an_order_remembers_only_its_most_recent_requests() {
+    let mut o = Order::default();
+    cqrs_es::Aggregate::apply(&mut o, created().into());
+    let total = order_domain::order::REMEMBERED_REQUESTS as u128 + 1;
+    for n in 0..total {
+        let mut e = OrderEvent::from(OrderChange::PreparationStarted { note: None });
+        e.command = Some(mark(1000 + n, 1));
+        cqrs_es::Aggregate::apply(&mut o, e);
+    }
+    // The oldest mark was forgotten; the newest is still answered as a replay.
+    assert_eq!(o.replay_of(Some(mark(1000, 1))), Ok(None));
+    assert_eq!(
+        o.replay_of(Some(mark(1000 + total - 1, 1))),
+        Ok(Some(u64::try_from(total).unwrap() + 1))
+    );
 }

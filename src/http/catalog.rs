@@ -216,9 +216,11 @@ impl CatalogApi {
                 row
             }
             Inserted::Existing(_) => {
-                return Err(ApiError::Refused(
-                    order_domain::OrderError::IdempotencyKeyReused,
-                ))
+                return Err(ApiError::Invalid {
+                    slug: "idempotency-key-reused",
+                    detail: "this idempotency key already opened a store with other values".into(),
+                    errors: vec![],
+                })
             }
         };
         Ok(StoreCreated::Created(
@@ -388,6 +390,33 @@ impl CatalogApi {
             items: rows.into_iter().map(Into::into).collect(),
             next,
         })))
+    }
+
+    /// Read a product
+    #[oai(
+        path = "/stores/:id/products/:sku",
+        method = "get",
+        operation_id = "getProduct"
+    )]
+    async fn get_product(
+        &self,
+        state: Data<&AppState>,
+        _auth: BearerAuth,
+        id: Path<Uuid>,
+        sku: Path<String>,
+    ) -> Result<ProductResponse, ApiError> {
+        let not_found = || ApiError::NotFound {
+            slug: "product-not-found",
+            detail: format!("store {} has no sku {}", id.0, sku.0),
+        };
+        let sku = Sku::parse(sku.0.clone()).map_err(|_| not_found())?;
+        let row = state
+            .catalog
+            .product(id.0, &sku)
+            .await
+            .map_err(ApiError::infra)?
+            .ok_or_else(not_found)?;
+        Ok(ProductResponse::Ok(Json(row.into())))
     }
 
     /// Change a product

@@ -36,7 +36,7 @@ impl IdempotencyKey {
         }
         let id = Uuid::new_v5(
             &ID_NAMESPACE,
-            format!("{}\n{raw}", principal.subject).as_bytes(),
+            format!("{}\n{raw}", principal.id_namespace_key()).as_bytes(),
         );
         Ok(Some(Self { raw, id }))
     }
@@ -53,7 +53,8 @@ impl IdempotencyKey {
     /// The mark of this request: `operation` and `body` make the fingerprint, so the same key
     /// with a different request is recognised.
     pub fn mark(&self, operation: &str, body: &impl serde::Serialize) -> CommandMark {
-        let body = serde_json::to_string(body).unwrap_or_default();
+        // Request DTOs are plain structs of strings and numbers: serializing cannot fail.
+        let body = serde_json::to_string(body).expect("request bodies serialize");
         CommandMark {
             id: self.id,
             fingerprint: Uuid::new_v5(&ID_NAMESPACE, format!("{operation}\n{body}").as_bytes()),
@@ -61,7 +62,8 @@ impl IdempotencyKey {
     }
 }
 
-/// Parses `If-Match`: `"<version>"`, `W/"<version>"`, a bare number, or `*` (no condition).
+/// Parses `If-Match`: the strong ETag `"<version>"` (a bare number is accepted too), or `*`
+/// (no condition). Weak ETags are refused: RFC 9110 compares If-Match strongly.
 pub fn parse_if_match(raw: Option<&str>) -> Result<Option<u64>, ApiError> {
     let Some(raw) = raw.map(str::trim) else {
         return Ok(None);
@@ -69,14 +71,17 @@ pub fn parse_if_match(raw: Option<&str>) -> Result<Option<u64>, ApiError> {
     if raw == "*" {
         return Ok(None);
     }
-    let unquoted = raw.trim_start_matches("W/").trim_matches('"');
-    unquoted
-        .parse::<u64>()
-        .map(Some)
-        .map_err(|_| ApiError::BadRequest {
+    let unquoted = match raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
+        Some(inner) => inner,
+        None => raw,
+    };
+    match unquoted.parse::<u64>() {
+        Ok(version) if unquoted.bytes().all(|b| b.is_ascii_digit()) => Ok(Some(version)),
+        _ => Err(ApiError::BadRequest {
             slug: "invalid-if-match",
-            detail: "If-Match must be an ETag of this API, e.g. \"3\"".into(),
-        })
+            detail: "If-Match must be a (strong) ETag of this API, e.g. \"3\"".into(),
+        }),
+    }
 }
 
 /// The ETag of a version.
@@ -122,6 +127,22 @@ impl From<ExecuteError<ApiError>> for ApiError {
             },
             ExecuteError::Unavailable(e) => ApiError::Unavailable(e),
             ExecuteError::Store(e) => ApiError::Internal(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn if_match_takes_strong_etags_and_bare_versions_only() {
+        assert_eq!(parse_if_match(None).ok(), Some(None));
+        assert_eq!(parse_if_match(Some("*")).ok(), Some(None));
+        assert_eq!(parse_if_match(Some("\"3\"")).ok(), Some(Some(3)));
+        assert_eq!(parse_if_match(Some("3")).ok(), Some(Some(3)));
+        for bad in ["W/\"3\"", "3\"", "\"3", "\"+3\"", "\"-1\"", "three", ""] {
+            assert!(parse_if_match(Some(bad)).is_err(), "{bad}");
         }
     }
 }

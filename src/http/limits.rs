@@ -1,6 +1,7 @@
 //! Request body size limit. poem's `SizeLimit` refuses every request without `Content-Length`
 //! (411), GETs included; this one refuses only bodies that are too large, whether announced by
-//! `Content-Length` or streamed chunked (read up to the limit, then refused).
+//! `Content-Length` or streamed without one (chunked, HTTP/2): those are read up to the limit,
+//! then refused.
 
 use poem::error::SizedLimitError;
 use poem::http::header;
@@ -30,7 +31,7 @@ impl<E: Endpoint> Endpoint for BodyLimit<E> {
         if declared.is_some_and(|len| len > self.max as u64) {
             return Err(SizedLimitError::PayloadTooLarge.into());
         }
-        if declared.is_none() && req.header(header::TRANSFER_ENCODING).is_some() {
+        if declared.is_none() {
             let mut buf = Vec::new();
             let limit = self.max as u64 + 1;
             req.take_body()

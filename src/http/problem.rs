@@ -217,11 +217,16 @@ impl ApiError {
         problem.instance = request_id.map(instance_of);
         let mut response = problem_response(&problem);
         match self {
-            Self::Unauthorized(_) => {
-                let challenge = format!(
-                    "Bearer realm=\"order-service\", error=\"invalid_token\", error_description=\"{}\"",
-                    self.to_string().replace('"', "'")
-                );
+            Self::Unauthorized(e) => {
+                // RFC 6750 §3.1: no error code when the request carried no credentials.
+                let challenge = if *e == AuthError::Missing {
+                    "Bearer realm=\"order-service\"".to_owned()
+                } else {
+                    format!(
+                        "Bearer realm=\"order-service\", error=\"invalid_token\", error_description=\"{}\"",
+                        self.to_string().replace('"', "'")
+                    )
+                };
                 if let Ok(v) = HeaderValue::from_str(&challenge) {
                     response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
                 }

@@ -69,8 +69,6 @@ pub struct Executed {
     pub order: Order,
     /// True when an identical earlier request was answered again and nothing was appended.
     pub replayed: bool,
-    /// Events this command appended.
-    pub appended: usize,
 }
 
 /// Why a command did not execute. `E` is the caller's authorization error.
@@ -212,6 +210,15 @@ impl OrderRepository {
         request: CommandRequest,
         authorize: impl Fn(&Order) -> Result<(), E>,
     ) -> Result<Executed, ExecuteError<E>> {
+        if let OrderCommand::CreateOrder(create) = &request.command {
+            if create.order_id != request.order_id {
+                return Err(ExecuteError::Store(anyhow::anyhow!(
+                    "CreateOrder for {} sent to aggregate {}",
+                    create.order_id,
+                    request.order_id
+                )));
+            }
+        }
         let aggregate_id = request.order_id.to_string();
         let envelope = Envelope {
             command: request.command,
@@ -225,7 +232,14 @@ impl OrderRepository {
             if order.exists() {
                 authorize(&order).map_err(ExecuteError::Denied)?;
             }
-            if let Some(expected) = request.expected_version {
+            // A retry is answered as the original was, whatever has happened since.
+            if let Some(version) = order
+                .replay_of(envelope.mark)
+                .map_err(ExecuteError::Refused)?
+            {
+                return Ok(replayed(&events, version));
+            }
+            if let (Some(expected), true) = (request.expected_version, order.exists()) {
                 if expected != order.version() {
                     return Err(ExecuteError::VersionMismatch {
                         expected,
@@ -247,24 +261,13 @@ impl OrderRepository {
                 .decide(&envelope, &prices)
                 .map_err(ExecuteError::Refused)?
             {
-                Decision::Replayed { version } => {
-                    return Ok(Executed {
-                        order: fold(
-                            events
-                                .iter()
-                                .take(usize::try_from(version).unwrap_or(usize::MAX)),
-                        ),
-                        replayed: true,
-                        appended: 0,
-                    });
-                }
+                Decision::Replayed { version } => return Ok(replayed(&events, version)),
                 Decision::Events(new_events) => new_events,
             };
             if new_events.is_empty() {
                 return Ok(Executed {
                     order,
                     replayed: false,
-                    appended: 0,
                 });
             }
             let mut after = order.clone();
@@ -287,14 +290,13 @@ impl OrderRepository {
                 .commit(new_events, context, metadata.clone())
                 .await
             {
-                Ok(committed) => {
+                Ok(_) => {
                     for t in &types {
                         self.metrics.events_appended.with_label_values(&[t]).inc();
                     }
                     return Ok(Executed {
                         order: after,
                         replayed: false,
-                        appended: committed.len(),
                     });
                 }
                 Err(AggregateError::AggregateConflict) if attempt < MAX_ATTEMPTS => {
@@ -326,6 +328,18 @@ impl OrderRepository {
             order: fold(events.iter()),
             events,
         })
+    }
+}
+
+/// The answer to a replayed request: the order as the original request left it.
+fn replayed(events: &[EventEnvelope<Order>], version: u64) -> Executed {
+    Executed {
+        order: fold(
+            events
+                .iter()
+                .take(usize::try_from(version).unwrap_or(usize::MAX)),
+        ),
+        replayed: true,
     }
 }
 

@@ -244,6 +244,14 @@ async fn every_operation_answers_each_kind_of_caller_as_documented() {
             expect: manage_store,
         },
         Op {
+            id: "getProduct",
+            method: Method::GET,
+            path: "/v1/stores/{store}/products/CAKE",
+            body: None,
+            needs: Needs::Nothing,
+            expect: anyone,
+        },
+        Op {
             id: "listProducts",
             method: Method::GET,
             path: "/v1/stores/{store}/products",
@@ -300,6 +308,7 @@ async fn every_operation_answers_each_kind_of_caller_as_documented() {
                 .as_ref()
                 .map(|b| serde_json::from_str(&substitute(&b.to_string())).expect("body"));
             let who = world.who(*caller);
+            let events_before = app.event_count().await;
             let answer = app
                 .send(
                     op.method.clone(),
@@ -313,6 +322,12 @@ async fn every_operation_answers_each_kind_of_caller_as_documented() {
                 failures.push(format!(
                     "{} as {caller:?}: expected {}, got {} {}",
                     op.id, op.expect[i], answer.status, answer.text
+                ));
+            }
+            if answer.status.is_client_error() && app.event_count().await != events_before {
+                failures.push(format!(
+                    "{} as {caller:?}: refused with {} but stored events",
+                    op.id, answer.status
                 ));
             }
         }

@@ -52,11 +52,9 @@ async fn fifty_concurrent_add_items_lose_no_update() {
         100 * i64::try_from(accepted.len()).expect("len")
     );
     assert_eq!(read.body["version"], 1 + accepted.len());
-    assert!(
-        accepted.len() >= 45,
-        "bounded retries should absorb most conflicts, got {}",
-        accepted.len()
-    );
+    // Writers of one order queue behind each other inside one process: none is refused.
+    // (Conflicts between processes are covered by the two-replica test below.)
+    assert_eq!(accepted.len(), 50);
 }
 
 #[tokio::test]
@@ -226,4 +224,142 @@ async fn a_retried_command_appends_nothing_and_a_reused_key_is_refused() {
     )
     .await
     .assert_problem(422, "idempotency-key-reused");
+}
+
+#[tokio::test]
+async fn the_same_create_through_two_replicas_makes_one_order() {
+    let app = spawn_app().await;
+    let replica = app.replica().await;
+    let store = app.store_with_products().await;
+    let alice = app.customer("alice");
+    let body = json!({"store_id": store, "items": [{"sku": "TEA", "quantity": 1}]});
+
+    let answers = join_all((0..6).map(|i| {
+        let target = if i % 2 == 0 { &app } else { &replica };
+        target.send(
+            Method::POST,
+            "/v1/orders",
+            Some(&alice),
+            Some(body.clone()),
+            &[("idempotency-key", "two-replicas")],
+        )
+    }))
+    .await;
+
+    for a in &answers {
+        a.assert_status(201);
+        assert_eq!(a.body, answers[0].body);
+    }
+    let created: i64 =
+        sqlx::query_scalar("select count(*) from events where event_type = 'OrderCreated'")
+            .fetch_one(&app.pool)
+            .await
+            .expect("count");
+    assert_eq!(created, 1);
+}
+
+#[tokio::test]
+async fn a_retry_with_if_match_is_replayed_not_refused_as_stale() {
+    let app = spawn_app().await;
+    let store = app.store_with_products().await;
+    let alice = app.customer("alice");
+    let order = app.create_order(&alice, store).await;
+    app.add_item(&alice, order, "TEA", 1)
+        .await
+        .assert_status(200);
+    let headers = [("idempotency-key", "place-1"), ("if-match", "\"2\"")];
+    let path = format!("/v1/orders/{order}/place");
+
+    let first = app
+        .send(Method::POST, &path, Some(&alice), None, &headers)
+        .await;
+    first.assert_status(200);
+    let retry = app
+        .send(Method::POST, &path, Some(&alice), None, &headers)
+        .await;
+    retry.assert_status(200);
+    assert_eq!(retry.body, first.body);
+    assert_eq!(retry.header("idempotent-replayed"), Some("true"));
+    // Without the key, the same stale If-Match is refused.
+    app.send(
+        Method::POST,
+        &path,
+        Some(&alice),
+        None,
+        &[("if-match", "\"2\"")],
+    )
+    .await
+    .assert_problem(412, "version-mismatch");
+}
+
+#[tokio::test]
+async fn if_match_on_an_unknown_order_answers_404() {
+    let app = spawn_app().await;
+    let alice = app.customer("alice");
+    app.send(
+        Method::POST,
+        &format!("/v1/orders/{}/place", uuid::Uuid::new_v4()),
+        Some(&alice),
+        None,
+        &[("if-match", "\"1\"")],
+    )
+    .await
+    .assert_problem(404, "order-not-found");
+}
+
+#[tokio::test]
+async fn two_customers_may_use_the_same_idempotency_key() {
+    let app = spawn_app().await;
+    let store = app.store_with_products().await;
+    let body = json!({"store_id": store});
+    let key = [("idempotency-key", "cart-1")];
+    let alice = app
+        .send(
+            Method::POST,
+            "/v1/orders",
+            Some(&app.customer("alice")),
+            Some(body.clone()),
+            &key,
+        )
+        .await;
+    let bob = app
+        .send(
+            Method::POST,
+            "/v1/orders",
+            Some(&app.customer("bob")),
+            Some(body),
+            &key,
+        )
+        .await;
+    alice.assert_status(201);
+    bob.assert_status(201);
+    assert_ne!(alice.body["id"], bob.body["id"]);
+    assert_eq!(bob.body["customer_id"], "bob");
+}
+
+#[tokio::test]
+async fn a_replay_is_not_answered_to_a_caller_who_cannot_see_the_order() {
+    let app = spawn_app().await;
+    let store = app.store_with_products().await;
+    let staff = app.staff(store);
+    let key = [("idempotency-key", "staff-order-1")];
+    let body = json!({"store_id": store, "customer_id": "carol"});
+    app.send(
+        Method::POST,
+        "/v1/orders",
+        Some(&staff),
+        Some(body.clone()),
+        &key,
+    )
+    .await
+    .assert_status(201);
+    // Same subject and key, but the token no longer covers that store.
+    let moved = app.token(
+        "staff-1",
+        &[order_service::http::auth::Role::Staff],
+        &[uuid::Uuid::new_v4()],
+    );
+    app.send(Method::POST, "/v1/orders", Some(&moved), Some(body), &key)
+        .await
+        .assert_status(403);
 }

@@ -261,6 +261,7 @@ async fn catalog_rules_refuse_unknown_inactive_and_foreign_currency_items() {
     let store = app.store_with_products().await;
     let alice = app.customer("alice");
     let order = app.create_order(&alice, store).await;
+    let events_before = app.event_count().await;
 
     app.add_item(&alice, order, "NOPE", 1)
         .await
@@ -294,6 +295,16 @@ async fn catalog_rules_refuse_unknown_inactive_and_foreign_currency_items() {
         .await
         .assert_problem(422, "unknown-sku");
     assert_eq!(app.event_types(order).await, ["OrderCreated"]);
+    assert_eq!(
+        app.event_count().await,
+        events_before,
+        "refused requests stored events"
+    );
+    assert_eq!(
+        app.event_count().await,
+        events_before,
+        "refused requests stored events"
+    );
 }
 
 #[tokio::test]
