@@ -434,3 +434,73 @@ async fn read(resp: reqwest::Response) -> Answer {
         text,
     }
 }
+
+/// Read models as rows of JSON, table by table, in a stable order: for comparing a live
+/// projection with a rebuilt one.
+pub async fn read_models(pool: &PgPool) -> Vec<(String, Vec<Value>)> {
+    let tables: Vec<String> = sqlx::query_scalar(
+        "select tablename::text from pg_tables where schemaname = 'read' order by 1",
+    )
+    .fetch_all(pool)
+    .await
+    .expect("tables");
+    let mut out = Vec::new();
+    for t in tables {
+        let rows: Vec<Value> = sqlx::query_scalar(&format!(
+            "select to_jsonb(t) from read.{t} t order by to_jsonb(t)::text"
+        ))
+        .fetch_all(pool)
+        .await
+        .expect("rows");
+        out.push((t, rows));
+    }
+    out
+}
+
+impl TestApp {
+    /// Waits until the projector's checkpoint covers the whole log (at most `timeout`).
+    pub async fn wait_for_projector(&self, timeout: Duration) {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let behind: bool = sqlx::query_scalar(
+                "select exists(select 1 from events e
+                  where not exists (select 1 from reader_checkpoints c
+                                     where c.name = 'projector'
+                                       and (e.tx_id, e.position) <= (c.tx_id, c.position)))",
+            )
+            .fetch_one(&self.pool)
+            .await
+            .expect("checkpoint");
+            if !behind {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the projector did not catch up in {timeout:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Runs one order command the way the service does, bypassing HTTP (for bulk workloads).
+    pub async fn command(&self, order: Uuid, command: order_domain::OrderCommand) {
+        use order_service::store::orders::{CommandRequest, EventMetadata};
+        self.app_state
+            .orders
+            .execute::<()>(
+                CommandRequest {
+                    order_id: order_domain::OrderId::from_uuid(order),
+                    command,
+                    mark: None,
+                    expected_version: None,
+                    metadata: EventMetadata {
+                        principal: Some("workload".into()),
+                        ..EventMetadata::default()
+                    },
+                },
+                |_| Ok(()),
+            )
+            .await
+            .expect("command");
+    }
+}

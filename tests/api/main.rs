@@ -7,4 +7,6 @@ mod auth_matrix;
 mod concurrency;
 mod hostile;
 mod lifecycle;
+mod log_reader;
 mod openapi;
+mod processes;
