@@ -53,6 +53,22 @@ pub enum Command {
     },
     /// Print the OpenAPI document.
     Openapi,
+    /// Read models: where each log reader stands, or rebuild them from the log.
+    Projections {
+        #[command(subcommand)]
+        action: ProjectionsAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProjectionsAction {
+    /// Position, lag and activity of every log reader.
+    Status,
+    /// Replay the whole log into shadow tables and swap them in; the API keeps serving.
+    Rebuild {
+        /// The projection to rebuild (today there is one: `projector`, all read models).
+        name: Option<String>,
+    },
 }
 
 /// Runs the parsed command.
@@ -90,8 +106,48 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", minter.mint(&sub, &roles, &stores, ttl)?);
             Ok(())
         }
+        Command::Projections { action } => {
+            init_logs(&settings, LogFormat::Pretty)?;
+            let url = settings.database_url.as_ref().context("DATABASE_URL is not set")?;
+            let pool = crate::store::connect(url, &settings.database).await?;
+            projections(&pool, action).await
+        }
         Command::Openapi => {
             println!("{}", crate::http::openapi().spec());
+            Ok(())
+        }
+    }
+}
+
+async fn projections(pool: &sqlx::PgPool, action: ProjectionsAction) -> anyhow::Result<()> {
+    use crate::workers::projector;
+    match action {
+        ProjectionsAction::Status => {
+            println!("{:<14} {:>8} {:>10} {:>11} {:>9}  updated", "reader", "active", "position", "lag_events", "lag_s");
+            for s in crate::log::statuses(pool, &[projector::READER]).await? {
+                println!(
+                    "{:<14} {:>8} {:>10} {:>11} {:>9.3}  {}",
+                    s.name,
+                    if s.active { "yes" } else { "no" },
+                    s.at.position,
+                    s.lag_events,
+                    s.lag_seconds,
+                    s.updated_at.map_or_else(|| "never".to_owned(), |t| t.to_rfc3339())
+                );
+            }
+            Ok(())
+        }
+        ProjectionsAction::Rebuild { name } => {
+            if let Some(name) = name.filter(|n| n != projector::READER) {
+                anyhow::bail!("unknown projection {name:?}; known: {}", projector::READER);
+            }
+            let report = projector::rebuild(pool).await?;
+            println!(
+                "rebuilt read models from {} events in {:.2} s ({:.0} events/s)",
+                report.events,
+                report.seconds,
+                report.events as f64 / report.seconds.max(1e-9)
+            );
             Ok(())
         }
     }

@@ -15,6 +15,8 @@
 
 mod cursor;
 mod reader;
+mod status;
 
 pub use cursor::{lag, load_checkpoint, read_batch, save_checkpoint, Cursor, LogEvent};
 pub use reader::{LogHandler, LogReader, ReaderConfig};
+pub use status::{statuses, ReaderStatus};

@@ -12,6 +12,11 @@ use tokio::sync::watch;
 use super::cursor::{self, Cursor, LogEvent};
 use crate::telemetry::Metrics;
 
+/// The advisory-lock key text of a reader (hashed with `hashtextextended`).
+pub(crate) fn lock_key(name: &str) -> String {
+    format!("log-reader:{name}")
+}
+
 /// Consumes batches of the log.
 pub trait LogHandler: Send {
     /// Applies `batch` (in log order) inside `tx`. The reader writes its checkpoint in the same
@@ -114,7 +119,7 @@ impl LogReader {
             .detach();
         let locked: bool =
             sqlx::query_scalar("select pg_try_advisory_lock(hashtextextended($1, 0))")
-                .bind(format!("log-reader:{name}"))
+                .bind(lock_key(name))
                 .fetch_one(&mut conn)
                 .await?;
         if !locked {
