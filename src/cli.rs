@@ -53,6 +53,8 @@ pub enum Command {
     },
     /// Print the OpenAPI document.
     Openapi,
+    /// Run the participant simulator (inventory + payment) alone, against NATS_URL.
+    Simulate,
     /// Read models: where each log reader stands, or rebuild them from the log.
     Projections {
         #[command(subcommand)]
@@ -108,9 +110,29 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Projections { action } => {
             init_logs(&settings, LogFormat::Pretty)?;
-            let url = settings.database_url.as_ref().context("DATABASE_URL is not set")?;
+            let url = settings
+                .database_url
+                .as_ref()
+                .context("DATABASE_URL is not set")?;
             let pool = crate::store::connect(url, &settings.database).await?;
             projections(&pool, action).await
+        }
+        Command::Simulate => {
+            init_logs(&settings, LogFormat::Pretty)?;
+            let url = settings
+                .nats_url
+                .as_deref()
+                .context("NATS_URL is not set")?;
+            let nats = crate::nats::Nats::connect(url, &settings.nats.prefix).await?;
+            let (stop, stopping) = tokio::sync::watch::channel(false);
+            let sim = tokio::spawn(crate::simulator::run(
+                nats,
+                settings.simulator.to_config(),
+                stopping,
+            ));
+            shutdown_signal().await;
+            let _ = stop.send(true);
+            sim.await.context("simulator task")?
         }
         Command::Openapi => {
             println!("{}", crate::http::openapi().spec());
@@ -123,7 +145,10 @@ async fn projections(pool: &sqlx::PgPool, action: ProjectionsAction) -> anyhow::
     use crate::workers::projector;
     match action {
         ProjectionsAction::Status => {
-            println!("{:<14} {:>8} {:>10} {:>11} {:>9}  updated", "reader", "active", "position", "lag_events", "lag_s");
+            println!(
+                "{:<14} {:>8} {:>10} {:>11} {:>9}  updated",
+                "reader", "active", "position", "lag_events", "lag_s"
+            );
             for s in crate::log::statuses(pool, &[projector::READER]).await? {
                 println!(
                     "{:<14} {:>8} {:>10} {:>11} {:>9.3}  {}",
@@ -132,7 +157,8 @@ async fn projections(pool: &sqlx::PgPool, action: ProjectionsAction) -> anyhow::
                     s.at.position,
                     s.lag_events,
                     s.lag_seconds,
-                    s.updated_at.map_or_else(|| "never".to_owned(), |t| t.to_rfc3339())
+                    s.updated_at
+                        .map_or_else(|| "never".to_owned(), |t| t.to_rfc3339())
                 );
             }
             Ok(())
@@ -146,7 +172,7 @@ async fn projections(pool: &sqlx::PgPool, action: ProjectionsAction) -> anyhow::
                 "rebuilt read models from {} events in {:.2} s ({:.0} events/s)",
                 report.events,
                 report.seconds,
-                report.events as f64 / report.seconds.max(1e-9)
+                report.rate()
             );
             Ok(())
         }
@@ -214,6 +240,9 @@ async fn dev(mut settings: Settings, data_dir: &std::path::Path) -> anyhow::Resu
         .clone()
         .context("a secret was just set")?;
     settings.database.migrate_on_start = true;
+    if settings.simulator.enabled.is_none() {
+        settings.simulator.enabled = Some(true);
+    }
 
     let result = async {
         let app = Application::build(&settings).await?;

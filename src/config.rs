@@ -40,6 +40,8 @@ pub struct Settings {
 pub struct WorkerSettings {
     /// Keep the read models (the projector log reader).
     pub projector: bool,
+    /// Run the saga machinery: reactor, relay, reply consumer, deadline worker (needs NATS).
+    pub sagas: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -83,8 +85,37 @@ pub struct AuthSettings {
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct SimulatorSettings {
-    /// Run the participant simulator in-process (`dev` defaults to true).
+    /// Run the participant simulator in-process (`dev` defaults to true, `serve` to false).
     pub enabled: Option<bool>,
+    /// Reply latency range (ms).
+    pub min_latency_ms: u64,
+    pub max_latency_ms: u64,
+    /// Shares (0-1) of declined payments, out-of-stock reservations, lost replies and
+    /// duplicated replies.
+    pub decline_rate: f64,
+    pub out_of_stock_rate: f64,
+    pub silence_rate: f64,
+    pub duplicate_reply_rate: f64,
+    /// Units in stock of every SKU at start.
+    pub default_stock: u64,
+    pub seed: u64,
+}
+
+impl SimulatorSettings {
+    /// The simulator's own configuration.
+    pub fn to_config(&self) -> crate::simulator::SimulatorConfig {
+        crate::simulator::SimulatorConfig {
+            min_latency: std::time::Duration::from_millis(self.min_latency_ms),
+            max_latency: std::time::Duration::from_millis(self.max_latency_ms),
+            decline_rate: self.decline_rate,
+            out_of_stock_rate: self.out_of_stock_rate,
+            silence_rate: self.silence_rate,
+            duplicate_reply_rate: self.duplicate_reply_rate,
+            default_stock: self.default_stock,
+            seed: self.seed,
+            ..crate::simulator::SimulatorConfig::default()
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -93,6 +124,8 @@ pub struct SagaSettings {
     pub step_timeout_ms: u64,
     /// Sends of one step before it is compensated.
     pub max_attempts: u32,
+    /// Longest wait of any one attempt (waits double per attempt up to this) (ms).
+    pub max_wait_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -147,10 +180,21 @@ impl Default for Settings {
                 audience: "order-service".into(),
                 token_ttl_secs: 8 * 3600,
             },
-            simulator: SimulatorSettings { enabled: None },
+            simulator: SimulatorSettings {
+                enabled: None,
+                min_latency_ms: 0,
+                max_latency_ms: 0,
+                decline_rate: 0.0,
+                out_of_stock_rate: 0.0,
+                silence_rate: 0.0,
+                duplicate_reply_rate: 0.0,
+                default_stock: 1_000_000,
+                seed: 0,
+            },
             saga: SagaSettings {
                 step_timeout_ms: 10_000,
                 max_attempts: 5,
+                max_wait_ms: 300_000,
             },
             otel: OtelSettings {
                 endpoint: None,
@@ -160,7 +204,10 @@ impl Default for Settings {
             limits: LimitSettings {
                 max_body_bytes: 64 * 1024,
             },
-            workers: WorkerSettings { projector: true },
+            workers: WorkerSettings {
+                projector: true,
+                sagas: true,
+            },
         }
     }
 }

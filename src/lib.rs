@@ -7,6 +7,8 @@
 //! * [`state`]: the shared state handed to every HTTP handler.
 //! * [`http`]: the REST API (poem-openapi), auth and problem+json errors.
 //! * [`log`]: the log reader every projection, reactor and relay tails the event store with.
+//! * [`nats`]: JetStream streams, subjects, headers, publish-with-ack.
+//! * [`simulator`]: the inventory and payment participant simulator (`order-service simulate`, tests).
 //! * [`store`]: event store wiring (postgres-es), the order command executor, the catalog.
 //! * [`workers`]: background log readers (the projector).
 //! * [`devstack`]: the embedded PostgreSQL + nats-server launcher used by `dev` and tests.
@@ -17,6 +19,8 @@ pub mod config;
 pub mod devstack;
 pub mod http;
 pub mod log;
+pub mod nats;
+pub mod simulator;
 pub mod startup;
 pub mod state;
 pub mod store;

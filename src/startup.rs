@@ -11,11 +11,19 @@ use sqlx::PgPool;
 
 use crate::config::{Settings, WorkerSettings};
 use crate::http::auth::JwtVerifier;
+use crate::log::{LogReader, ReaderConfig};
+use crate::nats::Nats;
 use crate::state::AppState;
 use crate::store::catalog::CatalogRepository;
 use crate::store::orders::OrderRepository;
+use crate::store::sagas::SagaRepository;
 use crate::telemetry::Metrics;
+use crate::workers::deadlines::DeadlineWorker;
 use crate::workers::projector::Projector;
+use crate::workers::relay::{self, Relay};
+use crate::workers::replies::ReplyConsumer;
+use crate::workers::saga_reactor::{self, SagaReactor};
+use order_sagas::SagaPolicy;
 
 /// A built, bound, not yet serving application.
 pub struct Application {
@@ -23,6 +31,8 @@ pub struct Application {
     acceptor: poem::listener::TcpAcceptor,
     state: AppState,
     workers: WorkerSettings,
+    nats: Option<Nats>,
+    simulator: Option<crate::simulator::SimulatorConfig>,
 }
 
 impl std::fmt::Debug for Application {
@@ -61,10 +71,31 @@ impl Application {
         let metrics = Metrics::new()?;
         let catalog = CatalogRepository::new(pool.clone());
         let orders = OrderRepository::new(pool.clone(), catalog.clone(), metrics.clone());
+        let policy = SagaPolicy {
+            step_timeout: chrono::Duration::milliseconds(
+                i64::try_from(settings.saga.step_timeout_ms).unwrap_or(i64::MAX),
+            ),
+            max_attempts: settings.saga.max_attempts,
+            max_wait: chrono::Duration::milliseconds(
+                i64::try_from(settings.saga.max_wait_ms).unwrap_or(i64::MAX),
+            ),
+        };
+        let sagas = Arc::new(SagaRepository::new(pool.clone(), policy, metrics.clone()));
+        let nats = if settings.workers.sagas {
+            let url = settings.nats_url.as_deref().context(
+                "NATS_URL is not set (the saga needs NATS; set APP__WORKERS__SAGAS=false to run without it)",
+            )?;
+            let nats = Nats::connect(url, &settings.nats.prefix).await?;
+            nats.ensure_streams().await?;
+            Some(nats)
+        } else {
+            None
+        };
         let state = AppState {
             pool,
             orders: Arc::new(orders),
             catalog,
+            sagas,
             verifier: Arc::new(verifier),
             metrics,
             limits: settings.limits.clone(),
@@ -83,6 +114,12 @@ impl Application {
             acceptor,
             state,
             workers: settings.workers.clone(),
+            nats,
+            simulator: settings
+                .simulator
+                .enabled
+                .unwrap_or(false)
+                .then(|| settings.simulator.to_config()),
         })
     }
 
@@ -107,6 +144,53 @@ impl Application {
         if self.workers.projector {
             let reader = Projector::reader(self.state.pool.clone(), self.state.metrics.clone());
             workers.spawn(reader.run(Projector::live(), stopping.clone()));
+        }
+        if let Some(nats) = &self.nats {
+            let pool = &self.state.pool;
+            let metrics = &self.state.metrics;
+            let reactor = SagaReactor {
+                sagas: self.state.sagas.clone(),
+                orders: self.state.orders.clone(),
+            };
+            workers.spawn(
+                LogReader::new(
+                    pool.clone(),
+                    ReaderConfig::new(saga_reactor::READER),
+                    metrics.clone(),
+                )
+                .run(reactor, stopping.clone()),
+            );
+            let relay = Relay {
+                nats: nats.clone(),
+                metrics: metrics.clone(),
+            };
+            workers.spawn(
+                LogReader::new(
+                    pool.clone(),
+                    ReaderConfig::new(relay::READER),
+                    metrics.clone(),
+                )
+                .run(relay, stopping.clone()),
+            );
+            let replies = ReplyConsumer {
+                nats: nats.clone(),
+                sagas: self.state.sagas.clone(),
+                metrics: metrics.clone(),
+            };
+            workers.spawn(replies.run(stopping.clone()));
+            let deadlines = DeadlineWorker {
+                pool: pool.clone(),
+                sagas: self.state.sagas.clone(),
+            };
+            workers.spawn(deadlines.run(stopping.clone()));
+            if let Some(config) = self.simulator.clone() {
+                workers.spawn(crate::simulator::run(
+                    nats.clone(),
+                    config,
+                    stopping.clone(),
+                ));
+                tracing::info!("participant simulator running in-process");
+            }
         }
         tracing::info!(port = self.port, "serving HTTP");
         let result = poem::Server::new_with_acceptor(self.acceptor)

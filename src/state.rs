@@ -8,6 +8,7 @@ use crate::config::LimitSettings;
 use crate::http::auth::JwtVerifier;
 use crate::store::catalog::CatalogRepository;
 use crate::store::orders::OrderRepository;
+use crate::store::sagas::SagaRepository;
 use crate::telemetry::Metrics;
 
 /// Cheap to clone: everything inside is shared.
@@ -19,6 +20,8 @@ pub struct AppState {
     pub orders: Arc<OrderRepository>,
     /// Stores, products, prices.
     pub catalog: CatalogRepository,
+    /// Order sagas (status, admin retry).
+    pub sagas: Arc<SagaRepository>,
     /// Verifies bearer tokens.
     pub verifier: Arc<JwtVerifier>,
     pub metrics: Arc<Metrics>,

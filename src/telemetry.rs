@@ -116,6 +116,16 @@ pub struct Metrics {
     pub reader_position: IntGaugeVec,
     /// Batches that failed and were retried.
     pub reader_errors: IntCounterVec,
+    /// Saga events appended, by type (started, requested steps, completed, compensated...).
+    pub saga_events: IntCounterVec,
+    /// Replies the saga refused (wrong saga, unknown request, wrong amount...), by reason.
+    pub saga_replies_ignored: IntCounterVec,
+    /// Time from a saga request to its reply, by step (seconds).
+    pub saga_step_seconds: HistogramVec,
+    /// JetStream publishes by stream and outcome.
+    pub nats_published: IntCounterVec,
+    /// Messages consumed by consumer and outcome (processed, ignored, retried, dead_lettered).
+    pub nats_consumed: IntCounterVec,
 }
 
 impl Metrics {
@@ -209,6 +219,38 @@ impl Metrics {
             ),
             &["reader"],
         )?;
+        let saga_events = IntCounterVec::new(
+            Opts::new("saga_events_total", "Saga events appended, by type"),
+            &["event_type"],
+        )?;
+        let saga_replies_ignored = IntCounterVec::new(
+            Opts::new(
+                "saga_replies_ignored_total",
+                "Participant replies the saga refused, by reason",
+            ),
+            &["reason"],
+        )?;
+        let saga_step_seconds = HistogramVec::new(
+            HistogramOpts::new("saga_step_seconds", "Time from a saga request to its reply")
+                .buckets(vec![
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                ]),
+            &["step"],
+        )?;
+        let nats_published = IntCounterVec::new(
+            Opts::new(
+                "nats_published_total",
+                "JetStream publishes, by stream and outcome",
+            ),
+            &["stream", "outcome"],
+        )?;
+        let nats_consumed = IntCounterVec::new(
+            Opts::new(
+                "nats_consumed_total",
+                "Messages consumed, by consumer and outcome",
+            ),
+            &["consumer", "outcome"],
+        )?;
         let reader_errors = IntCounterVec::new(
             Opts::new(
                 "log_reader_errors_total",
@@ -233,6 +275,11 @@ impl Metrics {
             Box::new(reader_apply_seconds.clone()),
             Box::new(reader_position.clone()),
             Box::new(reader_errors.clone()),
+            Box::new(saga_events.clone()),
+            Box::new(saga_replies_ignored.clone()),
+            Box::new(saga_step_seconds.clone()),
+            Box::new(nats_published.clone()),
+            Box::new(nats_consumed.clone()),
         ] {
             registry.register(c)?;
         }
@@ -254,6 +301,11 @@ impl Metrics {
             reader_apply_seconds,
             reader_position,
             reader_errors,
+            saga_events,
+            saga_replies_ignored,
+            saga_step_seconds,
+            nats_published,
+            nats_consumed,
         }))
     }
 

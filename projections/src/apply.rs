@@ -445,3 +445,63 @@ async fn store_counter(
     .await?;
     Ok(())
 }
+
+/// One saga event as the log recorded it, reduced to what the saga read model keeps (the saga
+/// events carry their resulting status and next deadline).
+#[derive(Debug, Clone, Copy)]
+pub struct SagaRecorded<'a> {
+    pub order_id: Uuid,
+    pub sequence: i64,
+    pub event_type: &'a str,
+    /// Snake-case saga status after the event.
+    pub status: &'a str,
+    pub deadline_at: Option<DateTime<Utc>>,
+    /// Set by `SagaNeedsAttention`.
+    pub attention: Option<&'a str>,
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// Folds one saga event into `saga_progress`; idempotent through `version`.
+pub async fn apply_saga(
+    conn: &mut PgConnection,
+    e: SagaRecorded<'_>,
+) -> Result<Applied, ProjectionError> {
+    let done = sqlx::query(
+        "insert into saga_progress as p (order_id, version, status, deadline_at, last_event, attention, started_at, updated_at)
+         values ($1, $2, $3, $4, $5, $6, $7, $7)
+         on conflict (order_id) do update
+            set version = excluded.version,
+                status = excluded.status,
+                deadline_at = excluded.deadline_at,
+                last_event = excluded.last_event,
+                attention = case when excluded.status = 'needs_attention'
+                                 then coalesce(excluded.attention, p.attention) end,
+                updated_at = excluded.updated_at
+          where p.version = excluded.version - 1",
+    )
+    .bind(e.order_id)
+    .bind(e.sequence)
+    .bind(e.status)
+    .bind(e.deadline_at)
+    .bind(e.event_type)
+    .bind(e.attention)
+    .bind(e.recorded_at)
+    .execute(&mut *conn)
+    .await?;
+    if done.rows_affected() == 1 {
+        return Ok(Applied::Applied);
+    }
+    let version: i64 = sqlx::query_scalar("select version from saga_progress where order_id = $1")
+        .bind(e.order_id)
+        .fetch_one(&mut *conn)
+        .await?;
+    if version >= e.sequence {
+        Ok(Applied::Duplicate)
+    } else {
+        Err(ProjectionError::Gap {
+            order_id: e.order_id,
+            sequence: e.sequence,
+            version,
+        })
+    }
+}

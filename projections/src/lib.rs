@@ -12,4 +12,6 @@
 pub mod apply;
 pub mod queries;
 
-pub use apply::{apply, Applied, ProjectionError, Recorded, SCHEMA, SHADOW_SCHEMA};
+pub use apply::{
+    apply, apply_saga, Applied, ProjectionError, Recorded, SagaRecorded, SCHEMA, SHADOW_SCHEMA,
+};

@@ -2,6 +2,7 @@
 //! middleware every request passes through (outermost first): request id, observation
 //! (metrics + span), problem+json rendering, body size limit, then the routes.
 
+pub mod admin;
 pub mod auth;
 pub mod catalog;
 pub mod command;
@@ -10,6 +11,8 @@ pub mod observe;
 pub mod ops;
 pub mod orders;
 pub mod problem;
+pub mod queries;
+pub mod sagas;
 pub mod security;
 
 use poem::middleware::{RequestId, ReuseId};
@@ -21,20 +24,37 @@ use crate::state::AppState;
 /// Groups of operations in the OpenAPI document.
 #[derive(Debug, Tags)]
 pub enum ApiTags {
-    /// Create orders, change their items, place, fulfil, ship and cancel them.
+    /// Create orders, change their items, place, fulfil, ship and cancel them; read them back,
+    /// with their status history, audit log and saga.
     Orders,
     /// Stores and the products they sell.
     Catalog,
+    /// Sales reports for analysts and store staff.
+    Reports,
     /// Health and metrics.
     Ops,
 }
 
-type Apis = (orders::OrdersApi, catalog::CatalogApi, ops::OpsApi);
+type Apis = queries::SharedPaths<(
+    orders::OrdersApi,
+    queries::QueriesApi,
+    sagas::SagasApi,
+    catalog::CatalogApi,
+    admin::AdminApi,
+    ops::OpsApi,
+)>;
 
 /// The OpenAPI service (also used by `order-service openapi` to print the spec).
 pub fn openapi() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
-        (orders::OrdersApi, catalog::CatalogApi, ops::OpsApi),
+        queries::SharedPaths((
+            orders::OrdersApi,
+            queries::QueriesApi,
+            sagas::SagasApi,
+            catalog::CatalogApi,
+            admin::AdminApi,
+            ops::OpsApi,
+        )),
         "order-service",
         env!("CARGO_PKG_VERSION"),
     )

@@ -1,5 +1,6 @@
-//! Order commands (`POST /v1/orders`, items, place, status, ship, cancel, discard) and reading
-//! one order back. Bodies are parsed into domain values here; the aggregate decides the rest.
+//! Order commands (`POST /v1/orders`, items, place, status, ship, cancel, discard), each
+//! answering with the order as the command left it. Bodies are parsed into domain values here;
+//! the aggregate decides the rest. Reads are served from the read models (`queries.rs`).
 
 // Handlers take one argument per poem-openapi extractor (state, request, auth, path, body,
 // Idempotency-Key, If-Match), and `run` receives them all.
@@ -285,20 +286,13 @@ pub enum CreatedResponse {
 
 #[derive(ApiResponse)]
 pub enum OrderResponse {
-    /// The order after the command (or as it is, for a read).
+    /// The order after the command.
     #[oai(status = 200)]
     Ok(
         Json<OrderView>,
         #[oai(header = "ETag")] String,
         #[oai(header = "Idempotent-Replayed")] Option<bool>,
     ),
-}
-
-#[derive(ApiResponse)]
-pub enum LinesResponse {
-    /// The order's lines.
-    #[oai(status = 200)]
-    Ok(Json<Vec<LineView>>, #[oai(header = "ETag")] String),
 }
 
 // ---- parsing --------------------------------------------------------------------------------
@@ -568,42 +562,6 @@ impl OrdersApi {
             format!("/v1/orders/{}", view.id),
             etag(view.version),
             executed.replayed.then_some(true),
-        ))
-    }
-
-    /// Read an order
-    #[oai(path = "/orders/:id", method = "get", operation_id = "getOrder")]
-    async fn get_order(
-        &self,
-        state: Data<&AppState>,
-        auth: BearerAuth,
-        id: Path<Uuid>,
-    ) -> Result<OrderResponse, ApiError> {
-        let order = load_visible(&state, &auth, id.0).await?;
-        let view = OrderView::of(&order).ok_or_else(ApiError::order_not_found)?;
-        Ok(OrderResponse::Ok(
-            Json(view.clone()),
-            etag(view.version),
-            None,
-        ))
-    }
-
-    /// List an order's lines
-    #[oai(
-        path = "/orders/:id/items",
-        method = "get",
-        operation_id = "listOrderItems"
-    )]
-    async fn list_items(
-        &self,
-        state: Data<&AppState>,
-        auth: BearerAuth,
-        id: Path<Uuid>,
-    ) -> Result<LinesResponse, ApiError> {
-        let order = load_visible(&state, &auth, id.0).await?;
-        Ok(LinesResponse::Ok(
-            Json(lines_of(&order)),
-            etag(order.version()),
         ))
     }
 
@@ -879,16 +837,4 @@ impl OrdersApi {
         )
         .await
     }
-}
-
-/// Loads an order the caller may see; 404 otherwise.
-async fn load_visible(state: &AppState, auth: &BearerAuth, id: Uuid) -> Result<Order, ApiError> {
-    let order = state
-        .orders
-        .load(OrderId::from_uuid(id))
-        .await
-        .map_err(ApiError::infra)?
-        .ok_or_else(ApiError::order_not_found)?;
-    authorize_order(&auth.0, &order, OrderAction::Read)?;
-    Ok(order)
 }

@@ -88,6 +88,14 @@ pub enum ApiError {
     /// 503: a dependency (database) is unavailable.
     #[error("service temporarily unavailable")]
     Unavailable(#[source] anyhow::Error),
+    /// 503: the read model of an order did not reach the wanted version within the bounded
+    /// wait (`at` is where it stands, 0 when it has not seen the order yet); retry after 1 s.
+    #[error("the read model of order {order_id} is at version {at}, not yet at version {wanted}; retry shortly")]
+    ProjectionBehind {
+        order_id: uuid::Uuid,
+        at: u64,
+        wanted: u64,
+    },
     /// 500: a bug or an unexpected failure; logged with its cause chain, answered generically.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -145,6 +153,7 @@ impl ApiError {
             Self::VersionMismatch { .. } => (StatusCode::PRECONDITION_FAILED, "version-mismatch"),
             Self::Invalid { slug, .. } => (StatusCode::UNPROCESSABLE_ENTITY, slug),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "service-unavailable"),
+            Self::ProjectionBehind { .. } => (StatusCode::SERVICE_UNAVAILABLE, "projection-behind"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal-error"),
         }
     }
@@ -236,7 +245,7 @@ impl ApiError {
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
             }
-            Self::Unavailable(_) => {
+            Self::Unavailable(_) | Self::ProjectionBehind { .. } => {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(1));

@@ -19,9 +19,10 @@ pub struct ReaderStatus {
 
 /// The status of every reader in `names` and of every reader with a checkpoint.
 pub async fn statuses(pool: &PgPool, names: &[&str]) -> anyhow::Result<Vec<ReaderStatus>> {
-    let mut all: Vec<String> = sqlx::query_scalar("select name from reader_checkpoints order by name")
-        .fetch_all(pool)
-        .await?;
+    let mut all: Vec<String> =
+        sqlx::query_scalar("select name from reader_checkpoints order by name")
+            .fetch_all(pool)
+            .await?;
     for n in names {
         if !all.iter().any(|a| a == n) {
             all.push((*n).to_owned());
@@ -47,7 +48,14 @@ pub async fn statuses(pool: &PgPool, names: &[&str]) -> anyhow::Result<Vec<Reade
         .bind(super::reader::lock_key(&name))
         .fetch_one(&mut *conn)
         .await?;
-        out.push(ReaderStatus { name, at, updated_at, lag_events, lag_seconds, active });
+        out.push(ReaderStatus {
+            name,
+            at,
+            updated_at,
+            lag_events,
+            lag_seconds,
+            active,
+        });
     }
     Ok(out)
 }

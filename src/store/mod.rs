@@ -2,7 +2,9 @@
 //! executor for orders, the catalog tables, and the connection pool they share.
 
 pub mod catalog;
+pub mod locks;
 pub mod orders;
+pub mod sagas;
 
 use std::time::Duration;
 

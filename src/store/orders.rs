@@ -20,6 +20,7 @@ use rand::Rng as _;
 use sqlx::PgPool;
 
 use super::catalog::CatalogRepository;
+use super::locks::KeyedLocks;
 use crate::telemetry::Metrics;
 
 /// Attempts of one command before a conflict is reported to the client.
@@ -93,53 +94,7 @@ pub struct OrderRepository {
     store: PersistedEventStore<PostgresEventRepository, Order>,
     catalog: CatalogRepository,
     metrics: Arc<Metrics>,
-    locks: KeyedLocks,
-}
-
-/// One async mutex per order id with a command in flight; entries go away with their last
-/// holder, so the map holds only orders being written right now.
-#[derive(Debug, Default)]
-struct KeyedLocks {
-    map: std::sync::Mutex<HashMap<OrderId, Arc<tokio::sync::Mutex<()>>>>,
-}
-
-/// Held while one command runs on one order.
-struct KeyedGuard<'a> {
-    locks: &'a KeyedLocks,
-    id: OrderId,
-    lock: Option<tokio::sync::OwnedMutexGuard<()>>,
-}
-
-impl KeyedLocks {
-    async fn lock(&self, id: OrderId) -> KeyedGuard<'_> {
-        let mutex = {
-            let mut map = self
-                .map
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            map.entry(id).or_default().clone()
-        };
-        KeyedGuard {
-            locks: self,
-            id,
-            lock: Some(mutex.lock_owned().await),
-        }
-    }
-}
-
-impl Drop for KeyedGuard<'_> {
-    fn drop(&mut self) {
-        drop(self.lock.take());
-        let mut map = self
-            .locks
-            .map
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        // Only the map still holds the mutex: nobody is waiting, forget it.
-        if map.get(&self.id).is_some_and(|m| Arc::strong_count(m) == 1) {
-            map.remove(&self.id);
-        }
-    }
+    locks: KeyedLocks<OrderId>,
 }
 
 impl std::fmt::Debug for OrderRepository {

@@ -1,4 +1,12 @@
-//! Background workers, each a log reader plugged into [`crate::log`] (or, later, a NATS
-//! consumer): the projector keeps the read models.
+//! Background workers, each a log reader plugged into [`crate::log`] or a NATS consumer:
+//! * [`projector`]: keeps the read models;
+//! * [`saga_reactor`]: order events → saga commands, saga verdicts → order commands;
+//! * [`relay`]: order events and participant commands → JetStream;
+//! * [`replies`]: participant replies → saga commands;
+//! * [`deadlines`]: timed-out saga steps → `Timeout`.
 
+pub mod deadlines;
 pub mod projector;
+pub mod relay;
+pub mod replies;
+pub mod saga_reactor;

@@ -49,29 +49,69 @@ async fn apply_batch(
     sqlx::query(&format!("set local search_path to {schema}, public"))
         .execute(&mut *tx)
         .await?;
-    for e in batch.iter().filter(|e| e.aggregate_type == "Order") {
-        let event: OrderEvent = serde_json::from_value(e.payload.clone())
-            .with_context(|| format!("event {} ({}) does not decode", e.event_id, e.event_type))?;
-        let order_id = e
-            .aggregate_id
-            .parse()
-            .with_context(|| format!("order id {}", e.aggregate_id))?;
-        let principal = e
-            .metadata
-            .get("principal")
-            .and_then(serde_json::Value::as_str);
-        order_projections::apply(
-            tx,
-            Recorded {
-                order_id,
-                sequence: e.sequence,
-                event: &event,
-                recorded_at: e.recorded_at,
-                principal,
-            },
-        )
-        .await?;
+    for e in batch {
+        match e.aggregate_type.as_str() {
+            "Order" => apply_order(tx, e).await?,
+            "OrderSaga" => apply_saga(tx, e).await?,
+            _ => {}
+        }
     }
+    Ok(())
+}
+
+async fn apply_saga(tx: &mut PgConnection, e: &LogEvent) -> anyhow::Result<()> {
+    let event: order_sagas::SagaEvent =
+        serde_json::from_value(e.payload.clone()).with_context(|| {
+            format!(
+                "saga event {} ({}) does not decode",
+                e.event_id, e.event_type
+            )
+        })?;
+    let attention = match &event.change {
+        order_sagas::SagaChange::SagaNeedsAttention { reason, .. } => Some(reason.as_str()),
+        _ => None,
+    };
+    order_projections::apply_saga(
+        tx,
+        order_projections::SagaRecorded {
+            order_id: e
+                .aggregate_id
+                .parse()
+                .with_context(|| format!("saga id {}", e.aggregate_id))?,
+            sequence: e.sequence,
+            event_type: &e.event_type,
+            status: event.status.as_str(),
+            deadline_at: event.next_deadline_at,
+            attention,
+            recorded_at: e.recorded_at,
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+async fn apply_order(tx: &mut PgConnection, e: &LogEvent) -> anyhow::Result<()> {
+    let event: OrderEvent = serde_json::from_value(e.payload.clone())
+        .with_context(|| format!("event {} ({}) does not decode", e.event_id, e.event_type))?;
+    let order_id = e
+        .aggregate_id
+        .parse()
+        .with_context(|| format!("order id {}", e.aggregate_id))?;
+    let principal = e
+        .metadata
+        .get("principal")
+        .and_then(serde_json::Value::as_str);
+    order_projections::apply(
+        tx,
+        Recorded {
+            order_id,
+            sequence: e.sequence,
+            event: &event,
+            recorded_at: e.recorded_at,
+            principal,
+        },
+    )
+    .await?;
     Ok(())
 }
 
@@ -80,6 +120,14 @@ async fn apply_batch(
 pub struct RebuildReport {
     pub events: u64,
     pub seconds: f64,
+}
+
+impl RebuildReport {
+    /// Events replayed per second.
+    #[expect(clippy::cast_precision_loss, reason = "a rate for people to read")]
+    pub fn rate(&self) -> f64 {
+        self.events as f64 / self.seconds.max(1e-9)
+    }
 }
 
 /// Rebuilds every read model from the log while the service keeps serving: replays the log

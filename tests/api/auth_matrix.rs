@@ -119,8 +119,17 @@ async fn every_operation_answers_each_kind_of_caller_as_documented() {
     let manage_store = [403, 403, 201, 403, 201, 403, 201, 401];
     let patch_product = [403, 403, 200, 403, 200, 403, 200, 401];
     let open_store = [403, 403, 403, 403, 201, 403, 201, 401];
+    let admin_only = [403, 403, 403, 403, 403, 403, 200, 401];
+    // No saga machinery runs in this app: a visible order answers "no saga", an invisible one
+    // "no order"; both are 404, and only the bearer check differs.
+    let saga_of_draft = [404, 404, 404, 404, 404, 404, 404, 401];
+    let retry_missing = [403, 403, 403, 403, 403, 403, 404, 401];
     // createOrder: the owner creates for itself; "other customer" tries to create for alice.
     let create = [201, 403, 201, 403, 201, 403, 201, 401];
+    // alice's history: hidden from other customers; staff elsewhere get an empty page.
+    let customer_history = [200, 404, 200, 200, 200, 200, 200, 401];
+    // reports: analysts, services, admins, and staff about their own store.
+    let report = [403, 403, 200, 403, 200, 200, 200, 401];
 
     let ops = vec![
         Op {
@@ -146,6 +155,54 @@ async fn every_operation_answers_each_kind_of_caller_as_documented() {
             body: None,
             needs: Needs::Draft,
             expect: read,
+        },
+        Op {
+            id: "getStatusHistory",
+            method: Method::GET,
+            path: "/v1/orders/{order}/status-history",
+            body: None,
+            needs: Needs::Draft,
+            expect: read,
+        },
+        Op {
+            id: "getOrderEvents",
+            method: Method::GET,
+            path: "/v1/orders/{order}/events",
+            body: None,
+            needs: Needs::Draft,
+            expect: read,
+        },
+        Op {
+            id: "listOrders",
+            method: Method::GET,
+            path: "/v1/orders",
+            body: None,
+            needs: Needs::Nothing,
+            expect: anyone,
+        },
+        Op {
+            id: "listCustomerOrders",
+            method: Method::GET,
+            path: "/v1/customers/alice/orders",
+            body: None,
+            needs: Needs::Nothing,
+            expect: customer_history,
+        },
+        Op {
+            id: "productSalesReport",
+            method: Method::GET,
+            path: "/v1/reports/product-sales?from=2026-01-01&to=2026-12-31&store_id={store}",
+            body: None,
+            needs: Needs::Nothing,
+            expect: report,
+        },
+        Op {
+            id: "salesSummary",
+            method: Method::GET,
+            path: "/v1/reports/sales-summary?store_id={store}",
+            body: None,
+            needs: Needs::Nothing,
+            expect: report,
         },
         Op {
             id: "addItem",
@@ -250,6 +307,46 @@ async fn every_operation_answers_each_kind_of_caller_as_documented() {
             body: None,
             needs: Needs::Nothing,
             expect: anyone,
+        },
+        Op {
+            id: "getOrderSaga",
+            method: Method::GET,
+            path: "/v1/orders/{order}/saga",
+            body: None,
+            needs: Needs::Draft,
+            expect: saga_of_draft,
+        },
+        Op {
+            id: "listSagas",
+            method: Method::GET,
+            path: "/v1/admin/sagas?state=needs_attention",
+            body: None,
+            needs: Needs::Nothing,
+            expect: admin_only,
+        },
+        Op {
+            id: "retrySaga",
+            method: Method::POST,
+            path: "/v1/admin/sagas/{order}/retry",
+            body: None,
+            needs: Needs::Draft,
+            expect: retry_missing,
+        },
+        Op {
+            id: "listReaders",
+            method: Method::GET,
+            path: "/v1/admin/readers",
+            body: None,
+            needs: Needs::Nothing,
+            expect: admin_only,
+        },
+        Op {
+            id: "rebuildProjections",
+            method: Method::POST,
+            path: "/v1/admin/projections/rebuild",
+            body: None,
+            needs: Needs::Nothing,
+            expect: admin_only,
         },
         Op {
             id: "listProducts",

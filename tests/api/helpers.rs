@@ -89,6 +89,8 @@ pub struct TestApp {
     pub app_state: order_service::state::AppState,
     /// The settings this instance runs with (a replica reuses them).
     pub settings: Settings,
+    /// The participant simulator, when the saga machinery runs (`spawn_saga_app`).
+    pub simulator: Option<order_service::simulator::Simulator>,
     minter: TokenMinter,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -97,6 +99,26 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
+        }
+        // Streams of a saga test's prefix are its own: remove them.
+        if let (Some(url), true) = (self.settings.nats_url.clone(), self.settings.workers.sagas) {
+            let names: Vec<String> = [
+                "ORDER_EVENTS",
+                "SAGA_COMMANDS",
+                "SAGA_REPLIES",
+                "DEAD_LETTERS",
+            ]
+            .iter()
+            .map(|b| order_service::nats::Nats::stream_name_for(&self.settings.nats.prefix, b))
+            .collect();
+            tokio::spawn(async move {
+                if let Ok(client) = async_nats::connect(url).await {
+                    let js = async_nats::jetstream::new(client);
+                    for n in names {
+                        let _ = js.delete_stream(n).await;
+                    }
+                }
+            });
         }
     }
 }
@@ -125,6 +147,8 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     settings.auth.jwt_secret = Some(SecretString::from(SECRET.to_owned()));
     settings.database.migrate_on_start = true;
     settings.database.max_connections = 8;
+    // The saga machinery needs NATS; tests that exercise it turn it on (`spawn_saga_app`).
+    settings.workers.sagas = false;
     configure(&mut settings);
     start(settings).await
 }
@@ -160,9 +184,38 @@ async fn start(settings: Settings) -> TestApp {
         pool,
         app_state,
         settings,
+        simulator: None,
         minter,
         shutdown: Some(tx),
     }
+}
+
+/// The service with its saga machinery on the local NATS (`NATS_URL`, else 127.0.0.1:4222)
+/// under a subject prefix of its own, and a participant simulator configured by `sim`.
+pub async fn spawn_saga_app(
+    sim: order_service::simulator::SimulatorConfig,
+    configure: impl FnOnce(&mut Settings),
+) -> TestApp {
+    let url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
+    let prefix = format!("t{}.", Uuid::new_v4().simple());
+    let mut app = spawn_app_with(|s| {
+        s.nats_url = Some(url.clone());
+        s.nats.prefix.clone_from(&prefix);
+        s.workers.sagas = true;
+        s.simulator.enabled = Some(false);
+        s.saga.step_timeout_ms = 2_000;
+        configure(s);
+    })
+    .await;
+    let nats = order_service::nats::Nats::connect(&url, &prefix)
+        .await
+        .expect("nats");
+    app.simulator = Some(
+        order_service::simulator::Simulator::start(nats, sim)
+            .await
+            .expect("simulator"),
+    );
+    app
 }
 
 impl TestApp {
@@ -502,5 +555,70 @@ impl TestApp {
             )
             .await
             .expect("command");
+    }
+
+    /// Rejects a placed order the way the saga does when a step fails for good.
+    pub async fn reject_internally(&self, order: Uuid, reason: &str) {
+        let reason = order_domain::Reason::parse(reason.to_owned()).expect("reason");
+        self.command(order, order_domain::OrderCommand::RejectOrder { reason })
+            .await;
+    }
+}
+
+impl TestApp {
+    /// Polls the order (through the API, as admin) until `done` holds; panics after `timeout`.
+    pub async fn wait_for_order(
+        &self,
+        order: Uuid,
+        timeout: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let admin = self.admin();
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let answer = self.get(&format!("/v1/orders/{order}"), &admin).await;
+            if answer.status == StatusCode::OK && done(&answer.body) {
+                return answer.body;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "order {order} did not get there: {}",
+                answer.text
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Polls the saga until its status is `status`.
+    pub async fn wait_for_saga(&self, order: Uuid, status: &str, timeout: Duration) -> Value {
+        let admin = self.admin();
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let answer = self.get(&format!("/v1/orders/{order}/saga"), &admin).await;
+            if answer.status == StatusCode::OK && answer.body["status"] == status {
+                return answer.body;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "saga of {order} is not {status}: {}",
+                answer.text
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The simulator's books.
+    pub fn books(&self) -> order_service::simulator::Books {
+        self.simulator.as_ref().expect("a saga app").books()
+    }
+
+    /// How many saga events of `event_type` order `order` has.
+    pub async fn saga_events(&self, order: Uuid, event_type: &str) -> i64 {
+        sqlx::query_scalar("select count(*) from events where aggregate_type = 'OrderSaga' and aggregate_id = $1 and event_type = $2")
+            .bind(order.to_string())
+            .bind(event_type)
+            .fetch_one(&self.pool)
+            .await
+            .expect("count")
     }
 }

@@ -10,3 +10,5 @@ mod lifecycle;
 mod log_reader;
 mod openapi;
 mod processes;
+mod queries;
+mod sagas;

@@ -43,6 +43,7 @@ impl ServiceProcess {
                 "process-test-secret-long-enough-for-hs256-xxxxxxxx",
             )
             .env("RUST_LOG", "warn")
+            .env("APP__WORKERS__SAGAS", "false")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)

@@ -1,0 +1,250 @@
+//! Saga endpoints: an order's saga (`GET /v1/orders/{id}/saga`), and for admins the sagas by
+//! status and the retry of a parked one (DESIGN §7, §9).
+
+use chrono::{DateTime, Utc};
+use order_domain::OrderId;
+use order_sagas::{SagaCommand, SagaError};
+use poem::web::Data;
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+use uuid::Uuid;
+
+use super::auth::Role;
+use super::problem::ApiError;
+use super::security::{authorize_order, BearerAuth, OrderAction};
+use super::ApiTags;
+use crate::state::AppState;
+use crate::store::sagas::SagaExecuteError;
+
+/// One request the saga sent to a participant.
+#[derive(Debug, Clone, Object)]
+pub struct SagaStepView {
+    /// `reserve`, `authorize`, `release`, `void`, `capture`, `commit`, `refund`.
+    pub step: String,
+    pub message_id: Uuid,
+    /// Sends so far (re-sends keep the message id).
+    pub attempt: u32,
+    /// When the current attempt times out, while waiting.
+    #[oai(skip_serializing_if_is_none)]
+    pub deadline_at: Option<DateTime<Utc>>,
+    /// The reply kind that answered it (`reserved`, `authorized`, ...).
+    #[oai(skip_serializing_if_is_none)]
+    pub answer: Option<String>,
+    /// The saga stopped waiting (a late answer is still compensated).
+    pub abandoned: bool,
+    /// Why it is parked for a human.
+    #[oai(skip_serializing_if_is_none)]
+    pub parked: Option<String>,
+}
+
+/// An order's saga.
+#[derive(Debug, Clone, Object)]
+pub struct SagaView {
+    pub order_id: Uuid,
+    /// `reserving_stock`, `authorizing_payment`, `confirmed`, `capturing`, `completed`,
+    /// `compensating`, `cancelled`, `failed`, `needs_attention`.
+    pub status: String,
+    #[oai(skip_serializing_if_is_none)]
+    pub started_at: Option<DateTime<Utc>>,
+    #[oai(skip_serializing_if_is_none)]
+    pub deadline_at: Option<DateTime<Utc>>,
+    #[oai(skip_serializing_if_is_none)]
+    pub reservation_id: Option<String>,
+    #[oai(skip_serializing_if_is_none)]
+    pub payment_id: Option<String>,
+    pub steps: Vec<SagaStepView>,
+}
+
+/// A saga in a listing.
+#[derive(Debug, Clone, Object, sqlx::FromRow)]
+pub struct SagaSummary {
+    pub order_id: Uuid,
+    pub status: String,
+    #[oai(skip_serializing_if_is_none)]
+    pub deadline_at: Option<DateTime<Utc>>,
+    pub last_event: String,
+    #[oai(skip_serializing_if_is_none)]
+    pub attention: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(ApiResponse)]
+pub enum SagaResponse {
+    #[oai(status = 200)]
+    Ok(Json<SagaView>),
+}
+
+#[derive(ApiResponse)]
+pub enum SagasResponse {
+    #[oai(status = 200)]
+    Ok(Json<Vec<SagaSummary>>),
+}
+
+fn view(order: Uuid, saga: &order_sagas::OrderSaga) -> Option<SagaView> {
+    Some(SagaView {
+        order_id: order,
+        status: saga.status()?.as_str().to_owned(),
+        started_at: saga.started_at(),
+        deadline_at: saga.deadline(),
+        reservation_id: saga.reservation_id().map(|r| r.as_str().to_owned()),
+        payment_id: saga.payment_id().map(|p| p.as_str().to_owned()),
+        steps: saga
+            .requests()
+            .iter()
+            .map(|r| SagaStepView {
+                step: r.step().to_string(),
+                message_id: r.message_id().as_uuid(),
+                attempt: r.attempt,
+                deadline_at: r.deadline_at,
+                answer: r.answer.as_ref().map(|a| a.kind.to_string()),
+                abandoned: r.abandoned,
+                parked: r.parked.clone(),
+            })
+            .collect(),
+    })
+}
+
+fn saga_not_found(order: Uuid) -> ApiError {
+    ApiError::NotFound {
+        slug: "saga-not-found",
+        detail: format!("order {order} has no saga (it was never placed)"),
+    }
+}
+
+fn require_admin(auth: &BearerAuth) -> Result<(), ApiError> {
+    if auth.0.has(Role::Admin) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden("only admins run operations"))
+    }
+}
+
+/// The operations of this module.
+#[derive(Debug)]
+pub struct SagasApi;
+
+#[OpenApi(prefix_path = "/v1", tag = "ApiTags::Orders")]
+impl SagasApi {
+    /// Read an order's saga: its steps, attempts, deadlines and answers
+    #[oai(
+        path = "/orders/:id/saga",
+        method = "get",
+        operation_id = "getOrderSaga"
+    )]
+    async fn get(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        id: Path<Uuid>,
+    ) -> Result<SagaResponse, ApiError> {
+        let order = state
+            .orders
+            .load(OrderId::from_uuid(id.0))
+            .await
+            .map_err(ApiError::infra)?
+            .ok_or_else(ApiError::order_not_found)?;
+        authorize_order(&auth.0, &order, OrderAction::Read)?;
+        let saga = state
+            .sagas
+            .load(OrderId::from_uuid(id.0))
+            .await
+            .map_err(ApiError::infra)?;
+        Ok(SagaResponse::Ok(Json(
+            view(id.0, &saga).ok_or_else(|| saga_not_found(id.0))?,
+        )))
+    }
+
+    /// List sagas by status (admin)
+    #[oai(path = "/admin/sagas", method = "get", operation_id = "listSagas")]
+    async fn list(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        /// Only sagas in this status, e.g. `needs_attention`.
+        #[oai(name = "state")]
+        status: Query<Option<String>>,
+        /// At most this many, newest first (1-500, default 100).
+        limit: Query<Option<i64>>,
+    ) -> Result<SagasResponse, ApiError> {
+        require_admin(&auth)?;
+        if let Some(s) = status.0.as_deref() {
+            if order_sagas::SagaStatus::parse(s).is_none() {
+                return Err(ApiError::BadRequest {
+                    slug: "invalid-parameter",
+                    detail: format!("state {s:?} is not a saga status"),
+                });
+            }
+        }
+        let limit = match limit.0 {
+            None => 100,
+            Some(n) if (1..=500).contains(&n) => n,
+            Some(_) => {
+                return Err(ApiError::BadRequest {
+                    slug: "invalid-parameter",
+                    detail: "limit must be between 1 and 500".into(),
+                })
+            }
+        };
+        let rows: Vec<SagaSummary> = sqlx::query_as(
+            "select order_id, status, deadline_at, last_event, attention, started_at, updated_at
+               from read.saga_progress
+              where ($1::text is null or status = $1)
+              order by updated_at desc limit $2",
+        )
+        .bind(status.0)
+        .bind(limit)
+        .fetch_all(&state.pool)
+        .await
+        .map_err(|e| ApiError::infra(e.into()))?;
+        Ok(SagasResponse::Ok(Json(rows)))
+    }
+
+    /// Retry a saga that needs attention (admin)
+    ///
+    /// Re-sends its parked requests with their attempts reset.
+    #[oai(
+        path = "/admin/sagas/:id/retry",
+        method = "post",
+        operation_id = "retrySaga"
+    )]
+    async fn retry(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        id: Path<Uuid>,
+    ) -> Result<SagaResponse, ApiError> {
+        require_admin(&auth)?;
+        let order = OrderId::from_uuid(id.0);
+        let metadata = [("principal".to_owned(), auth.0.subject.clone())]
+            .into_iter()
+            .collect();
+        match state
+            .sagas
+            .execute(order, &SagaCommand::Retry { now: Utc::now() }, metadata)
+            .await
+        {
+            Ok(_) => {}
+            Err(SagaExecuteError::Refused(SagaError::NotStarted)) => {
+                return Err(saga_not_found(id.0))
+            }
+            Err(SagaExecuteError::Refused(e)) => {
+                return Err(ApiError::AlreadyExists {
+                    slug: "nothing-to-retry",
+                    detail: e.to_string(),
+                })
+            }
+            Err(SagaExecuteError::Conflict) => {
+                return Err(ApiError::Conflict {
+                    retry_after_secs: 1,
+                })
+            }
+            Err(SagaExecuteError::Store(e)) => return Err(ApiError::infra(e)),
+        }
+        let saga = state.sagas.load(order).await.map_err(ApiError::infra)?;
+        Ok(SagaResponse::Ok(Json(
+            view(id.0, &saga).ok_or_else(|| saga_not_found(id.0))?,
+        )))
+    }
+}

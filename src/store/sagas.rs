@@ -1,0 +1,143 @@
+//! The saga store: `OrderSaga` aggregates (id = order id) in the same event store as orders,
+//! executed like orders are: load, decide (pure, with the saga policy), append, retrying on a
+//! concurrent append. Its `...Requested` events are what the relay turns into participant
+//! commands: one log, one relay, one dedupe key.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cqrs_es::persist::{EventStoreAggregateContext, PersistedEventStore};
+use cqrs_es::{Aggregate as _, AggregateError, EventStore as _};
+use order_domain::OrderId;
+use order_sagas::{OrderSaga, SagaCommand, SagaError, SagaEvent, SagaPolicy};
+use postgres_es::PostgresEventRepository;
+use sqlx::PgPool;
+
+use super::locks::KeyedLocks;
+use crate::telemetry::Metrics;
+
+/// Attempts of one saga command before a conflict is reported.
+const MAX_ATTEMPTS: u32 = 8;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SagaExecuteError {
+    /// The saga refused the command (e.g. an ignored reply); nothing was stored.
+    #[error(transparent)]
+    Refused(SagaError),
+    #[error("too many concurrent writers on this saga")]
+    Conflict,
+    #[error("event store failure")]
+    Store(#[source] anyhow::Error),
+}
+
+/// Executes saga commands against the event store.
+pub struct SagaRepository {
+    store: PersistedEventStore<PostgresEventRepository, OrderSaga>,
+    policy: SagaPolicy,
+    locks: KeyedLocks<OrderId>,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for SagaRepository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SagaRepository")
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SagaRepository {
+    pub fn new(pool: PgPool, policy: SagaPolicy, metrics: Arc<Metrics>) -> Self {
+        Self {
+            store: PersistedEventStore::new_event_store(PostgresEventRepository::new(pool)),
+            policy,
+            locks: KeyedLocks::default(),
+            metrics,
+        }
+    }
+
+    /// The saga of `order` as it stands (not started: `OrderSaga::default()`).
+    pub async fn load(&self, order: OrderId) -> anyhow::Result<OrderSaga> {
+        let events = self
+            .store
+            .load_events(&order.to_string())
+            .await
+            .map_err(|e| anyhow::anyhow!("loading saga {order}: {e}"))?;
+        let mut saga = OrderSaga::default();
+        for e in events {
+            saga.apply(e.payload);
+        }
+        Ok(saga)
+    }
+
+    /// Decides `command` on the saga of `order` and appends what it produced; returns the
+    /// appended events (empty when the command changed nothing, e.g. a duplicate reply).
+    #[tracing::instrument(skip_all, fields(order_id = %order, command = command.name()))]
+    pub async fn execute(
+        &self,
+        order: OrderId,
+        command: &SagaCommand,
+        metadata: HashMap<String, String>,
+    ) -> Result<Vec<SagaEvent>, SagaExecuteError> {
+        let _guard = self.locks.lock(order).await;
+        let id = order.to_string();
+        let mut backoff = Duration::from_millis(2);
+        for attempt in 1..=MAX_ATTEMPTS {
+            let events =
+                self.store.load_events(&id).await.map_err(|e| {
+                    SagaExecuteError::Store(anyhow::anyhow!("loading saga {id}: {e}"))
+                })?;
+            let version = events.len();
+            let mut saga = OrderSaga::default();
+            for e in events {
+                saga.apply(e.payload);
+            }
+            let new_events = saga.decide(command, &self.policy).map_err(|e| {
+                if let SagaError::ReplyIgnored { reason } = &e {
+                    self.metrics
+                        .saga_replies_ignored
+                        .with_label_values(&[reason.code()])
+                        .inc();
+                }
+                SagaExecuteError::Refused(e)
+            })?;
+            if new_events.is_empty() {
+                return Ok(new_events);
+            }
+            let context = EventStoreAggregateContext {
+                aggregate_id: id.clone(),
+                current_sequence: version,
+                // Only snapshot modes read the context's aggregate; ours is event-store mode.
+                aggregate: OrderSaga::default(),
+                current_snapshot: None,
+            };
+            match self
+                .store
+                .commit(new_events.clone(), context, metadata.clone())
+                .await
+            {
+                Ok(_) => {
+                    for e in &new_events {
+                        self.metrics
+                            .saga_events
+                            .with_label_values(&[e.change.event_type()])
+                            .inc();
+                    }
+                    return Ok(new_events);
+                }
+                Err(AggregateError::AggregateConflict) if attempt < MAX_ATTEMPTS => {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(50));
+                }
+                Err(AggregateError::AggregateConflict) => return Err(SagaExecuteError::Conflict),
+                Err(e) => {
+                    return Err(SagaExecuteError::Store(anyhow::anyhow!(
+                        "appending to saga {id}: {e}"
+                    )))
+                }
+            }
+        }
+        Err(SagaExecuteError::Conflict)
+    }
+}

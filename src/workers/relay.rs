@@ -1,0 +1,140 @@
+//! The relay: a log reader that publishes every order event to `ORDER_EVENTS` and every saga
+//! `...Requested` event as the participant command it carries to `SAGA_COMMANDS`, with
+//! `Nats-Msg-Id = event_id`. The checkpoint advances only after JetStream acked the whole batch,
+//! so a crash re-publishes at most one batch, which JetStream drops as duplicates (the
+//! duplicate window outlasts any restart).
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use order_sagas::SagaEvent;
+use sqlx::PgConnection;
+
+use crate::log::{LogEvent, LogHandler};
+use crate::nats::headers::{self, Envelope};
+use crate::nats::{Nats, ORDER_EVENTS, SAGA_COMMANDS};
+use crate::telemetry::Metrics;
+
+/// Name of the relay's reader.
+pub const READER: &str = "relay";
+
+#[derive(Debug, Clone)]
+pub struct Relay {
+    pub nats: Nats,
+    pub metrics: Arc<Metrics>,
+}
+
+/// One message to publish.
+struct Outgoing {
+    stream: &'static str,
+    subject: String,
+    headers: async_nats::HeaderMap,
+    body: Bytes,
+}
+
+impl Relay {
+    fn outgoing(&self, e: &LogEvent) -> anyhow::Result<Option<Outgoing>> {
+        let traceparent = e
+            .metadata
+            .get("traceparent")
+            .and_then(serde_json::Value::as_str);
+        let id = e.event_id.to_string();
+        match e.aggregate_type.as_str() {
+            "Order" => {
+                let kind = format!("orders.{}", e.event_type);
+                // The event's own fields, plus where it belongs: subscribers need no lookup.
+                let mut body = e.payload.clone();
+                if let Some(map) = body.as_object_mut() {
+                    map.insert("order_id".into(), e.aggregate_id.clone().into());
+                    map.insert("version".into(), e.sequence.into());
+                    map.insert("event_id".into(), id.clone().into());
+                    map.insert("recorded_at".into(), e.recorded_at.to_rfc3339().into());
+                }
+                Ok(Some(Outgoing {
+                    stream: ORDER_EVENTS,
+                    subject: self.nats.subject(&format!(
+                        "orders.events.{}.{}",
+                        e.aggregate_id, e.event_type
+                    )),
+                    headers: headers::build(&Envelope {
+                        id: &id,
+                        kind: &kind,
+                        source: headers::SOURCE,
+                        time: e.recorded_at,
+                        traceparent,
+                    }),
+                    body: Bytes::from(serde_json::to_vec(&body)?),
+                }))
+            }
+            "OrderSaga" => {
+                let event: SagaEvent = serde_json::from_value(e.payload.clone())
+                    .with_context(|| format!("saga event {} does not decode", e.event_id))?;
+                let Some(command) = event.change.participant_command() else {
+                    return Ok(None);
+                };
+                Ok(Some(Outgoing {
+                    stream: SAGA_COMMANDS,
+                    subject: self.nats.subject(command.subject()),
+                    headers: headers::build(&Envelope {
+                        id: &id,
+                        kind: command.subject(),
+                        source: headers::SOURCE,
+                        time: e.recorded_at,
+                        traceparent,
+                    }),
+                    body: Bytes::from(command.to_json()?),
+                }))
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
+impl LogHandler for Relay {
+    async fn handle(&mut self, _tx: &mut PgConnection, batch: &[LogEvent]) -> anyhow::Result<()> {
+        // Send the whole batch, then wait for every ack: one round of acks per batch, and the
+        // order of messages on each subject is the log order.
+        let mut pending = Vec::new();
+        for e in batch {
+            let Some(out) = self.outgoing(e)? else {
+                continue;
+            };
+            let ack = self
+                .nats
+                .js
+                .publish_with_headers(out.subject.clone(), out.headers, out.body)
+                .await
+                .with_context(|| format!("publishing {}", out.subject));
+            match ack {
+                Ok(ack) => pending.push((out.stream, out.subject, ack)),
+                Err(err) => {
+                    self.metrics
+                        .nats_published
+                        .with_label_values(&[out.stream, "error"])
+                        .inc();
+                    return Err(err);
+                }
+            }
+        }
+        for (stream, subject, ack) in pending {
+            match ack.await {
+                Ok(ack) => {
+                    let outcome = if ack.duplicate { "duplicate" } else { "stored" };
+                    self.metrics
+                        .nats_published
+                        .with_label_values(&[stream, outcome])
+                        .inc();
+                }
+                Err(err) => {
+                    self.metrics
+                        .nats_published
+                        .with_label_values(&[stream, "error"])
+                        .inc();
+                    return Err(anyhow::anyhow!("JetStream did not ack {subject}: {err}"));
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,148 @@
+//! The saga reactor: a log reader that turns order events into saga commands (`OrderPlaced`
+//! starts a saga, `OrderCancelled` compensates it, `OrderShipped` / `OrderPickedUp` capture
+//! and commit) and saga verdicts into order commands (`ConfirmOrder` / `RejectOrder`).
+//!
+//! Its effects land in other aggregates, in their own transactions, before the reader's
+//! checkpoint commits; after a crash a batch is reacted to again, which every command here
+//! absorbs (a started saga ignores `Start`, a confirmed order ignores `ConfirmOrder`...).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use chrono::Utc;
+use order_domain::{OrderCommand, OrderError, OrderEvent, OrderId};
+use order_sagas::{OrderSnapshot, SagaChange, SagaCommand, SagaError, SagaEvent};
+use sqlx::PgConnection;
+
+use crate::log::{LogEvent, LogHandler};
+use crate::store::orders::{CommandRequest, EventMetadata, ExecuteError, OrderRepository};
+use crate::store::sagas::{SagaExecuteError, SagaRepository};
+
+/// Name of the reactor's reader.
+pub const READER: &str = "saga-reactor";
+
+#[derive(Debug, Clone)]
+pub struct SagaReactor {
+    pub sagas: Arc<SagaRepository>,
+    pub orders: Arc<OrderRepository>,
+}
+
+impl LogHandler for SagaReactor {
+    async fn handle(&mut self, _tx: &mut PgConnection, batch: &[LogEvent]) -> anyhow::Result<()> {
+        for e in batch {
+            match e.aggregate_type.as_str() {
+                "Order" => self.on_order_event(e).await?,
+                "OrderSaga" => self.on_saga_event(e).await?,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Metadata of what the reactor writes: the same trace and correlation, caused by `e`.
+fn caused_by(e: &LogEvent) -> EventMetadata {
+    let get = |k: &str| {
+        e.metadata
+            .get(k)
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
+    };
+    EventMetadata {
+        correlation_id: get("correlation_id"),
+        causation_id: Some(e.event_id.to_string()),
+        principal: Some(READER.to_owned()),
+        traceparent: get("traceparent"),
+        idempotency_key: None,
+    }
+}
+
+fn metadata_map(m: EventMetadata) -> HashMap<String, String> {
+    [
+        ("correlation_id", m.correlation_id),
+        ("causation_id", m.causation_id),
+        ("principal", m.principal),
+        ("traceparent", m.traceparent),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v)))
+    .collect()
+}
+
+impl SagaReactor {
+    async fn on_order_event(&self, e: &LogEvent) -> anyhow::Result<()> {
+        let now = Utc::now();
+        let command = match e.event_type.as_str() {
+            "OrderPlaced" => {
+                let event: OrderEvent =
+                    serde_json::from_value(e.payload.clone()).context("OrderPlaced payload")?;
+                let order_id = OrderId::from_uuid(e.aggregate_id.parse().context("order id")?);
+                let order = OrderSnapshot::from_order_placed(order_id, &event.change)?;
+                SagaCommand::Start { order, now }
+            }
+            "OrderCancelled" => SagaCommand::OrderCancelled { now },
+            "OrderShipped" | "OrderPickedUp" => SagaCommand::OrderFulfilled { now },
+            _ => return Ok(()),
+        };
+        let order = OrderId::from_uuid(e.aggregate_id.parse().context("order id")?);
+        match self
+            .sagas
+            .execute(order, &command, metadata_map(caused_by(e)))
+            .await
+        {
+            Ok(_) => Ok(()),
+            // A cancelled draft never had a saga; a second fulfilment changes nothing.
+            Err(SagaExecuteError::Refused(
+                refusal @ (SagaError::NotStarted
+                | SagaError::NotApplicable { .. }
+                | SagaError::NothingToRetry { .. }),
+            )) => {
+                tracing::debug!(order_id = %order, %refusal, "saga had nothing to do");
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn on_saga_event(&self, e: &LogEvent) -> anyhow::Result<()> {
+        let command = match e.event_type.as_str() {
+            "OrderConfirmationDue" => OrderCommand::ConfirmOrder,
+            "OrderRejectionDue" => {
+                let event: SagaEvent =
+                    serde_json::from_value(e.payload.clone()).context("saga payload")?;
+                let SagaChange::OrderRejectionDue { reason } = event.change else {
+                    anyhow::bail!("event {} is not an OrderRejectionDue", e.event_id);
+                };
+                OrderCommand::RejectOrder { reason }
+            }
+            _ => return Ok(()),
+        };
+        let order = OrderId::from_uuid(e.aggregate_id.parse().context("saga id")?);
+        let result = self
+            .orders
+            .execute::<std::convert::Infallible>(
+                CommandRequest {
+                    order_id: order,
+                    command,
+                    mark: None,
+                    expected_version: None,
+                    metadata: caused_by(e),
+                },
+                |_| Ok(()),
+            )
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // The order moved on (cancelled while the saga decided): the saga compensates on
+            // the cancellation, so there is nothing left to do here.
+            Err(ExecuteError::Refused(refusal @ OrderError::IllegalTransition { .. })) => {
+                tracing::info!(order_id = %order, %refusal, "saga verdict arrived after the order moved on");
+                Ok(())
+            }
+            Err(e) => Err(anyhow::anyhow!(
+                "applying a saga verdict to order {order}: {e}"
+            )),
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! The saga end to end: the real service, real PostgreSQL, real NATS JetStream, and the
+//! participant simulator as the inventory and payment services.
+
+use std::time::Duration;
+
+use order_service::simulator::SimulatorConfig;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::helpers::{spawn_saga_app, TestApp, Who};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+async fn placed_order(app: &TestApp, who: &Who, store: Uuid, qty: i64) -> Uuid {
+    let order = app.create_order(who, store).await;
+    app.add_item(who, order, "TEA", qty)
+        .await
+        .assert_status(200);
+    app.place(who, order).await.assert_status(200);
+    order
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_placed_order_is_confirmed_then_captured_and_committed_once_when_shipped() {
+    let app = spawn_saga_app(SimulatorConfig::default(), |_| {}).await;
+    let store = app.store_with_products().await;
+    let alice = app.customer("alice");
+    let staff = app.staff(store);
+
+    let order = placed_order(&app, &alice, store, 2).await;
+    app.wait_for_order(order, WAIT, |o| o["status"] == "confirmed")
+        .await;
+    let books = app.books();
+    assert_eq!(books.authorized_minor(), 900);
+    assert_eq!(books.reserved_units(), 2);
+
+    app.set_status(&staff, order, "preparing")
+        .await
+        .assert_status(200);
+    app.post(
+        &format!("/v1/orders/{order}/ship"),
+        &staff,
+        json!({"carrier": "DHL", "tracking_number": "T1"}),
+    )
+    .await
+    .assert_status(200);
+    let saga = app.wait_for_saga(order, "completed", WAIT).await;
+    assert!(
+        saga["steps"].as_array().is_some_and(|s| s.len() == 4),
+        "{saga}"
+    );
+    let books = app.books();
+    assert_eq!(books.captured_minor(), 900);
+    assert_eq!(books.committed_units(), 2);
+    assert_eq!(books.authorized_minor(), 0);
+    assert_eq!(app.saga_events(order, "PaymentCaptureRequested").await, 1);
+    assert_eq!(app.saga_events(order, "StockCommitRequested").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn picked_up_orders_are_captured_and_committed_too() {
+    let app = spawn_saga_app(SimulatorConfig::default(), |_| {}).await;
+    let store = app.store_with_products().await;
+    let alice = app.customer("alice");
+    let staff = app.staff(store);
+    let order = placed_order(&app, &alice, store, 1).await;
+    app.wait_for_order(order, WAIT, |o| o["status"] == "confirmed")
+        .await;
+    for s in ["preparing", "ready_for_pickup", "picked_up"] {
+        app.set_status(&staff, order, s).await.assert_status(200);
+    }
+    app.wait_for_saga(order, "completed", WAIT).await;
+    assert_eq!(app.books().captured_minor(), 450);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_stock_rejects_the_order_and_never_touches_payment() {
+    let app = spawn_saga_app(
+        SimulatorConfig {
+            out_of_stock_rate: 1.0,
+            ..SimulatorConfig::default()
+        },
+        |_| {},
+    )
+    .await;
+    let store = app.store_with_products().await;
+    let order = placed_order(&app, &app.customer("alice"), store, 1).await;
+    app.wait_for_order(order, WAIT, |o| o["status"] == "rejected")
+        .await;
+    app.wait_for_saga(order, "failed", WAIT).await;
+    assert_eq!(
+        app.saga_events(order, "PaymentAuthorizationRequested")
+            .await,
+        0
+    );
+    let books = app.books();
+    assert_eq!(books.reserved_units(), 0);
+    assert!(
+        books.payments().next().is_none(),
+        "no payment command may reach the payment service"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declined_payment_releases_the_stock_and_rejects_the_order() {
+    let app = spawn_saga_app(
+        SimulatorConfig {
+            decline_rate: 1.0,
+            ..SimulatorConfig::default()
+        },
+        |_| {},
+    )
+    .await;
+    let store = app.store_with_products().await;
+    let order = placed_order(&app, &app.customer("alice"), store, 3).await;
+    app.wait_for_order(order, WAIT, |o| o["status"] == "rejected")
+        .await;
+    app.wait_for_saga(order, "failed", WAIT).await;
+    assert_eq!(app.saga_events(order, "StockReleaseRequested").await, 1);
+    assert_eq!(app.books().reserved_units(), 0);
+    assert_eq!(app.books().authorized_minor(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_confirmed_order_releases_the_stock_and_voids_the_payment() {
+    let app = spawn_saga_app(SimulatorConfig::default(), |_| {}).await;
+    let store = app.store_with_products().await;
+    let alice = app.customer("alice");
+    let order = placed_order(&app, &alice, store, 2).await;
+    app.wait_for_order(order, WAIT, |o| o["status"] == "confirmed")
+        .await;
+    app.post(
+        &format!("/v1/orders/{order}/cancel"),
+        &alice,
+        json!({"reason": "changed my mind"}),
+    )
+    .await
+    .assert_status(200);
+    app.wait_for_saga(order, "cancelled", WAIT).await;
+    let books = app.books();
+    assert_eq!(books.reserved_units(), 0);
+    assert_eq!(books.authorized_minor(), 0);
+    assert_eq!(books.voided_minor(), 900);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_while_the_saga_is_in_flight_leaves_nothing_reserved_or_authorized() {
+    let slow = SimulatorConfig {
+        min_latency: Duration::from_millis(150),
+        max_latency: Duration::from_millis(300),
+        ..SimulatorConfig::default()
+    };
+    let app = spawn_saga_app(slow, |_| {}).await;
+    let store = app.store_with_products().await;
+    let alice = app.customer("alice");
+    let mut orders = Vec::new();
+    for i in 0..6 {
+        let order = placed_order(&app, &alice, store, 1).await;
+        // Cancel at different moments of the saga.
+        tokio::time::sleep(Duration::from_millis(60 * i)).await;
+        app.post(
+            &format!("/v1/orders/{order}/cancel"),
+            &alice,
+            json!({"reason": "too slow"}),
+        )
+        .await
+        .assert_status(200);
+        orders.push(order);
+    }
+    for order in orders {
+        app.wait_for_saga(order, "cancelled", WAIT).await;
+    }
+    let books = app.books();
+    assert_eq!(books.reserved_units(), 0, "stock left reserved");
+    assert_eq!(books.authorized_minor(), 0, "money left authorized");
+    assert_eq!(books.captured_minor(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_reply_delivered_several_times_has_one_effect() {
+    let app = spawn_saga_app(
+        SimulatorConfig {
+            duplicate_reply_rate: 1.0,
+            ..SimulatorConfig::default()
+        },
+        |_| {},
+    )
+    .await;
+    let store = app.store_with_products().await;
+    let alice = app.customer("alice");
+    let staff = app.staff(store);
+    let order = placed_order(&app, &alice, store, 2).await;
+    app.wait_for_order(order, WAIT, |o| o["status"] == "confirmed")
+        .await;
+    app.set_status(&staff, order, "preparing")
+        .await
+        .assert_status(200);
+    app.post(
+        &format!("/v1/orders/{order}/ship"),
+        &staff,
+        json!({"carrier": "DHL", "tracking_number": "T2"}),
+    )
+    .await
+    .assert_status(200);
+    app.wait_for_saga(order, "completed", WAIT).await;
+    for kind in [
+        "StockReserved",
+        "PaymentAuthorized",
+        "PaymentCaptured",
+        "StockCommitted",
+        "OrderConfirmationDue",
+    ] {
+        assert_eq!(
+            app.saga_events(order, kind).await,
+            1,
+            "{kind} recorded more than once"
+        );
+    }
+    assert_eq!(
+        app.event_types(order)
+            .await
+            .iter()
+            .filter(|t| *t == "OrderConfirmed")
+            .count(),
+        1
+    );
+    assert_eq!(app.books().captured_minor(), 900);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_payment_service_gets_the_same_message_again_then_the_order_is_failed() {
+    let app = spawn_saga_app(
+        SimulatorConfig {
+            silence_rate: 1.0,
+            ..SimulatorConfig::default()
+        },
+        |s| {
+            s.saga.step_timeout_ms = 200;
+            s.saga.max_attempts = 3;
+        },
+    )
+    .await;
+    let store = app.store_with_products().await;
+    let order = placed_order(&app, &app.customer("alice"), store, 1).await;
+    app.wait_for_order(order, WAIT, |o| o["status"] == "rejected")
+        .await;
+    // Three sends of the reservation, one message id.
+    assert_eq!(app.saga_events(order, "StockReservationRequested").await, 3);
+    let saga = app.wait_for_saga(order, "failed", WAIT).await;
+    let reserve = &saga["steps"][0];
+    assert_eq!(reserve["step"], "reserve");
+    assert_eq!(reserve["attempt"], 3);
+    assert_eq!(reserve["abandoned"], true);
+}
