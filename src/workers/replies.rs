@@ -73,7 +73,9 @@ impl ReplyConsumer {
                 pull::Config {
                     durable_name: Some(durable.clone()),
                     ack_policy: AckPolicy::Explicit,
-                    ack_wait: Duration::from_secs(30),
+                    // A reply takes milliseconds to process; a replica that died holding some
+                    // hands them to another after this.
+                    ack_wait: Duration::from_secs(5),
                     max_deliver: MAX_DELIVER,
                     max_ack_pending: 1_000,
                     ..Default::default()

@@ -196,18 +196,13 @@ pub async fn spawn_saga_app(
     sim: order_service::simulator::SimulatorConfig,
     configure: impl FnOnce(&mut Settings),
 ) -> TestApp {
-    let url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
-    let prefix = format!("t{}.", Uuid::new_v4().simple());
-    let mut app = spawn_app_with(|s| {
-        s.nats_url = Some(url.clone());
-        s.nats.prefix.clone_from(&prefix);
-        s.workers.sagas = true;
-        s.simulator.enabled = Some(false);
-        s.saga.step_timeout_ms = 2_000;
-        configure(s);
-    })
-    .await;
-    let nats = order_service::nats::Nats::connect(&url, &prefix)
+    let mut app = spawn_saga_app_without_simulator(configure).await;
+    let url = app
+        .settings
+        .nats_url
+        .clone()
+        .expect("a saga app has a NATS url");
+    let nats = order_service::nats::Nats::connect(&url, &app.settings.nats.prefix)
         .await
         .expect("nats");
     app.simulator = Some(
@@ -216,6 +211,23 @@ pub async fn spawn_saga_app(
             .expect("simulator"),
     );
     app
+}
+
+/// The service with its saga machinery on the local NATS (`NATS_URL`, else 127.0.0.1:4222)
+/// under a subject prefix of its own (`app.settings.nats.prefix`), and no participant: the
+/// test answers the saga's commands itself.
+pub async fn spawn_saga_app_without_simulator(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
+    let prefix = format!("t{}.", Uuid::new_v4().simple());
+    spawn_app_with(|s| {
+        s.nats_url = Some(url);
+        s.nats.prefix = prefix;
+        s.workers.sagas = true;
+        s.simulator.enabled = Some(false);
+        s.saga.step_timeout_ms = 2_000;
+        configure(s);
+    })
+    .await
 }
 
 impl TestApp {
@@ -533,6 +545,25 @@ impl TestApp {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Like [`TestApp::command`], but a refusal (e.g. cancelling a settled order) is fine.
+    pub async fn try_command(&self, order: Uuid, command: order_domain::OrderCommand) -> bool {
+        use order_service::store::orders::{CommandRequest, EventMetadata};
+        self.app_state
+            .orders
+            .execute::<()>(
+                CommandRequest {
+                    order_id: order_domain::OrderId::from_uuid(order),
+                    command,
+                    mark: None,
+                    expected_version: None,
+                    metadata: EventMetadata::default(),
+                },
+                |_| Ok(()),
+            )
+            .await
+            .is_ok()
     }
 
     /// Runs one order command the way the service does, bypassing HTTP (for bulk workloads).

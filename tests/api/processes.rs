@@ -22,6 +22,11 @@ struct ServiceProcess {
 
 impl ServiceProcess {
     async fn spawn(app: &TestApp) -> Self {
+        Self::spawn_with(app, &[]).await
+    }
+
+    /// With extra environment (e.g. the saga machinery on a NATS prefix).
+    async fn spawn_with(app: &TestApp, env: &[(&str, String)]) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .expect("bind")
             .local_addr()
@@ -44,6 +49,7 @@ impl ServiceProcess {
             )
             .env("RUST_LOG", "warn")
             .env("APP__WORKERS__SAGAS", "false")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
@@ -330,4 +336,172 @@ async fn the_comparison_catches_a_read_model_that_differs_from_the_log() {
     };
     // ...and the comparison used by the tests above does see such a difference.
     assert_ne!(tampered, rebuilt);
+}
+
+// ---- sagas under crashes ---------------------------------------------------------------------
+
+/// `n` placed orders whose sagas run in service processes that are SIGKILLed `kills` times at
+/// random moments; some orders are cancelled along the way. Afterwards every order is settled
+/// and the participants' books balance with the orders' outcomes.
+async fn sagas_survive_crashes(n: usize, kills: usize, seed: u64) {
+    use order_service::simulator::{PaymentState, ReservationState, Simulator, SimulatorConfig};
+
+    let app = spawn_app_with(|s| s.workers.projector = false).await;
+    let store = app.store_with_products().await;
+    let nats_url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
+    let prefix = format!("crash{}.", Uuid::new_v4().simple());
+    let nats = order_service::nats::Nats::connect(&nats_url, &prefix)
+        .await
+        .expect("nats");
+    let simulator = Simulator::start(
+        nats.clone(),
+        SimulatorConfig {
+            decline_rate: 0.15,
+            out_of_stock_rate: 0.1,
+            max_latency: Duration::from_millis(20),
+            seed,
+            ..SimulatorConfig::default()
+        },
+    )
+    .await
+    .expect("simulator");
+    let env = [
+        ("APP__WORKERS__SAGAS", "true".to_owned()),
+        ("NATS_URL", nats_url.clone()),
+        ("APP__NATS__PREFIX", prefix.clone()),
+        ("APP__SAGA__STEP_TIMEOUT_MS", "1000".to_owned()),
+    ];
+
+    // Orders are placed while the service processes come and go.
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut process = Some(ServiceProcess::spawn_with(&app, &env).await);
+    let mut ids = Vec::new();
+    let kill_every = (n / (kills + 1)).max(1);
+    for i in 0..n {
+        let id = Uuid::from_u128(rng.random());
+        app.command(
+            id,
+            OrderCommand::CreateOrder(Box::new(CreateOrder {
+                order_id: OrderId::from_uuid(id),
+                customer_id: CustomerId::parse(format!("c{i}")).expect("customer"),
+                store_id: StoreId::from_uuid(store),
+                currency: Currency::parse("EUR").expect("eur"),
+                customer_email: None,
+                shipping_address: None,
+                items: vec![NewItem {
+                    sku: Sku::parse("TEA").expect("sku"),
+                    quantity: Quantity::parse(rng.random_range(1..=3)).expect("qty"),
+                }],
+            })),
+        )
+        .await;
+        app.command(id, OrderCommand::PlaceOrder).await;
+        ids.push(id);
+        if rng.random_bool(0.2) {
+            // Cancel a random earlier order (its saga may be anywhere).
+            let victim = ids[rng.random_range(0..ids.len())];
+            app.try_command(
+                victim,
+                OrderCommand::CancelOrder {
+                    reason: Reason::parse("changed mind").expect("r"),
+                },
+            )
+            .await;
+        }
+        if i % kill_every == kill_every - 1 && ids.len() < n {
+            tokio::time::sleep(Duration::from_millis(rng.random_range(0..300))).await;
+            if let Some(p) = process.take() {
+                p.kill().await;
+            }
+            process = Some(ServiceProcess::spawn_with(&app, &env).await);
+        }
+    }
+
+    // Every order settles: confirmed, rejected or cancelled, with its saga at rest.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let unsettled: i64 = sqlx::query_scalar(
+            "select count(*) from unnest($1::uuid[]) as o(id)
+              where not exists (
+                  select 1 from events e where e.aggregate_type = 'Order' and e.aggregate_id = o.id::text
+                     and e.event_type in ('OrderConfirmed', 'OrderRejected', 'OrderCancelled'))
+                 or not exists (
+                  select 1 from events e where e.aggregate_type = 'OrderSaga' and e.aggregate_id = o.id::text
+                     and e.event_type in ('OrderConfirmationDue', 'SagaFailed', 'SagaCancelled'))",
+        )
+        .bind(&ids)
+        .fetch_one(&app.pool)
+        .await
+        .expect("unsettled");
+        let in_flight = simulator.read_books(order_service::simulator::Books::commands_decided);
+        if unsettled == 0 {
+            // Give late compensations (releases, voids) a moment to land, then check they did.
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            if simulator.read_books(order_service::simulator::Books::commands_decided) == in_flight
+            {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{unsettled} of {n} orders did not settle"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    if let Some(p) = process.take() {
+        p.kill().await;
+    }
+
+    // The books balance with the orders' outcomes.
+    let books = simulator.stop().await.expect("simulator");
+    let (mut expected_units, mut expected_money) = (0_u64, 0_i64);
+    for id in &ids {
+        let types = app.event_types(*id).await;
+        let cancelled = types.iter().any(|t| t == "OrderCancelled");
+        let confirmed = types.iter().any(|t| t == "OrderConfirmed") && !cancelled;
+        let order = OrderId::from_uuid(*id);
+        let reservation = books.reservation_of(order);
+        let payment = books.payment_of(order);
+        if confirmed {
+            let r = reservation.expect("a confirmed order holds a reservation");
+            assert_eq!(r.state, ReservationState::Reserved, "{id}");
+            let p = payment.expect("a confirmed order holds a payment");
+            assert_eq!(p.state, PaymentState::Authorized, "{id}");
+            expected_units += r.units();
+            expected_money += p.amount_minor;
+        } else {
+            assert!(
+                reservation.is_none_or(|r| r.state == ReservationState::Released),
+                "{id}: stock left reserved"
+            );
+            assert!(
+                payment.is_none_or(|p| p.state == PaymentState::Voided),
+                "{id}: money left authorized"
+            );
+        }
+    }
+    assert_eq!(books.reserved_units(), expected_units);
+    assert_eq!(books.authorized_minor(), expected_money);
+    assert_eq!(books.captured_minor(), 0);
+    let js = async_nats::jetstream::new(nats.client.clone());
+    for base in [
+        "ORDER_EVENTS",
+        "SAGA_COMMANDS",
+        "SAGA_REPLIES",
+        "DEAD_LETTERS",
+    ] {
+        let _ = js.delete_stream(nats.stream_name(base)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sagas_survive_a_service_killed_at_random_moments() {
+    sagas_survive_crashes(60, 3, 21).await;
+}
+
+/// The long variant: `cargo test --test api -- --ignored sagas_survive_many`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "long: 200 sagas, 8 kills (about a minute)"]
+async fn sagas_survive_many_kills() {
+    sagas_survive_crashes(200, 8, 42).await;
 }
