@@ -252,3 +252,167 @@ async fn a_silent_payment_service_gets_the_same_message_again_then_the_order_is_
     assert_eq!(reserve["attempt"], 3);
     assert_eq!(reserve["abandoned"], true);
 }
+
+/// Every reply of a finished saga published twice more (fresh `Nats-Msg-Id`s, so JetStream does
+/// not drop them): nothing changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_reply_delivered_three_times_changes_nothing_more() {
+    use futures::StreamExt as _;
+
+    let app = spawn_saga_app(SimulatorConfig::default(), |_| {}).await;
+    let store = app.store_with_products().await;
+    let alice = app.customer("alice");
+    let staff = app.staff(store);
+    let order = placed_order(&app, &alice, store, 2).await;
+    app.wait_for_order(order, WAIT, |o| o["status"] == "confirmed")
+        .await;
+    app.set_status(&staff, order, "preparing")
+        .await
+        .assert_status(200);
+    app.post(
+        &format!("/v1/orders/{order}/ship"),
+        &staff,
+        json!({"carrier": "DHL", "tracking_number": "T3"}),
+    )
+    .await
+    .assert_status(200);
+    app.wait_for_saga(order, "completed", WAIT).await;
+    let saga_events_before: i64 =
+        sqlx::query_scalar("select count(*) from events where aggregate_type = 'OrderSaga'")
+            .fetch_one(&app.pool)
+            .await
+            .expect("count");
+    let books_before = app.books();
+
+    // Read back every reply and publish each twice more.
+    let url = app.settings.nats_url.clone().expect("nats url");
+    let nats = order_service::nats::Nats::connect(&url, &app.settings.nats.prefix)
+        .await
+        .expect("nats");
+    let stream = nats
+        .js
+        .get_stream(nats.stream_name("SAGA_REPLIES"))
+        .await
+        .expect("stream");
+    let consumer = stream
+        .create_consumer(async_nats::jetstream::consumer::pull::Config::default())
+        .await
+        .expect("consumer");
+    let mut messages = consumer
+        .fetch()
+        .max_messages(100)
+        .expires(Duration::from_secs(1))
+        .messages()
+        .await
+        .expect("fetch");
+    let mut replies = Vec::new();
+    while let Some(Ok(m)) = messages.next().await {
+        replies.push((m.subject.to_string(), m.payload.clone()));
+    }
+    assert_eq!(
+        replies.len(),
+        4,
+        "reserved, authorized, captured, committed"
+    );
+    for round in 0..2 {
+        for (i, (subject, payload)) in replies.iter().enumerate() {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("Nats-Msg-Id", format!("again-{round}-{i}").as_str());
+            nats.publish(subject.clone(), headers, payload.clone())
+                .await
+                .expect("publish");
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let saga_events_after: i64 =
+        sqlx::query_scalar("select count(*) from events where aggregate_type = 'OrderSaga'")
+            .fetch_one(&app.pool)
+            .await
+            .expect("count");
+    assert_eq!(
+        saga_events_after, saga_events_before,
+        "a re-delivered reply changed the saga"
+    );
+    let books_after = app.books();
+    assert_eq!(books_after.captured_minor(), books_before.captured_minor());
+    assert_eq!(
+        books_after.committed_units(),
+        books_before.committed_units()
+    );
+}
+
+/// A reply that can never be processed goes to the dead-letter stream and does not block the
+/// replies behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unprocessable_reply_is_dead_lettered_and_others_go_on() {
+    use futures::StreamExt as _;
+
+    let app = spawn_saga_app(SimulatorConfig::default(), |_| {}).await;
+    let url = app.settings.nats_url.clone().expect("nats url");
+    let nats = order_service::nats::Nats::connect(&url, &app.settings.nats.prefix)
+        .await
+        .expect("nats");
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", "garbage-1");
+    nats.publish(
+        nats.subject("payment.replies.authorized"),
+        headers,
+        bytes::Bytes::from_static(b"{not json"),
+    )
+    .await
+    .expect("publish");
+
+    // The saga machinery still works...
+    let store = app.store_with_products().await;
+    let order = placed_order(&app, &app.customer("alice"), store, 1).await;
+    app.wait_for_order(order, WAIT, |o| o["status"] == "confirmed")
+        .await;
+
+    // ...and the garbage waits in the dead-letter stream with its reason.
+    let stream = nats
+        .js
+        .get_stream(nats.stream_name("DEAD_LETTERS"))
+        .await
+        .expect("stream");
+    let consumer = stream
+        .create_consumer(async_nats::jetstream::consumer::pull::Config::default())
+        .await
+        .expect("consumer");
+    let mut messages = consumer
+        .fetch()
+        .max_messages(10)
+        .expires(Duration::from_secs(2))
+        .messages()
+        .await
+        .expect("fetch");
+    let dead = messages
+        .next()
+        .await
+        .expect("a dead letter")
+        .expect("message");
+    assert_eq!(
+        dead.subject.as_str(),
+        nats.subject("dead.replies.authorized")
+    );
+    assert_eq!(dead.payload.as_ref(), b"{not json");
+    let reason = dead
+        .headers
+        .as_ref()
+        .and_then(|h| h.get("dead-letter-reason"))
+        .map(|v| v.as_str().to_owned());
+    assert!(
+        reason.is_some_and(|r| r.contains("unparseable")),
+        "dead letters say why"
+    );
+    let metrics = app
+        .raw(app.client.get(format!("{}/metrics", app.address)))
+        .await;
+    assert!(
+        metrics
+            .text
+            .contains("nats_consumed_total{consumer=\"saga-replies\",outcome=\"dead_lettered\"} 1"),
+        "{}",
+        metrics.text
+    );
+}
