@@ -53,6 +53,8 @@ pub enum Command {
     },
     /// Print the OpenAPI document.
     Openapi,
+    /// Print the NATS contract (AsyncAPI 3).
+    Asyncapi,
     /// Run the participant simulator (inventory + payment) alone, against NATS_URL.
     Simulate,
     /// Read models: where each log reader stands, or rebuild them from the log.
@@ -136,6 +138,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Openapi => {
             println!("{}", crate::http::openapi().spec());
+            Ok(())
+        }
+        Command::Asyncapi => {
+            print!("{}", include_str!("../docs/asyncapi.yaml"));
             Ok(())
         }
     }

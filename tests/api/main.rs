@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod asyncapi;
 mod auth_matrix;
 mod concurrency;
 mod hostile;
