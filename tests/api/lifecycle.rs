@@ -415,6 +415,20 @@ async fn health_and_metrics_answer_without_a_token() {
     assert!(metrics
         .text
         .contains("events_appended_total{event_type=\"OrderCreated\"} 1"));
+    // Log reader metrics: the projector is active and reports its lag.
+    app.wait_for_projector(std::time::Duration::from_secs(10))
+        .await;
+    let metrics = app
+        .raw(app.client.get(format!("{}/metrics", app.address)))
+        .await;
+    for name in [
+        "log_reader_active{reader=\"projector\"} 1",
+        "log_reader_lag_events{reader=\"projector\"}",
+        "log_reader_lag_seconds{reader=\"projector\"}",
+        "log_reader_apply_seconds_count{reader=\"projector\"}",
+    ] {
+        assert!(metrics.text.contains(name), "{name} missing from /metrics");
+    }
     assert!(metrics
         .text
         .contains("http_requests_total{method=\"POST\",route=\"createOrder\",status=\"201\"} 1"));

@@ -416,3 +416,129 @@ async fn an_unprocessable_reply_is_dead_lettered_and_others_go_on() {
         metrics.text
     );
 }
+
+/// A payment service that stays silent until the saga gave up, then authorizes after all: the
+/// saga released the stock and rejected the order, and now voids the late authorization.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_authorization_after_the_saga_gave_up_is_voided() {
+    use futures::StreamExt as _;
+    use order_sagas::{
+        Message as _, MessageId, ParticipantCommand, PaymentAuthorized, PaymentId, ReservationId,
+        StockReleased, StockReserved,
+    };
+
+    let app = crate::helpers::spawn_saga_app_without_simulator(|s| {
+        s.saga.step_timeout_ms = 150;
+        s.saga.max_attempts = 2;
+    })
+    .await;
+    let url = app.settings.nats_url.clone().expect("nats url");
+    let nats = order_service::nats::Nats::connect(&url, &app.settings.nats.prefix)
+        .await
+        .expect("nats");
+    // Core subscriptions see what JetStream stores on these subjects.
+    let mut commands = nats
+        .client
+        .subscribe(nats.subject("*.commands.*"))
+        .await
+        .expect("subscribe");
+    let store = app.store_with_products().await;
+    let order = placed_order(&app, &app.customer("alice"), store, 1).await;
+
+    let publish = |subject: &'static str, body: Vec<u8>, id: String| {
+        let nats = nats.clone();
+        async move {
+            let mut h = async_nats::HeaderMap::new();
+            h.insert("Nats-Msg-Id", id.as_str());
+            nats.publish(nats.subject(subject), h, body.into())
+                .await
+                .expect("reply");
+        }
+    };
+    let mut authorize = None;
+    let mut voided = false;
+    let deadline = std::time::Instant::now() + WAIT;
+    while !voided {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no void for the late authorization"
+        );
+        let Ok(Some(msg)) = tokio::time::timeout(Duration::from_millis(500), commands.next()).await
+        else {
+            // Silent while the saga retries; once it failed the order, answer the authorization.
+            if let (Some(cmd), true) = (&authorize, app.saga_events(order, "SagaFailed").await == 1)
+            {
+                let cmd: &order_sagas::AuthorizePayment = cmd;
+                let reply = PaymentAuthorized {
+                    message_id: MessageId::from_uuid(Uuid::new_v4()),
+                    saga_id: cmd.saga_id,
+                    order_id: cmd.order_id,
+                    in_reply_to: cmd.message_id,
+                    payment_id: PaymentId::new("late-pay"),
+                    amount_minor: Some(cmd.amount_minor),
+                    currency: Some(cmd.currency),
+                };
+                publish(
+                    "payment.replies.authorized",
+                    serde_json::to_vec(&reply).expect("json"),
+                    "late".into(),
+                )
+                .await;
+                authorize = None;
+            }
+            continue;
+        };
+        let subject = nats
+            .unprefixed(msg.subject.as_str())
+            .expect("prefix")
+            .to_owned();
+        match ParticipantCommand::parse(&subject, &msg.payload).expect("a contract command") {
+            ParticipantCommand::ReserveStock(c) => {
+                let reply = StockReserved {
+                    message_id: MessageId::from_uuid(Uuid::new_v4()),
+                    saga_id: c.saga_id,
+                    order_id: c.order_id,
+                    in_reply_to: c.message_id,
+                    reservation_id: ReservationId::new("res-1"),
+                };
+                publish(
+                    "inventory.replies.reserved",
+                    serde_json::to_vec(&reply).expect("json"),
+                    c.message_id().to_string(),
+                )
+                .await;
+            }
+            ParticipantCommand::ReleaseStock(c) => {
+                let reply = StockReleased {
+                    message_id: MessageId::from_uuid(Uuid::new_v4()),
+                    saga_id: c.saga_id,
+                    order_id: c.order_id,
+                    in_reply_to: c.message_id,
+                };
+                publish(
+                    "inventory.replies.released",
+                    serde_json::to_vec(&reply).expect("json"),
+                    c.message_id().to_string(),
+                )
+                .await;
+            }
+            ParticipantCommand::AuthorizePayment(c) => authorize = Some(c), // stay silent
+            ParticipantCommand::VoidPayment(c) => {
+                assert_eq!(c.payment_id.as_str(), "late-pay");
+                voided = true;
+            }
+            other => panic!("unexpected command {other:?}"),
+        }
+    }
+    let body = app
+        .wait_for_order(order, WAIT, |o| o["status"] == "rejected")
+        .await;
+    assert_eq!(body["status"], "rejected");
+    assert_eq!(
+        app.saga_events(order, "PaymentAuthorizationRequested")
+            .await,
+        2,
+        "sent, re-sent, then given up"
+    );
+    assert_eq!(app.saga_events(order, "PaymentVoidRequested").await, 1);
+}
