@@ -126,6 +126,12 @@ pub struct SagaSettings {
     pub max_attempts: u32,
     /// Longest wait of any one attempt (waits double per attempt up to this) (ms).
     pub max_wait_ms: u64,
+    /// A reply that cannot be applied for now (database out of reach) is delivered again
+    /// after this, doubling per delivery up to `reply_retry_max_ms`, for as long as it takes
+    /// (ms).
+    pub reply_retry_first_ms: u64,
+    /// Longest wait between two deliveries of such a reply (ms).
+    pub reply_retry_max_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -195,6 +201,8 @@ impl Default for Settings {
                 step_timeout_ms: 10_000,
                 max_attempts: 5,
                 max_wait_ms: 300_000,
+                reply_retry_first_ms: 200,
+                reply_retry_max_ms: 30_000,
             },
             otel: OtelSettings {
                 endpoint: None,

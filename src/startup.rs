@@ -21,7 +21,7 @@ use crate::telemetry::Metrics;
 use crate::workers::deadlines::DeadlineWorker;
 use crate::workers::projector::Projector;
 use crate::workers::relay::{self, Relay};
-use crate::workers::replies::ReplyConsumer;
+use crate::workers::replies::{ReplyConsumer, RetryBackoff};
 use crate::workers::saga_reactor::{self, SagaReactor};
 use order_sagas::SagaPolicy;
 
@@ -31,6 +31,7 @@ pub struct Application {
     acceptor: poem::listener::TcpAcceptor,
     state: AppState,
     workers: WorkerSettings,
+    reply_retry: RetryBackoff,
     nats: Option<Nats>,
     simulator: Option<crate::simulator::SimulatorConfig>,
 }
@@ -114,6 +115,10 @@ impl Application {
             acceptor,
             state,
             workers: settings.workers.clone(),
+            reply_retry: RetryBackoff {
+                first: Duration::from_millis(settings.saga.reply_retry_first_ms),
+                max: Duration::from_millis(settings.saga.reply_retry_max_ms),
+            },
             nats,
             simulator: settings
                 .simulator
@@ -176,6 +181,7 @@ impl Application {
                 nats: nats.clone(),
                 sagas: self.state.sagas.clone(),
                 metrics: metrics.clone(),
+                retry: self.reply_retry,
             };
             workers.spawn(replies.run(stopping.clone()));
             let deadlines = DeadlineWorker {

@@ -120,11 +120,16 @@ pub struct Metrics {
     pub saga_events: IntCounterVec,
     /// Replies the saga refused (wrong saga, unknown request, wrong amount...), by reason.
     pub saga_replies_ignored: IntCounterVec,
+    /// Reply deliveries that failed for a passing reason and were nak'd to come back later, by
+    /// cause (`store`: the database failed; `conflict`: too many concurrent writers on the
+    /// saga; `dead_letter`: an unprocessable reply could not be stored in the dead letters).
+    pub saga_reply_transient_failures: IntCounterVec,
     /// Time from a saga request to its reply, by step (seconds).
     pub saga_step_seconds: HistogramVec,
     /// JetStream publishes by stream and outcome.
     pub nats_published: IntCounterVec,
-    /// Messages consumed by consumer and outcome (processed, ignored, retried, dead_lettered).
+    /// Messages consumed by consumer and outcome (processed, ignored, retried, dead_lettered,
+    /// dead_letter_failed).
     pub nats_consumed: IntCounterVec,
 }
 
@@ -230,6 +235,13 @@ impl Metrics {
             ),
             &["reason"],
         )?;
+        let saga_reply_transient_failures = IntCounterVec::new(
+            Opts::new(
+                "saga_reply_transient_failures_total",
+                "Reply deliveries nak'd after a passing failure, to be delivered again, by cause",
+            ),
+            &["cause"],
+        )?;
         let saga_step_seconds = HistogramVec::new(
             HistogramOpts::new("saga_step_seconds", "Time from a saga request to its reply")
                 .buckets(vec![
@@ -277,6 +289,7 @@ impl Metrics {
             Box::new(reader_errors.clone()),
             Box::new(saga_events.clone()),
             Box::new(saga_replies_ignored.clone()),
+            Box::new(saga_reply_transient_failures.clone()),
             Box::new(saga_step_seconds.clone()),
             Box::new(nats_published.clone()),
             Box::new(nats_consumed.clone()),
@@ -303,6 +316,7 @@ impl Metrics {
             reader_errors,
             saga_events,
             saga_replies_ignored,
+            saga_reply_transient_failures,
             saga_step_seconds,
             nats_published,
             nats_consumed,

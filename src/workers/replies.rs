@@ -1,8 +1,16 @@
 //! The reply consumer: a durable pull consumer on `SAGA_REPLIES`, shared by every replica
 //! (JetStream hands each message to one of them). A reply is acked only after the saga command
-//! it caused committed; replies the saga refuses are counted and acked; a message that can
-//! never be processed goes to the dead-letter stream (`dead.replies.<kind>`) with a metric and
-//! a log line instead of blocking the others.
+//! it caused committed; replies the saga refuses are counted and acked.
+//!
+//! Two kinds of failure are told apart, because only one of them is the message's fault:
+//! * a reply that can **never** be processed (unparseable, outside the contract) goes to the
+//!   dead-letter stream (`dead.replies.<kind>`) with a metric and a log line, and only once it
+//!   is stored there is it terminated; if even the dead-letter publish fails, it is nak'd so it
+//!   is not lost;
+//! * a **transient** failure (the store unreachable, a pool timeout, too many concurrent
+//!   writers) naks the reply with a growing delay, as often as it takes: the delivery count
+//!   never turns a valid reply into a dead letter. For the same reason the consumer has no
+//!   `max_deliver`: the server must never stop redelivering on its own.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,21 +29,41 @@ use crate::nats::{Nats, SAGA_REPLIES};
 use crate::store::sagas::{SagaExecuteError, SagaRepository};
 use crate::telemetry::Metrics;
 
-/// Deliveries of one reply before it is dead-lettered.
-pub const MAX_DELIVER: i64 = 8;
-
 #[derive(Debug, Clone)]
 pub struct ReplyConsumer {
     pub nats: Nats,
     pub sagas: Arc<SagaRepository>,
     pub metrics: Arc<Metrics>,
+    /// How long a reply that met a transient failure waits for its next delivery.
+    pub retry: RetryBackoff,
+}
+
+/// The delay before the next delivery of a reply that could not be processed now: `first`,
+/// doubling with every delivery, at most `max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryBackoff {
+    pub first: Duration,
+    pub max: Duration,
+}
+
+impl RetryBackoff {
+    /// The delay after the `delivered`-th delivery (1 for the first) failed.
+    pub fn after(&self, delivered: i64) -> Duration {
+        let doublings = u32::try_from(delivered.saturating_sub(1).clamp(0, 20)).unwrap_or(20);
+        self.first.saturating_mul(1 << doublings).min(self.max)
+    }
 }
 
 /// What became of one delivery.
 enum Outcome {
     Processed,
     Ignored,
-    Retry(String),
+    /// Failed for a reason that passes (`cause` is the metric label): deliver it again later.
+    Retry {
+        cause: &'static str,
+        reason: String,
+    },
+    /// Can never be processed: dead-letter it.
     Dead(String),
 }
 
@@ -67,20 +95,21 @@ impl ReplyConsumer {
             .await
             .context("replies stream")?;
         let durable = format!("{stream_name}_order_service");
+        // Create, or update a consumer left by an earlier version (which had `max_deliver: 8`
+        // and so let the server drop replies after an outage).
         let consumer = stream
-            .get_or_create_consumer(
-                &durable,
-                pull::Config {
-                    durable_name: Some(durable.clone()),
-                    ack_policy: AckPolicy::Explicit,
-                    // A reply takes milliseconds to process; a replica that died holding some
-                    // hands them to another after this.
-                    ack_wait: Duration::from_secs(5),
-                    max_deliver: MAX_DELIVER,
-                    max_ack_pending: 1_000,
-                    ..Default::default()
-                },
-            )
+            .create_consumer(pull::Config {
+                durable_name: Some(durable.clone()),
+                ack_policy: AckPolicy::Explicit,
+                // A reply takes milliseconds to process; a replica that died holding some
+                // hands them to another after this.
+                ack_wait: Duration::from_secs(5),
+                // Unlimited: whether a reply is dead is decided here, by its content, never by
+                // how often a failing database made it come back.
+                max_deliver: -1,
+                max_ack_pending: 1_000,
+                ..Default::default()
+            })
             .await
             .context("reply consumer")?;
         let mut messages = consumer.messages().await.context("reply messages")?;
@@ -94,24 +123,32 @@ impl ReplyConsumer {
             };
             let message = message.context("receiving a reply")?;
             let delivered = message.info().map_or(1, |i| i.delivered);
-            let outcome = self.process(&message).await;
-            let (label, ack) = match &outcome {
+            let (label, ack) = match self.process(&message).await {
                 Outcome::Processed => ("processed", AckKind::Ack),
                 Outcome::Ignored => ("ignored", AckKind::Ack),
-                Outcome::Retry(_) if delivered < MAX_DELIVER => (
-                    "retried",
-                    AckKind::Nak(Some(Duration::from_millis(
-                        200 * 2_u64.pow(u32::try_from(delivered.clamp(0, 6)).unwrap_or(6)),
-                    ))),
-                ),
-                Outcome::Retry(reason) | Outcome::Dead(reason) => {
-                    self.dead_letter(&message, reason).await;
-                    ("dead_lettered", AckKind::Term)
+                Outcome::Retry { cause, reason } => {
+                    let delay = self.retry.after(delivered);
+                    self.metrics
+                        .saga_reply_transient_failures
+                        .with_label_values(&[cause])
+                        .inc();
+                    tracing::warn!(subject = %message.subject, delivered, reason, ?delay, "reply could not be applied now; it will be delivered again");
+                    ("retried", AckKind::Nak(Some(delay)))
                 }
+                Outcome::Dead(reason) => match self.dead_letter(&message, &reason).await {
+                    Ok(()) => ("dead_lettered", AckKind::Term),
+                    Err(e) => {
+                        // Not stored anywhere else yet: keep it in the replies stream.
+                        let delay = self.retry.after(delivered);
+                        self.metrics
+                            .saga_reply_transient_failures
+                            .with_label_values(&["dead_letter"])
+                            .inc();
+                        tracing::error!(subject = %message.subject, delivered, reason, error = format!("{e:#}"), ?delay, "reply could not be dead-lettered; it will be delivered again");
+                        ("dead_letter_failed", AckKind::Nak(Some(delay)))
+                    }
+                },
             };
-            if let Outcome::Retry(reason) = &outcome {
-                tracing::warn!(subject = %message.subject, delivered, reason, "reply will be retried");
-            }
             self.metrics
                 .nats_consumed
                 .with_label_values(&["saga-replies", label])
@@ -163,12 +200,24 @@ impl ReplyConsumer {
                 tracing::info!(%order, refusal = %other, "reply refused");
                 Outcome::Ignored
             }
-            Err(e) => Outcome::Retry(format!("{e:#}")),
+            Err(SagaExecuteError::Conflict) => Outcome::Retry {
+                cause: "conflict",
+                reason: SagaExecuteError::Conflict.to_string(),
+            },
+            Err(e @ SagaExecuteError::Store(_)) => Outcome::Retry {
+                cause: "store",
+                reason: format!("{:#}", anyhow::Error::new(e)),
+            },
         }
     }
 
-    /// Keeps a reply that can never be processed in `dead.replies.<kind>`, with its reason.
-    async fn dead_letter(&self, message: &async_nats::jetstream::Message, reason: &str) {
+    /// Keeps a reply that can never be processed in `dead.replies.<kind>`, with its reason;
+    /// `Ok` once JetStream stored it.
+    async fn dead_letter(
+        &self,
+        message: &async_nats::jetstream::Message,
+        reason: &str,
+    ) -> anyhow::Result<()> {
         let kind = message
             .subject
             .as_str()
@@ -176,6 +225,8 @@ impl ReplyConsumer {
             .next()
             .unwrap_or("unknown");
         let subject = self.nats.subject(&format!("dead.replies.{kind}"));
+        // The stream sequence makes a second dead-lettering of the same reply (e.g. after a
+        // lost ack) a duplicate JetStream drops.
         let id = format!("dead-{}", message.info().map_or(0, |i| i.stream_sequence));
         let mut h = headers::build(&Envelope {
             id: &id,
@@ -189,11 +240,29 @@ impl ReplyConsumer {
             reason.chars().take(500).collect::<String>().as_str(),
         );
         h.insert("dead-letter-subject", message.subject.as_str());
-        match self.nats.publish(subject, h, message.payload.clone()).await {
-            Ok(_) => tracing::error!(subject = %message.subject, reason, "reply dead-lettered"),
-            Err(e) => {
-                tracing::error!(subject = %message.subject, reason, error = %e, "reply could not even be dead-lettered");
-            }
-        }
+        self.nats
+            .publish(subject, h, message.payload.clone())
+            .await?;
+        tracing::error!(subject = %message.subject, reason, "reply dead-lettered");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_retry_delay_doubles_per_delivery_up_to_the_maximum_and_never_ends() {
+        let backoff = RetryBackoff {
+            first: Duration::from_millis(200),
+            max: Duration::from_secs(30),
+        };
+        assert_eq!(backoff.after(1), Duration::from_millis(200));
+        assert_eq!(backoff.after(2), Duration::from_millis(400));
+        assert_eq!(backoff.after(4), Duration::from_millis(1_600));
+        assert_eq!(backoff.after(9), Duration::from_secs(30));
+        assert_eq!(backoff.after(i64::MAX), Duration::from_secs(30));
+        assert_eq!(backoff.after(0), Duration::from_millis(200));
     }
 }

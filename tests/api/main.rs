@@ -12,4 +12,5 @@ mod log_reader;
 mod openapi;
 mod processes;
 mod queries;
+mod reply_failures;
 mod sagas;
