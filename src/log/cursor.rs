@@ -98,8 +98,34 @@ pub async fn load_checkpoint(conn: &mut PgConnection, name: &str) -> Result<Curs
     }
 }
 
-/// Records the reader's checkpoint (inside the caller's transaction).
+/// Moves the reader's checkpoint forward to `at` (inside the caller's transaction). A
+/// checkpoint only ever moves forward: when it already stands at or past `at` (someone else,
+/// e.g. a rebuild, advanced it), nothing is written and this returns `false`.
 pub async fn save_checkpoint(
+    conn: &mut PgConnection,
+    name: &str,
+    at: Cursor,
+) -> Result<bool, sqlx::Error> {
+    let written = sqlx::query(
+        "insert into reader_checkpoints (name, tx_id, position, updated_at)
+         values ($1, $2::text::xid8, $3, now())
+         on conflict (name) do update
+            set tx_id = excluded.tx_id, position = excluded.position, updated_at = now()
+          where (reader_checkpoints.tx_id, reader_checkpoints.position)
+              < (excluded.tx_id, excluded.position)",
+    )
+    .bind(name)
+    .bind(at.tx_id.to_string())
+    .bind(at.position)
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(written == 1)
+}
+
+/// Sets the reader's checkpoint to `at`, backwards too: only for a rebuild, which has just
+/// made the reader's output match `at` (inside the caller's transaction).
+pub async fn reset_checkpoint(
     conn: &mut PgConnection,
     name: &str,
     at: Cursor,

@@ -6,7 +6,9 @@
 //!   so a late commit with a smaller `position` is never skipped (tailing by `position` alone
 //!   would skip it forever).
 //! * **Exactly-once in effect:** a batch is handed to the handler inside a transaction on the
-//!   leader connection, and the checkpoint is written in that same transaction.
+//!   leader connection, and the checkpoint is written in that same transaction. A checkpoint
+//!   only moves forward; a batch behind it (the checkpoint was advanced meanwhile, e.g. by a
+//!   rebuild) is rolled back and the reader goes on from the checkpoint.
 //! * **Single active reader** per name: the leader holds `pg_try_advisory_lock` on a dedicated
 //!   connection, and runs every batch on that connection; if the process or connection dies,
 //!   the lock goes with it and a standby takes over within `lock_retry`.
@@ -17,6 +19,8 @@ mod cursor;
 mod reader;
 mod status;
 
-pub use cursor::{lag, load_checkpoint, read_batch, save_checkpoint, Cursor, LogEvent};
+pub use cursor::{
+    lag, load_checkpoint, read_batch, reset_checkpoint, save_checkpoint, Cursor, LogEvent,
+};
 pub use reader::{LogHandler, LogReader, ReaderConfig};
 pub use status::{statuses, ReaderStatus};

@@ -182,7 +182,15 @@ impl LogReader {
             .handle(&mut tx, &batch)
             .await
             .with_context(|| format!("reader {name} failed to apply a batch after {at:?}"))?;
-        cursor::save_checkpoint(&mut tx, name, last).await?;
+        if !cursor::save_checkpoint(&mut tx, name, last).await? {
+            // The checkpoint already covers this batch: it was advanced meanwhile (a rebuild
+            // swapped in read models that include it). Undo the batch and go on from there.
+            tx.rollback().await?;
+            let advanced = cursor::load_checkpoint(conn, name).await?;
+            tracing::info!(reader = name, from = ?*at, to = ?advanced, "checkpoint was advanced by someone else; continuing from it");
+            *at = advanced;
+            return Ok(true);
+        }
         tx.commit().await?;
         *at = last;
         let n = batch.len();

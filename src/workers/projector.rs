@@ -208,8 +208,9 @@ pub async fn rebuild(pool: &PgPool) -> anyhow::Result<RebuildReport> {
         at >= live,
         "the rebuild could not reach the live checkpoint {live:?} (reached {at:?})"
     );
-    // The rebuilt tables may be ahead of a lagging projector: it continues from here.
-    crate::log::save_checkpoint(&mut tx, READER, at).await?;
+    // The rebuilt tables may be ahead of a lagging projector: it continues from here. They
+    // hold exactly the log up to `at`, so this sets the checkpoint rather than advancing it.
+    crate::log::reset_checkpoint(&mut tx, READER, at).await?;
     sqlx::query(&format!("alter schema {SCHEMA} rename to {SCHEMA}_old"))
         .execute(&mut *tx)
         .await?;

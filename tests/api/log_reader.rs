@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use order_service::log::{LogEvent, LogHandler, LogReader, ReaderConfig};
+use order_service::log::{Cursor, LogEvent, LogHandler, LogReader, ReaderConfig};
 use order_service::telemetry::Metrics;
 use rand::{Rng as _, SeedableRng as _};
 use secrecy::ExposeSecret as _;
@@ -249,4 +249,149 @@ async fn a_commit_that_lands_after_a_higher_position_is_still_read() {
         ["late", "early"],
         "transaction order, late commit included"
     );
+}
+
+async fn checkpoint_of(pool: &PgPool, name: &str) -> Cursor {
+    let mut conn = pool.acquire().await.expect("conn");
+    order_service::log::load_checkpoint(&mut conn, name)
+        .await
+        .expect("checkpoint")
+}
+
+#[tokio::test]
+async fn a_checkpoint_only_moves_forward_unless_a_rebuild_resets_it() {
+    use order_service::log::{reset_checkpoint, save_checkpoint};
+
+    let (_app, pool) = database().await;
+    let mut conn = pool.acquire().await.expect("conn");
+    let at = |tx_id, position| Cursor { tx_id, position };
+
+    // Forward: written.
+    assert!(save_checkpoint(&mut conn, "fwd", at(10, 5))
+        .await
+        .expect("save"));
+    assert!(save_checkpoint(&mut conn, "fwd", at(10, 6))
+        .await
+        .expect("save"));
+    assert!(save_checkpoint(&mut conn, "fwd", at(11, 1))
+        .await
+        .expect("save"));
+    assert_eq!(checkpoint_of(&pool, "fwd").await, at(11, 1));
+
+    // Backward or in place, by position or by transaction: refused, nothing written.
+    for behind in [at(11, 1), at(11, 0), at(10, 99), at(0, 0)] {
+        assert!(
+            !save_checkpoint(&mut conn, "fwd", behind)
+                .await
+                .expect("save"),
+            "{behind:?} was accepted after (11, 1)"
+        );
+        assert_eq!(checkpoint_of(&pool, "fwd").await, at(11, 1));
+    }
+
+    // A rebuild sets it where its output stands, backwards too.
+    reset_checkpoint(&mut conn, "fwd", at(3, 2))
+        .await
+        .expect("reset");
+    assert_eq!(checkpoint_of(&pool, "fwd").await, at(3, 2));
+    assert!(save_checkpoint(&mut conn, "fwd", at(3, 3))
+        .await
+        .expect("save"));
+    assert_eq!(checkpoint_of(&pool, "fwd").await, at(3, 3));
+}
+
+/// Hands each batch's `GapTest` cursors to the test, then waits for its go-ahead.
+struct Gate {
+    batches: tokio::sync::mpsc::UnboundedSender<Vec<Cursor>>,
+    go: tokio::sync::mpsc::UnboundedReceiver<()>,
+}
+
+impl LogHandler for Gate {
+    async fn handle(&mut self, _tx: &mut PgConnection, batch: &[LogEvent]) -> anyhow::Result<()> {
+        let cursors = batch
+            .iter()
+            .filter(|e| e.aggregate_type == "GapTest")
+            .map(LogEvent::cursor)
+            .collect();
+        self.batches.send(cursors)?;
+        self.go
+            .recv()
+            .await
+            .ok_or_else(|| anyhow::anyhow!("the test went away"))?;
+        Ok(())
+    }
+}
+
+async fn next_batch(
+    batches: &mut tokio::sync::mpsc::UnboundedReceiver<Vec<Cursor>>,
+) -> Vec<Cursor> {
+    tokio::time::timeout(Duration::from_secs(30), batches.recv())
+        .await
+        .expect("a batch within 30 s")
+        .expect("reader alive")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_whose_checkpoint_was_advanced_meanwhile_goes_on_from_there_not_back() {
+    // Arrange: 30 events; a reader (5 per batch) held inside its first batch.
+    let (_app, pool) = database().await;
+    let mut tx = pool.begin().await.expect("begin");
+    for s in 1..=30 {
+        insert_event(&mut tx, "advanced", s).await;
+    }
+    tx.commit().await.expect("commit");
+    let (batches_tx, mut batches) = tokio::sync::mpsc::unbounded_channel();
+    let (go, go_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let mut config = ReaderConfig::new("advanced");
+    config.batch_size = 5;
+    config.poll_interval = Duration::from_millis(5);
+    let reader = LogReader::new(pool.clone(), config, Metrics::new().expect("metrics"));
+    let running = tokio::spawn(reader.run(
+        Gate {
+            batches: batches_tx,
+            go: go_rx,
+        },
+        stopping,
+    ));
+    let first = next_batch(&mut batches).await;
+    assert_eq!(first.len(), 5);
+    let all: Vec<Cursor> = order_service::log::read_batch(
+        &mut pool.acquire().await.expect("conn"),
+        Cursor::default(),
+        100,
+    )
+    .await
+    .expect("read")
+    .iter()
+    .filter(|e| e.aggregate_type == "GapTest")
+    .map(LogEvent::cursor)
+    .collect();
+    assert_eq!(all.len(), 30);
+
+    // Act: meanwhile a rebuild moves the checkpoint to the 20th event; the batch finishes.
+    let mut conn = pool.acquire().await.expect("conn");
+    order_service::log::reset_checkpoint(&mut conn, "advanced", all[19])
+        .await
+        .expect("reset");
+    go.send(()).expect("go");
+    let second = next_batch(&mut batches).await;
+
+    // Assert: the checkpoint did not go back, and the reader went on after the 20th event.
+    assert_eq!(
+        checkpoint_of(&pool, "advanced").await,
+        all[19],
+        "the first batch moved the checkpoint back"
+    );
+    assert_eq!(second.first(), Some(&all[20]), "the reader went back");
+    for _ in 0..100 {
+        go.send(()).expect("go");
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while checkpoint_of(&pool, "advanced").await < all[29] {
+        assert!(std::time::Instant::now() < deadline, "the reader stalled");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.send(true).expect("stop");
+    running.await.expect("reader task").expect("reader");
 }
