@@ -92,7 +92,9 @@ impl AdminApi {
     /// Rebuild the read models from the log
     ///
     /// Replays every event into shadow tables, then swaps them in atomically; queries keep
-    /// being answered meanwhile (they pause for the swap itself).
+    /// being answered meanwhile (they pause for the swap itself). One rebuild runs at a time:
+    /// another one meanwhile is refused with 409 `rebuild-in-progress`; 409 `read-models-busy`
+    /// when other sessions kept the read models locked through every attempt at the swap.
     #[oai(
         path = "/projections/rebuild",
         method = "post",
@@ -104,9 +106,17 @@ impl AdminApi {
         auth: BearerAuth,
     ) -> Result<RebuildResponse, ApiError> {
         require_admin(&auth)?;
-        let report = projector::rebuild(&state.pool)
-            .await
-            .map_err(ApiError::infra)?;
+        let report = projector::rebuild(&state.pool).await.map_err(|e| match e {
+            projector::RebuildError::AlreadyRunning => ApiError::AlreadyExists {
+                slug: "rebuild-in-progress",
+                detail: e.to_string(),
+            },
+            projector::RebuildError::LiveTablesBusy { .. } => ApiError::AlreadyExists {
+                slug: "read-models-busy",
+                detail: e.to_string(),
+            },
+            projector::RebuildError::Failed(e) => ApiError::infra(e),
+        })?;
         Ok(RebuildResponse::Ok(Json(RebuildView {
             events: report.events,
             seconds: report.seconds,

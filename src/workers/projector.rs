@@ -2,6 +2,7 @@
 //! rebuild that replays the whole log into shadow tables and swaps them in.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use order_domain::OrderEvent;
@@ -130,58 +131,157 @@ impl RebuildReport {
     }
 }
 
+/// Advisory-lock key of the rebuild (hashed with `hashtextextended`): one rebuild at a time per
+/// database, whichever process or replica starts it.
+const REBUILD_LOCK: &str = "projections-rebuild";
+
+/// How long one attempt at the swap waits for the live tables. Below PostgreSQL's default
+/// `deadlock_timeout` (1 s): when the swap and a projector batch wait for each other, the swap
+/// gives way before the deadlock detector aborts either, and tries again. It also bounds how
+/// long queries of the read models queue behind the swap's lock request.
+const SWAP_LOCK_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Attempts at the swap before the rebuild gives up (about 9 s in all, pauses included).
+const SWAP_ATTEMPTS: u32 = 8;
+
+/// Why a rebuild did not happen. Either way the live read models are untouched.
+#[derive(Debug, thiserror::Error)]
+pub enum RebuildError {
+    /// Another rebuild is running (in this process or another); this one did nothing.
+    #[error("another rebuild of the read models is running; try again once it has finished")]
+    AlreadyRunning,
+    /// Other sessions kept the live read models locked through every attempt at the swap.
+    #[error(
+        "the live read models stayed locked by other sessions through {attempts} attempts at \
+         the swap; nothing was swapped, try again later"
+    )]
+    LiveTablesBusy { attempts: u32 },
+    #[error(transparent)]
+    Failed(#[from] anyhow::Error),
+}
+
 /// Rebuilds every read model from the log while the service keeps serving: replays the log
 /// into `read_rebuild`, then, holding the live tables for a moment, catches up to the live
 /// projector's checkpoint and swaps the schemas in one transaction.
-pub async fn rebuild(pool: &PgPool) -> anyhow::Result<RebuildReport> {
+///
+/// Rebuilds exclude each other with a session advisory lock on a connection of their own (a
+/// second one is refused with [`RebuildError::AlreadyRunning`]): two interleaved rebuilds would
+/// replay into, drop and swap each other's shadow tables.
+pub async fn rebuild(pool: &PgPool) -> Result<RebuildReport, RebuildError> {
     let started = std::time::Instant::now();
-    let mut conn = pool.acquire().await?.detach();
+    // The lock lives and dies with this connection: a rebuild that fails or is dropped half-way
+    // releases it when the connection closes.
+    let mut conn = pool
+        .acquire()
+        .await
+        .context("connecting the rebuild")?
+        .detach();
+    let locked: bool = sqlx::query_scalar("select pg_try_advisory_lock(hashtextextended($1, 0))")
+        .bind(REBUILD_LOCK)
+        .fetch_one(&mut conn)
+        .await
+        .context("taking the rebuild lock")?;
+    let result = if locked {
+        rebuild_holding_the_lock(&mut conn).await
+    } else {
+        Err(RebuildError::AlreadyRunning)
+    };
+    // Ends the session, and the lock with it, whatever state a failure left it in.
+    conn.close().await.ok();
+    Ok(RebuildReport {
+        events: result?,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// The rebuild proper; returns the number of events applied.
+async fn rebuild_holding_the_lock(conn: &mut PgConnection) -> Result<u64, RebuildError> {
     let tables: Vec<String> = sqlx::query_scalar(
         "select tablename::text from pg_tables where schemaname = $1 order by tablename",
     )
     .bind(SCHEMA)
-    .fetch_all(&mut conn)
-    .await?;
-    anyhow::ensure!(
-        !tables.is_empty(),
-        "no read models in schema {SCHEMA}: run the migrations first"
-    );
+    .fetch_all(&mut *conn)
+    .await
+    .context("listing the read models")?;
+    if tables.is_empty() {
+        return Err(
+            anyhow::anyhow!("no read models in schema {SCHEMA}: run the migrations first").into(),
+        );
+    }
 
     // 1. Fresh, empty shadow tables with the live tables' columns, constraints and indexes.
-    let mut tx = conn.begin().await?;
+    let mut tx = conn.begin().await.context("creating the shadow tables")?;
     sqlx::query(&format!("drop schema if exists {SHADOW_SCHEMA} cascade"))
         .execute(&mut *tx)
-        .await?;
+        .await
+        .context("dropping an old shadow schema")?;
     sqlx::query(&format!("create schema {SHADOW_SCHEMA}"))
         .execute(&mut *tx)
-        .await?;
+        .await
+        .context("creating the shadow schema")?;
     for t in &tables {
         sqlx::query(&format!(
             "create table {SHADOW_SCHEMA}.{t} (like {SCHEMA}.{t} including all)"
         ))
         .execute(&mut *tx)
-        .await?;
+        .await
+        .with_context(|| format!("creating the shadow of {t}"))?;
     }
-    tx.commit().await?;
+    tx.commit().await.context("creating the shadow tables")?;
 
     // 2. Replay the log into them, batch by batch, without holding anything the API needs.
     let mut at = Cursor::default();
     let mut events = 0_u64;
     loop {
-        let mut tx = conn.begin().await?;
-        let batch = crate::log::read_batch(&mut tx, at, 2_000).await?;
+        let mut tx = conn.begin().await.context("replaying")?;
+        let batch = crate::log::read_batch(&mut tx, at, 2_000)
+            .await
+            .context("reading the log")?;
         let Some(last) = batch.last().map(LogEvent::cursor) else {
             break;
         };
         apply_batch(&mut tx, SHADOW_SCHEMA, &batch).await?;
-        tx.commit().await?;
+        tx.commit().await.context("replaying")?;
         events += batch.len() as u64;
         at = last;
     }
 
-    // 3. Swap. Locking the live tables first waits for the projector's current batch and holds
-    //    its next one; then the shadow catches up to exactly the live checkpoint.
+    // 3. Swap, giving way to whoever holds the live tables (see `SWAP_LOCK_TIMEOUT`).
+    let mut pause = Duration::from_millis(100);
+    for attempt in 1..=SWAP_ATTEMPTS {
+        match swap(conn, &tables, at).await {
+            Ok(caught_up) => return Ok(events + caught_up),
+            Err(e) if is_lock_wait_failure(&e) => {
+                tracing::warn!(
+                    attempt,
+                    error = format!("{e:#}"),
+                    "the rebuild could not lock the live read models in time; trying again"
+                );
+                if attempt < SWAP_ATTEMPTS {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(RebuildError::LiveTablesBusy {
+        attempts: SWAP_ATTEMPTS,
+    })
+}
+
+/// One attempt at the swap, in one transaction: lock the live tables (which waits for the
+/// projector's current batch and holds its next one), let the shadow catch up to exactly the
+/// live checkpoint, point the checkpoint at the rebuilt tables and swap the schemas. Returns
+/// the events applied while catching up.
+async fn swap(conn: &mut PgConnection, tables: &[String], from: Cursor) -> anyhow::Result<u64> {
     let mut tx = conn.begin().await?;
+    sqlx::query(&format!(
+        "set local lock_timeout = {}",
+        SWAP_LOCK_TIMEOUT.as_millis()
+    ))
+    .execute(&mut *tx)
+    .await?;
     let list = tables
         .iter()
         .map(|t| format!("{SCHEMA}.{t}"))
@@ -189,8 +289,11 @@ pub async fn rebuild(pool: &PgPool) -> anyhow::Result<RebuildReport> {
         .join(", ");
     sqlx::query(&format!("lock table {list} in access exclusive mode"))
         .execute(&mut *tx)
-        .await?;
+        .await
+        .context("locking the live read models")?;
     let live = crate::log::load_checkpoint(&mut tx, READER).await?;
+    let mut at = from;
+    let mut events = 0_u64;
     loop {
         let batch = crate::log::read_batch(&mut tx, at, 2_000).await?;
         let batch: Vec<LogEvent> = batch
@@ -221,9 +324,17 @@ pub async fn rebuild(pool: &PgPool) -> anyhow::Result<RebuildReport> {
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    conn.close().await.ok();
-    Ok(RebuildReport {
-        events,
-        seconds: started.elapsed().as_secs_f64(),
+    Ok(events)
+}
+
+/// Whether the swap failed for waiting on a lock: `lock_timeout` ran out (55P03), or the
+/// deadlock detector chose it (40P01). Both leave nothing behind; the swap may be tried again.
+fn is_lock_wait_failure(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<sqlx::Error>()
+            .and_then(sqlx::Error::as_database_error)
+            .and_then(sqlx::error::DatabaseError::code)
+            .is_some_and(|c| c == "55P03" || c == "40P01")
     })
 }

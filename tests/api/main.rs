@@ -12,5 +12,6 @@ mod log_reader;
 mod openapi;
 mod processes;
 mod queries;
+mod rebuild;
 mod reply_failures;
 mod sagas;
