@@ -93,6 +93,10 @@ pub struct Metrics {
     pub commands: IntCounterVec,
     /// Command latency from load to commit, by type (seconds).
     pub command_duration: HistogramVec,
+    /// Where a command's time goes: `lock` (wait for the order's in-process lock), `load`
+    /// (read and fold its events), `catalog` (price lookup), `decide`, `append` (insert and
+    /// commit), `backoff` (waiting after a conflict).
+    pub command_stage_seconds: HistogramVec,
     /// Optimistic-concurrency retries by command type.
     pub command_retries: IntCounterVec,
     /// Events appended to the store, by event type.
@@ -112,6 +116,8 @@ pub struct Metrics {
     pub reader_batch_size: HistogramVec,
     /// Time to apply one batch, commit included (seconds).
     pub reader_apply_seconds: HistogramVec,
+    /// Time from an event's append to the commit of the batch that processed it (seconds).
+    pub reader_event_delay_seconds: HistogramVec,
     /// Position of the last processed event.
     pub reader_position: IntGaugeVec,
     /// Batches that failed and were retried.
@@ -162,6 +168,17 @@ impl Metrics {
             )
             .buckets(latency_buckets),
             &["command"],
+        )?;
+        let command_stage_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "order_command_stage_seconds",
+                "Time per stage of an order command: lock, load, catalog, decide, append, backoff",
+            )
+            .buckets(vec![
+                0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1,
+                0.25, 0.5, 1.0,
+            ]),
+            &["stage"],
         )?;
         let command_retries = IntCounterVec::new(
             Opts::new(
@@ -214,6 +231,16 @@ impl Metrics {
             )
             .buckets(vec![
                 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ]),
+            &["reader"],
+        )?;
+        let reader_event_delay_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "log_reader_event_delay_seconds",
+                "Time from an event's append to the commit of the batch that processed it",
+            )
+            .buckets(vec![
+                0.002, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
             ]),
             &["reader"],
         )?;
@@ -275,6 +302,7 @@ impl Metrics {
             Box::new(http_duration.clone()),
             Box::new(commands.clone()),
             Box::new(command_duration.clone()),
+            Box::new(command_stage_seconds.clone()),
             Box::new(command_retries.clone()),
             Box::new(events_appended.clone()),
             Box::new(db_pool_size.clone()),
@@ -285,6 +313,7 @@ impl Metrics {
             Box::new(reader_events.clone()),
             Box::new(reader_batch_size.clone()),
             Box::new(reader_apply_seconds.clone()),
+            Box::new(reader_event_delay_seconds.clone()),
             Box::new(reader_position.clone()),
             Box::new(reader_errors.clone()),
             Box::new(saga_events.clone()),
@@ -302,6 +331,7 @@ impl Metrics {
             http_duration,
             commands,
             command_duration,
+            command_stage_seconds,
             command_retries,
             events_appended,
             db_pool_size,
@@ -312,6 +342,7 @@ impl Metrics {
             reader_events,
             reader_batch_size,
             reader_apply_seconds,
+            reader_event_delay_seconds,
             reader_position,
             reader_errors,
             saga_events,

@@ -194,6 +194,14 @@ impl LogReader {
         tx.commit().await?;
         *at = last;
         let n = batch.len();
+        let delay = self
+            .metrics
+            .reader_event_delay_seconds
+            .with_label_values(&[name]);
+        let now = chrono::Utc::now();
+        for event in &batch {
+            delay.observe((now - event.recorded_at).as_seconds_f64().max(0.0));
+        }
         self.metrics
             .reader_apply_seconds
             .with_label_values(&[name])

@@ -165,6 +165,7 @@ impl OrderRepository {
         request: CommandRequest,
         authorize: impl Fn(&Order) -> Result<(), E>,
     ) -> Result<Executed, ExecuteError<E>> {
+        let started_at_entry = Instant::now();
         if let OrderCommand::CreateOrder(create) = &request.command {
             if create.order_id != request.order_id {
                 return Err(ExecuteError::Store(anyhow::anyhow!(
@@ -180,10 +181,13 @@ impl OrderRepository {
             mark: request.mark,
         };
         let metadata = request.metadata.into_map();
+        let stages = Stages::new(&self.metrics);
         let _guard = self.locks.lock(request.order_id).await;
+        let mut stage = stages.done("lock", started_at_entry);
         let mut backoff = Duration::from_millis(2);
         for attempt in 1..=MAX_ATTEMPTS {
             let Loaded { order, events } = self.load_events(request.order_id).await?;
+            stage = stages.done("load", stage);
             if order.exists() {
                 authorize(&order).map_err(ExecuteError::Denied)?;
             }
@@ -212,6 +216,7 @@ impl OrderRepository {
                 })?,
                 None => order_domain::PriceList::new(),
             };
+            stage = stages.done("catalog", stage);
             let new_events = match order
                 .decide(&envelope, &prices)
                 .map_err(ExecuteError::Refused)?
@@ -219,6 +224,7 @@ impl OrderRepository {
                 Decision::Replayed { version } => return Ok(replayed(&events, version)),
                 Decision::Events(new_events) => new_events,
             };
+            stage = stages.done("decide", stage);
             if new_events.is_empty() {
                 return Ok(Executed {
                     order,
@@ -240,11 +246,12 @@ impl OrderRepository {
                 aggregate: order,
                 current_snapshot: None,
             };
-            match self
+            let committed = self
                 .store
                 .commit(new_events, context, metadata.clone())
-                .await
-            {
+                .await;
+            stage = stages.done("append", stage);
+            match committed {
                 Ok(_) => {
                     for t in &types {
                         self.metrics.events_appended.with_label_values(&[t]).inc();
@@ -265,6 +272,7 @@ impl OrderRepository {
                         .random_range(0..=u64::try_from(backoff.as_micros()).unwrap_or(u64::MAX));
                     tokio::time::sleep(backoff + Duration::from_micros(jitter)).await;
                     backoff = (backoff * 2).min(Duration::from_millis(50));
+                    stage = stages.done("backoff", stage);
                 }
                 Err(AggregateError::AggregateConflict) => return Err(ExecuteError::Conflict),
                 Err(e) => return Err(store_error(e)),
@@ -283,6 +291,28 @@ impl OrderRepository {
             order: fold(events.iter()),
             events,
         })
+    }
+}
+
+/// Observes how long each stage of a command took, into `order_command_stage_seconds`.
+struct Stages<'a> {
+    histogram: &'a prometheus::HistogramVec,
+}
+
+impl<'a> Stages<'a> {
+    fn new(metrics: &'a Metrics) -> Self {
+        Self {
+            histogram: &metrics.command_stage_seconds,
+        }
+    }
+
+    /// Records `stage` as having run since `since`; returns now, the start of the next stage.
+    fn done(&self, stage: &str, since: Instant) -> Instant {
+        let now = Instant::now();
+        self.histogram
+            .with_label_values(&[stage])
+            .observe(now.duration_since(since).as_secs_f64());
+        now
     }
 }
 
