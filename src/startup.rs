@@ -11,7 +11,7 @@ use sqlx::PgPool;
 
 use crate::config::{Settings, WorkerSettings};
 use crate::http::auth::JwtVerifier;
-use crate::log::{LogReader, ReaderConfig};
+use crate::log::{AppendSignal, LogReader, ReaderConfig};
 use crate::nats::Nats;
 use crate::state::AppState;
 use crate::store::catalog::CatalogRepository;
@@ -71,7 +71,13 @@ impl Application {
             .context("invalid JWT settings")?;
         let metrics = Metrics::new()?;
         let catalog = CatalogRepository::new(pool.clone());
-        let orders = OrderRepository::new(pool.clone(), catalog.clone(), metrics.clone());
+        let appended = AppendSignal::default();
+        let orders = OrderRepository::new(
+            pool.clone(),
+            appended.clone(),
+            catalog.clone(),
+            metrics.clone(),
+        );
         let policy = SagaPolicy {
             step_timeout: chrono::Duration::milliseconds(
                 i64::try_from(settings.saga.step_timeout_ms).unwrap_or(i64::MAX),
@@ -81,7 +87,12 @@ impl Application {
                 i64::try_from(settings.saga.max_wait_ms).unwrap_or(i64::MAX),
             ),
         };
-        let sagas = Arc::new(SagaRepository::new(pool.clone(), policy, metrics.clone()));
+        let sagas = Arc::new(SagaRepository::new(
+            pool.clone(),
+            appended.clone(),
+            policy,
+            metrics.clone(),
+        ));
         let nats = if settings.workers.sagas {
             let url = settings.nats_url.as_deref().context(
                 "NATS_URL is not set (the saga needs NATS; set APP__WORKERS__SAGAS=false to run without it)",
@@ -100,6 +111,7 @@ impl Application {
             verifier: Arc::new(verifier),
             metrics,
             limits: settings.limits.clone(),
+            appended,
         };
         let acceptor = TcpListener::bind(settings.http.addr)
             .into_acceptor()
@@ -146,8 +158,15 @@ impl Application {
         let app = crate::http::app(self.state.clone());
         let (stop_workers, stopping) = tokio::sync::watch::channel(false);
         let mut workers = tokio::task::JoinSet::new();
+        let appended = &self.state.appended;
+        workers.spawn(crate::log::wake::forward_to_other_processes(
+            self.state.pool.clone(),
+            appended.clone(),
+            stopping.clone(),
+        ));
         if self.workers.projector {
-            let reader = Projector::reader(self.state.pool.clone(), self.state.metrics.clone());
+            let reader = Projector::reader(self.state.pool.clone(), self.state.metrics.clone())
+                .woken_by(appended.clone());
             workers.spawn(reader.run(Projector::live(), stopping.clone()));
         }
         if let Some(nats) = &self.nats {
@@ -163,6 +182,7 @@ impl Application {
                     ReaderConfig::new(saga_reactor::READER),
                     metrics.clone(),
                 )
+                .woken_by(appended.clone())
                 .run(reactor, stopping.clone()),
             );
             let relay = Relay {
@@ -175,6 +195,7 @@ impl Application {
                     ReaderConfig::new(relay::READER),
                     metrics.clone(),
                 )
+                .woken_by(appended.clone())
                 .run(relay, stopping.clone()),
             );
             let replies = ReplyConsumer {

@@ -6,6 +6,7 @@ use sqlx::PgPool;
 
 use crate::config::LimitSettings;
 use crate::http::auth::JwtVerifier;
+use crate::log::AppendSignal;
 use crate::store::catalog::CatalogRepository;
 use crate::store::orders::OrderRepository;
 use crate::store::sagas::SagaRepository;
@@ -26,4 +27,6 @@ pub struct AppState {
     pub verifier: Arc<JwtVerifier>,
     pub metrics: Arc<Metrics>,
     pub limits: LimitSettings,
+    /// Raised by the event store after each append; wakes this process's log readers.
+    pub appended: AppendSignal,
 }

@@ -80,6 +80,18 @@ pub async fn read_batch(
     rows.iter().map(LogEvent::from_row).collect()
 }
 
+/// Whether committed events wait behind an older transaction that is still open: visible, but
+/// at or above the horizon [`read_batch`] reads below. (They are all after any checkpoint: a
+/// checkpoint lies below an earlier horizon, and the horizon never moves back.)
+pub async fn held_back(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "select exists (select 1 from events
+                         where tx_id >= pg_snapshot_xmin(pg_current_snapshot()))",
+    )
+    .fetch_one(conn)
+    .await
+}
+
 /// The reader's checkpoint, or the start of the log.
 pub async fn load_checkpoint(conn: &mut PgConnection, name: &str) -> Result<Cursor, sqlx::Error> {
     let row: Option<(String, i64)> =

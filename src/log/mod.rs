@@ -12,15 +12,19 @@
 //! * **Single active reader** per name: the leader holds `pg_try_advisory_lock` on a dedicated
 //!   connection, and runs every batch on that connection; if the process or connection dies,
 //!   the lock goes with it and a standby takes over within `lock_retry`.
-//! * **Wake-up** on `LISTEN events_appended` (a statement trigger on `events`), with polling as
-//!   a fallback.
+//! * **Wake-up** at once on appends of this process ([`AppendSignal`]), on `LISTEN
+//!   events_appended` for other processes' appends (sent outside their transactions, see
+//!   [`wake`]), soon again while committed events wait behind an older open transaction, and
+//!   by polling as a fallback.
 
 mod cursor;
 mod reader;
 mod status;
+pub mod wake;
 
 pub use cursor::{
     lag, load_checkpoint, read_batch, reset_checkpoint, save_checkpoint, Cursor, LogEvent,
 };
 pub use reader::{LogHandler, LogReader, ReaderConfig};
 pub use status::{statuses, ReaderStatus};
+pub use wake::AppendSignal;

@@ -10,6 +10,7 @@ use sqlx::{Connection as _, PgConnection, PgPool};
 use tokio::sync::watch;
 
 use super::cursor::{self, Cursor, LogEvent};
+use super::wake::AppendSignal;
 use crate::telemetry::Metrics;
 
 /// The advisory-lock key text of a reader (hashed with `hashtextextended`).
@@ -28,6 +29,11 @@ pub trait LogHandler: Send {
         batch: &[LogEvent],
     ) -> impl Future<Output = anyhow::Result<()>> + Send;
 }
+
+/// First and longest pause before looking again while committed events wait behind an older
+/// open transaction.
+const HELD_BACK_FIRST: Duration = Duration::from_millis(2);
+const HELD_BACK_MAX: Duration = Duration::from_millis(50);
 
 /// How one reader behaves.
 #[derive(Debug, Clone)]
@@ -59,6 +65,7 @@ pub struct LogReader {
     pool: PgPool,
     config: ReaderConfig,
     metrics: Arc<Metrics>,
+    appended: Option<AppendSignal>,
 }
 
 impl LogReader {
@@ -67,7 +74,15 @@ impl LogReader {
             pool,
             config,
             metrics,
+            appended: None,
         }
+    }
+
+    /// Also wakes on appends of this process (without it: `LISTEN` and polling only).
+    #[must_use]
+    pub fn woken_by(mut self, appended: AppendSignal) -> Self {
+        self.appended = Some(appended);
+        self
     }
 
     /// Runs until `shutdown` turns true: stands by until it holds the reader's lock, then
@@ -130,7 +145,11 @@ impl LogReader {
         let mut listener = PgListener::connect_with(&self.pool)
             .await
             .context("LISTEN connection")?;
-        listener.listen("events_appended").await?;
+        listener.listen(super::wake::CHANNEL).await?;
+        // without a local signal: a receiver that never changes
+        let (never, idle) = watch::channel(0_u64);
+        let mut local = self.appended.as_ref().map_or(idle, AppendSignal::subscribe);
+        let mut held_back_pause = HELD_BACK_FIRST;
 
         let mut at = cursor::load_checkpoint(&mut conn, name).await?;
         let mut lag_measured: Option<Instant> = None;
@@ -155,9 +174,25 @@ impl LogReader {
             if full {
                 continue;
             }
+            // Committed events behind an older, still open transaction become readable when it
+            // ends, which nothing announces: look again soon rather than at the next poll.
+            let pause = if cursor::held_back(&mut conn).await? {
+                let pause = held_back_pause;
+                held_back_pause = (held_back_pause * 2).min(HELD_BACK_MAX);
+                pause
+            } else {
+                held_back_pause = HELD_BACK_FIRST;
+                self.config.poll_interval
+            };
             tokio::select! {
                 n = listener.recv() => { n.context("LISTEN connection lost")?; }
-                () = tokio::time::sleep(self.config.poll_interval) => {}
+                changed = local.changed() => {
+                    if changed.is_err() {
+                        // the signal is gone (shutting down): poll from now on
+                        local = never.subscribe();
+                    }
+                }
+                () = tokio::time::sleep(pause) => {}
                 _ = shutdown.changed() => {}
             }
         }

@@ -1,7 +1,9 @@
-//! Persistence: the event store (postgres-es in pure event-store mode) with the command
+//! Persistence: the event store (postgres-es in pure event-store mode, appends in one
+//! statement: [`event_log`]) with the command
 //! executor for orders, the catalog tables, and the connection pool they share.
 
 pub mod catalog;
+pub mod event_log;
 pub mod locks;
 pub mod orders;
 pub mod sagas;

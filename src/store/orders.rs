@@ -15,12 +15,13 @@ use std::time::{Duration, Instant};
 use cqrs_es::persist::{EventStoreAggregateContext, PersistedEventStore};
 use cqrs_es::{Aggregate as _, AggregateError, EventEnvelope, EventStore as _};
 use order_domain::{CommandMark, Decision, Envelope, Order, OrderCommand, OrderError, OrderId};
-use postgres_es::PostgresEventRepository;
 use rand::Rng as _;
 use sqlx::PgPool;
 
 use super::catalog::CatalogRepository;
+use super::event_log::EventLog;
 use super::locks::KeyedLocks;
+use crate::log::AppendSignal;
 use crate::telemetry::Metrics;
 
 /// Attempts of one command before a conflict is reported to the client.
@@ -91,7 +92,7 @@ pub enum ExecuteError<E> {
 
 /// Executes order commands against the event store.
 pub struct OrderRepository {
-    store: PersistedEventStore<PostgresEventRepository, Order>,
+    store: PersistedEventStore<EventLog, Order>,
     catalog: CatalogRepository,
     metrics: Arc<Metrics>,
     locks: KeyedLocks<OrderId>,
@@ -110,11 +111,16 @@ struct Loaded {
 }
 
 impl OrderRepository {
-    pub fn new(pool: PgPool, catalog: CatalogRepository, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        pool: PgPool,
+        appended: AppendSignal,
+        catalog: CatalogRepository,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             // Pure event-store mode: postgres-es 0.5's snapshot and aggregate-store modes
             // apply events twice.
-            store: PersistedEventStore::new_event_store(PostgresEventRepository::new(pool)),
+            store: PersistedEventStore::new_event_store(EventLog::new(pool, appended)),
             catalog,
             metrics,
             locks: KeyedLocks::default(),

@@ -11,10 +11,11 @@ use cqrs_es::persist::{EventStoreAggregateContext, PersistedEventStore};
 use cqrs_es::{Aggregate as _, AggregateError, EventStore as _};
 use order_domain::OrderId;
 use order_sagas::{OrderSaga, SagaCommand, SagaError, SagaEvent, SagaPolicy};
-use postgres_es::PostgresEventRepository;
 use sqlx::PgPool;
 
+use super::event_log::EventLog;
 use super::locks::KeyedLocks;
+use crate::log::AppendSignal;
 use crate::telemetry::Metrics;
 
 /// Attempts of one saga command before a conflict is reported.
@@ -33,7 +34,7 @@ pub enum SagaExecuteError {
 
 /// Executes saga commands against the event store.
 pub struct SagaRepository {
-    store: PersistedEventStore<PostgresEventRepository, OrderSaga>,
+    store: PersistedEventStore<EventLog, OrderSaga>,
     policy: SagaPolicy,
     locks: KeyedLocks<OrderId>,
     metrics: Arc<Metrics>,
@@ -48,9 +49,14 @@ impl std::fmt::Debug for SagaRepository {
 }
 
 impl SagaRepository {
-    pub fn new(pool: PgPool, policy: SagaPolicy, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        pool: PgPool,
+        appended: AppendSignal,
+        policy: SagaPolicy,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
-            store: PersistedEventStore::new_event_store(PostgresEventRepository::new(pool)),
+            store: PersistedEventStore::new_event_store(EventLog::new(pool, appended)),
             policy,
             locks: KeyedLocks::default(),
             metrics,
