@@ -79,16 +79,36 @@ union all
 select 'Order', l.order_id::text, 1 + l.line_id, 'ItemAdded', '1.0',
        jsonb_build_object('type', 'ItemAdded', 'line_id', l.line_id, 'sku', l.sku, 'name', l.name,
                           'quantity', l.quantity, 'unit_price_minor', l.unit_price_minor,
-                          'line_total_minor', l.line_total_minor),
+                          'line_total_minor', l.line_total_minor,
+                          'order_total_minor', sum(l.line_total_minor)
+                              over (partition by l.order_id order by l.line_id)),
        '{}', o.created_at + l.line_id * interval '1 second'
   from read.order_lines l join seed_orders o using (order_id)
 union all
+-- payloads a real order would carry, so that a rebuild replays them into the same read models
 select 'Order', s.order_id::text,
-       1 + (select count(*) from read.order_lines l where l.order_id = s.order_id)
-         + row_number() over (partition by s.order_id order by s.step),
-       s.event_type, '1.0', jsonb_build_object('type', s.event_type), '{}',
-       o.created_at + s.step * interval '10 minutes'
-  from seed_steps s join seed_orders o using (order_id);
+       1 + t.lines + row_number() over (partition by s.order_id order by s.step),
+       s.event_type, '1.0',
+       case s.event_type
+           when 'OrderPlaced' then jsonb_build_object(
+               'type', 'OrderPlaced', 'customer_id', o.customer_id, 'store_id', o.store_id,
+               'currency', 'EUR', 'total_minor', t.total, 'lines', t.snapshot)
+           when 'OrderRejected' then jsonb_build_object(
+               'type', 'OrderRejected', 'reason', 'payment declined')
+           when 'OrderCancelled' then jsonb_build_object(
+               'type', 'OrderCancelled', 'reason', 'changed my mind', 'previous_status', 'confirmed')
+           else jsonb_build_object('type', s.event_type)
+       end,
+       '{}', o.created_at + s.step * interval '10 minutes'
+  from seed_steps s
+  join seed_orders o using (order_id)
+  join lateral (select count(*) as lines, sum(line_total_minor) as total,
+                       jsonb_agg(jsonb_build_object('line_id', line_id, 'sku', sku, 'name', name,
+                                                    'quantity', quantity,
+                                                    'unit_price_minor', unit_price_minor,
+                                                    'line_total_minor', line_total_minor)
+                                 order by line_id) as snapshot
+                  from read.order_lines where order_id = s.order_id) t on true;
 
 -- the summaries, at the version of their last event
 insert into read.order_summaries (order_id, version, status, customer_id, store_id, currency,

@@ -1,208 +1,233 @@
-//! `order-bench`: load scenarios against a real service. Today: `saga` (DESIGN §7 throughput
-//! sanity): N orders placed through the HTTP API at concurrency C, confirmed by the saga with
-//! the participant simulator at zero latency; reports sagas/s and the placed → confirmed
-//! latency from the event store's own timestamps.
+//! `order-bench`: the load generator of docs/BENCHMARKS.md.
 //!
-//! Runs everything in-process against `DATABASE_URL` (a server where it may create a
-//! database; default the local one) and `NATS_URL` (default `nats://127.0.0.1:4222`), on a fresh
-//! database and NATS prefix. Loopback only; bounded by N.
+//! Starts the release `order-service` as a child process on a fresh database (seeded with 100k
+//! orders when a scenario reads them) and a fresh NATS prefix, measures the same-run baselines
+//! (pgbench on the same Postgres, JetStream publish on the same NATS), runs the scenarios, and
+//! prints a table of rates, latencies, ratios to the baselines and targets (and JSON with
+//! `--json`). Loopback only; every phase is bounded by `--duration`.
+//!
+//! ```sh
+//! cargo build --release --bins && ./target/release/order-bench suite --json bench.json
+//! ```
 
-use std::time::{Duration, Instant};
+mod baseline;
+mod load;
+mod metrics;
+mod scenarios;
+mod service;
 
-use anyhow::Context as _;
-use clap::Parser;
-use futures::StreamExt as _;
-use order_service::config::Settings;
-use order_service::http::auth::{Role, TokenMinter};
-use order_service::startup::Application;
-use secrecy::SecretString;
-use serde_json::{json, Value};
-use sqlx::Connection as _;
+use std::sync::Arc;
+use std::time::Duration;
 
-#[derive(Debug, Parser)]
-#[command(name = "order-bench", about = "Load scenarios for order-service")]
-struct Args {
-    /// Scenario (only `saga` for now).
-    #[arg(default_value = "saga")]
-    scenario: String,
-    /// Orders to place.
-    #[arg(long, default_value_t = 500)]
-    orders: usize,
-    /// Concurrent clients.
-    #[arg(long, default_value_t = 16)]
-    concurrency: usize,
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    json: bool,
+use clap::{Parser, ValueEnum};
+use serde_json::json;
+
+use crate::scenarios::{Knobs, Row, Scenario};
+use crate::service::Service;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Which {
+    /// Baselines, then every scenario below, in one run.
+    Suite,
+    /// pgbench insert/select and JetStream publish only.
+    Baselines,
+    /// One AddItem (one event) per request on pre-created drafts.
+    AddItem,
+    /// Create + 3 × add item + place, on distinct orders.
+    Commands,
+    /// Placed → confirmed with the simulator at zero latency: max rate, then half of it.
+    Saga,
+    /// GET order, list page and product-sales report over 100k seeded orders.
+    Reads,
+    /// Reads, orders and sagas at once; the service's resident memory.
+    Mixed,
+    /// Rebuild every read model from the log (100k seeded orders).
+    Rebuild,
 }
 
-const SECRET: &str = "order-bench-secret-that-is-long-enough-for-hs256";
+#[derive(Debug, Parser)]
+#[command(
+    name = "order-bench",
+    about = "Load scenarios and same-run baselines for order-service"
+)]
+struct Args {
+    #[arg(value_enum, default_value = "suite")]
+    scenario: Which,
+    /// Seconds each measured phase runs.
+    #[arg(long, default_value_t = 15)]
+    duration: u64,
+    /// Concurrent clients of the closed-loop phases (and of the baselines).
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Concurrent clients placing orders while the saga's maximum rate is measured.
+    #[arg(long, default_value_t = 16)]
+    saga_concurrency: usize,
+    /// Requests per second of the open-loop GET phase.
+    #[arg(long, default_value_t = 1000.0)]
+    read_rate: f64,
+    /// Also write the whole report as JSON to this file.
+    #[arg(long)]
+    json: Option<std::path::PathBuf>,
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    anyhow::ensure!(
-        args.scenario == "saga",
-        "unknown scenario {:?}; known: saga",
-        args.scenario
-    );
-    let admin_url = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable".into());
-    let nats_url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
-    let db = format!("bench_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = sqlx::PgConnection::connect(&admin_url)
-        .await
-        .context("DATABASE_URL")?;
-    sqlx::query(&format!("create database \"{db}\""))
-        .execute(&mut admin)
-        .await?;
-    let mut url = url::Url::parse(&admin_url)?;
-    url.set_path(&format!("/{db}"));
-
-    let mut settings = Settings {
-        database_url: Some(SecretString::from(url.to_string())),
-        nats_url: Some(nats_url),
-        ..Settings::default()
+    let knobs = Knobs {
+        duration: Duration::from_secs(args.duration),
+        concurrency: args.concurrency,
+        saga_concurrency: args.saga_concurrency,
+        read_rate: args.read_rate,
     };
-    settings.nats.prefix = format!("bench{}.", uuid::Uuid::new_v4().simple());
-    settings.http.addr = "127.0.0.1:0".parse()?;
-    settings.auth.jwt_secret = Some(SecretString::from(SECRET.to_owned()));
-    settings.database.migrate_on_start = true;
-    settings.simulator.enabled = Some(true);
-    let app = Application::build(&settings).await?;
-    let base = format!("http://127.0.0.1:{}", app.port());
-    let pool = app.state().pool.clone();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app.run_until_stopped(async {
-        let _ = stopped.await;
-    }));
-
-    let minter = TokenMinter::new(
-        &SecretString::from(SECRET.to_owned()),
-        "order-service",
-        "order-service",
-    )?;
-    let token = minter.mint("bench", &[Role::Admin], &[], Duration::from_secs(3600))?;
-    let client = reqwest::Client::new();
-    let post = |path: String, body: Value| {
-        client
-            .post(format!("{base}{path}"))
-            .bearer_auth(&token)
-            .json(&body)
-            .send()
-    };
-    let store: Value = post(
-        "/v1/stores".into(),
-        json!({"name": "Bench", "currency": "EUR"}),
-    )
-    .await?
-    .json()
-    .await?;
-    let store = store["id"].as_str().context("store id")?.to_owned();
-    post(
-        format!("/v1/stores/{store}/products"),
-        json!({"sku": "TEA", "name": "Tea", "unit_price_minor": 450}),
-    )
-    .await?;
-
-    let started = Instant::now();
-    let work = futures::stream::iter(0..args.orders)
-        .map(|i| {
-            let store = store.clone();
-            let post = &post;
-            async move {
-                let order: Value = post(
-                    "/v1/orders".into(),
-                    json!({"store_id": store, "customer_id": format!("c{i}"), "items": [{"sku": "TEA", "quantity": 1}]}),
-                )
-                .await?
-                .json()
-                .await?;
-                let id = order["id"].as_str().context("order id")?.to_owned();
-                let placed = post(format!("/v1/orders/{id}/place"), json!({})).await?;
-                anyhow::ensure!(placed.status().is_success(), "place answered {}", placed.status());
-                anyhow::Ok(())
-            }
-        })
-        .buffer_unordered(args.concurrency);
-    let results: Vec<anyhow::Result<()>> = work.collect().await;
-    for r in results {
-        r?;
+    let wants = |w: Which| args.scenario == Which::Suite || args.scenario == w;
+    let seed = wants(Which::Reads) || wants(Which::Mixed) || wants(Which::Rebuild);
+    eprintln!("order-bench {:?}: starting the service", args.scenario);
+    let svc = Arc::new(Service::start(seed).await?);
+    let result = run(&svc, &args, knobs, &wants).await;
+    match Arc::try_unwrap(svc) {
+        Ok(svc) => svc.stop().await?,
+        Err(_) => eprintln!("the service is still referenced; its database is left behind"),
     }
-    let placing = started.elapsed();
-    // Wait until every saga confirmed its order.
-    loop {
-        let confirmed: i64 =
-            sqlx::query_scalar("select count(*) from events where event_type = 'OrderConfirmed'")
-                .fetch_one(&pool)
-                .await?;
-        if confirmed >= i64::try_from(args.orders)? {
-            break;
-        }
-        anyhow::ensure!(
-            started.elapsed() < Duration::from_secs(300),
-            "sagas did not finish in 5 minutes"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    let (rows, report) = result?;
+    print_table(&rows);
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+        eprintln!("JSON report written to {}", path.display());
     }
-    let (latencies, span): (Vec<f64>, f64) = {
-        let rows: Vec<(f64,)> = sqlx::query_as(
-            "select extract(epoch from c.recorded_at - p.recorded_at)::float8
-               from events p join events c on c.aggregate_id = p.aggregate_id
-              where p.event_type = 'OrderPlaced' and c.event_type = 'OrderConfirmed'",
-        )
-        .fetch_all(&pool)
-        .await?;
-        let span: f64 = sqlx::query_scalar(
-            "select extract(epoch from max(c.recorded_at) - min(p.recorded_at))::float8
-               from events p, events c where p.event_type = 'OrderPlaced' and c.event_type = 'OrderConfirmed'",
-        )
-        .fetch_one(&pool)
-        .await?;
-        (rows.into_iter().map(|r| r.0 * 1000.0).collect(), span)
-    };
-    let mut sorted = latencies.clone();
-    sorted.sort_by(f64::total_cmp);
-    let pct = |p: f64| percentile(&sorted, p);
-    let rate = f64::from(u32::try_from(args.orders)?) / span;
-    if args.json {
-        println!(
-            "{}",
-            json!({"scenario": "saga", "orders": args.orders, "concurrency": args.concurrency,
-                   "sagas_per_second": rate, "placed_to_confirmed_ms": {"p50": pct(0.5), "p90": pct(0.9), "p99": pct(0.99), "max": pct(1.0)},
-                   "placing_seconds": placing.as_secs_f64()})
-        );
-    } else {
-        println!(
-            "scenario saga: {} orders, concurrency {}",
-            args.orders, args.concurrency
-        );
-        println!("  sagas/s (first placed → last confirmed): {rate:.1}");
-        println!(
-            "  placed → confirmed ms: p50 {:.1}  p90 {:.1}  p99 {:.1}  max {:.1}",
-            pct(0.5),
-            pct(0.9),
-            pct(0.99),
-            pct(1.0)
-        );
-    }
-    let _ = stop.send(());
-    server.await??;
-    let mut admin = sqlx::PgConnection::connect(&admin_url).await?;
-    sqlx::query(&format!("drop database \"{db}\" with (force)"))
-        .execute(&mut admin)
-        .await?;
     Ok(())
 }
 
-/// The `p` quantile (0-1) of sorted samples, nearest rank.
-#[expect(
-    clippy::cast_possible_truncation,
-    clippy::cast_sign_loss,
-    clippy::cast_precision_loss,
-    reason = "sample counts are small"
-)]
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let rank = ((sorted.len().saturating_sub(1)) as f64 * p).round() as usize;
-    sorted.get(rank).copied().unwrap_or(f64::NAN)
+async fn run(
+    svc: &Arc<Service>,
+    args: &Args,
+    k: Knobs,
+    wants: &dyn Fn(Which) -> bool,
+) -> anyhow::Result<(Vec<Row>, serde_json::Value)> {
+    let mut baselines = Vec::new();
+    let only_baselines = args.scenario == Which::Baselines;
+    let needs_insert = only_baselines || wants(Which::AddItem) || wants(Which::Commands);
+    let pg_insert = if needs_insert {
+        Some(baseline::pgbench_insert(svc, k.concurrency, k.duration).await?)
+    } else {
+        None
+    };
+    let pg_select = if only_baselines || wants(Which::Reads) {
+        if svc.seed_position > 0 {
+            Some(baseline::pgbench_select(svc, k.concurrency, k.duration).await?)
+        } else {
+            None
+        }
+    } else {
+        None
+    };
+    let js = if only_baselines || wants(Which::Saga) {
+        Some(baseline::jetstream_publish(svc, k.saga_concurrency, k.duration).await?)
+    } else {
+        None
+    };
+    let mut rows: Vec<Row> = Vec::new();
+    for b in [&pg_insert, &pg_select, &js].into_iter().flatten() {
+        rows.push(Row {
+            scenario: format!("baseline: {}", b.name),
+            load: format!("C={}", b.concurrency),
+            per_second: b.per_second,
+            p50_ms: f64::NAN,
+            p99_ms: f64::NAN,
+            baseline: None,
+            target: None,
+        });
+        baselines.push(b.to_json());
+    }
+    let mut scenarios = Vec::new();
+    let mut add = |s: Scenario, rows: &mut Vec<Row>| {
+        rows.extend(s.rows);
+        scenarios.push(s.json);
+    };
+    if args.scenario != Which::Baselines {
+        if wants(Which::AddItem) {
+            add(
+                scenarios::add_item(svc, k, pg_insert.as_ref()).await?,
+                &mut rows,
+            );
+        }
+        if wants(Which::Commands) {
+            add(
+                scenarios::commands(svc, k, pg_insert.as_ref()).await?,
+                &mut rows,
+            );
+        }
+        if wants(Which::Saga) {
+            add(scenarios::saga(svc, k, js.as_ref()).await?, &mut rows);
+        }
+        if wants(Which::Reads) {
+            add(
+                scenarios::reads(svc, k, pg_select.as_ref()).await?,
+                &mut rows,
+            );
+        }
+        if wants(Which::Mixed) {
+            add(scenarios::mixed(svc, k).await?, &mut rows);
+        }
+        if wants(Which::Rebuild) {
+            add(scenarios::rebuild(svc).await?, &mut rows);
+        }
+    }
+    let report = json!({
+        "machine": machine(),
+        "knobs": {"duration_s": args.duration, "concurrency": args.concurrency,
+                  "saga_concurrency": args.saga_concurrency, "read_rate": args.read_rate},
+        "baselines": baselines,
+        "scenarios": scenarios,
+    });
+    Ok((rows, report))
+}
+
+fn machine() -> serde_json::Value {
+    let cpus = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_default();
+    json!({"cpus": cpus, "cpu": model})
+}
+
+fn print_table(rows: &[Row]) {
+    let num = |v: f64, width: usize, precision: usize| {
+        if v.is_nan() {
+            format!("{:>width$}", "-")
+        } else {
+            format!("{v:>width$.precision$}")
+        }
+    };
+    println!();
+    println!(
+        "{:<36} {:<12} {:>10} {:>8} {:>8}  {:<34} {:<24}",
+        "scenario", "load", "per s", "p50 ms", "p99 ms", "ratio to baseline", "target"
+    );
+    for r in rows {
+        let baseline = r
+            .baseline
+            .as_ref()
+            .map_or_else(String::new, |(name, rate, ratio)| {
+                format!("{ratio:.2} × {name} ({rate:.0}/s)")
+            });
+        let target = r.target.as_ref().map_or_else(String::new, |(what, met)| {
+            format!("{} {what}", if *met { "met" } else { "MISSED" })
+        });
+        println!(
+            "{:<36} {:<12} {} {} {}  {:<34} {:<24}",
+            r.scenario,
+            r.load,
+            num(r.per_second, 10, 1),
+            num(r.p50_ms, 8, 1),
+            num(r.p99_ms, 8, 1),
+            baseline,
+            target
+        );
+    }
 }

@@ -1,0 +1,584 @@
+//! The scenarios of issue 5. Each returns rows for the table and a JSON object with everything
+//! it measured, including where the time went by the service's own histograms.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use serde_json::{json, Value};
+
+use crate::baseline::Baseline;
+use crate::load::{self, Outcome};
+use crate::metrics::{Hist, Scrape};
+use crate::service::{Service, SKUS};
+
+/// One line of the results table.
+pub struct Row {
+    pub scenario: String,
+    pub load: String,
+    pub per_second: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    /// (baseline name, its rate, our ratio to it)
+    pub baseline: Option<(String, f64, f64)>,
+    /// (what the target is, whether it was met)
+    pub target: Option<(String, bool)>,
+}
+
+impl Row {
+    fn from_outcome(scenario: &str, load: String, o: &Outcome) -> Self {
+        Self {
+            scenario: scenario.to_owned(),
+            load,
+            per_second: o.rate(),
+            p50_ms: o.ms(0.5),
+            p99_ms: o.ms(0.99),
+            baseline: None,
+            target: None,
+        }
+    }
+
+    fn against(mut self, baseline: Option<&Baseline>) -> Self {
+        self.baseline =
+            baseline.map(|b| (b.name.clone(), b.per_second, self.per_second / b.per_second));
+        self
+    }
+
+    fn target(mut self, what: &str, met: bool) -> Self {
+        self.target = Some((what.to_owned(), met));
+        self
+    }
+}
+
+pub struct Scenario {
+    pub rows: Vec<Row>,
+    pub json: Value,
+}
+
+/// Knobs shared by every scenario.
+#[derive(Clone, Copy)]
+pub struct Knobs {
+    pub duration: Duration,
+    pub concurrency: usize,
+    pub saga_concurrency: usize,
+    pub read_rate: f64,
+}
+
+fn check(o: &Outcome) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        o.ok > 0,
+        "{}: nothing succeeded; first error: {}",
+        o.name,
+        o.first_error.as_deref().unwrap_or("none")
+    );
+    if let Some(e) = &o.first_error {
+        eprintln!("  {}: {} errors, first: {e}", o.name, o.errors);
+    }
+    Ok(())
+}
+
+/// Creates `n` draft orders (no lines) at concurrency `c`.
+async fn drafts(svc: &Arc<Service>, n: u64, c: usize) -> anyhow::Result<Arc<Vec<String>>> {
+    let ids = Arc::new(Mutex::new(Vec::new()));
+    let (s, sink) = (Arc::clone(svc), Arc::clone(&ids));
+    let created = load::closed(
+        "create drafts",
+        c,
+        Duration::from_secs(600),
+        Some(n),
+        move |i| {
+            let (s, sink) = (Arc::clone(&s), Arc::clone(&sink));
+            async move {
+                let id = s.create_order(i, 0).await?;
+                sink.lock().expect("not poisoned").push(id);
+                Ok(())
+            }
+        },
+    )
+    .await;
+    check(&created)?;
+    let ids = std::mem::take(&mut *ids.lock().expect("not poisoned"));
+    Ok(Arc::new(ids))
+}
+
+/// `add-item`: one `AddItem` (one event) per request on pre-created drafts, round robin, at C.
+pub async fn add_item(
+    svc: &Arc<Service>,
+    k: Knobs,
+    pg: Option<&Baseline>,
+) -> anyhow::Result<Scenario> {
+    let orders = drafts(svc, 3000, k.concurrency).await?;
+    let before = Scrape::fetch(&svc.client, &svc.base).await?;
+    let (s, ids) = (Arc::clone(svc), Arc::clone(&orders));
+    let n = ids.len() as u64;
+    // at most 90 lines per order (the limit is 100)
+    let o = load::closed(
+        "add-item",
+        k.concurrency,
+        k.duration,
+        Some(n * 90),
+        move |i| {
+            let (s, ids) = (Arc::clone(&s), Arc::clone(&ids));
+            async move {
+                let id = &ids[usize::try_from(i % n)?];
+                s.post(
+                    &format!("/v1/orders/{id}/items"),
+                    &json!({"sku": SKUS[usize::try_from(i % 4)?], "quantity": 1}),
+                )
+                .await?;
+                Ok(())
+            }
+        },
+    )
+    .await;
+    check(&o)?;
+    let after = Scrape::fetch(&svc.client, &svc.base).await?;
+    let row = Row::from_outcome("add-item", format!("C={}", k.concurrency), &o).against(pg);
+    let met = row.baseline.as_ref().is_some_and(|b| b.2 >= 0.30);
+    Ok(Scenario {
+        rows: vec![row.target("≥ 0.30 × pgbench", met)],
+        json: json!({"scenario": "add-item", "concurrency": k.concurrency, "result": o.to_json(),
+                     "where_time_goes": after.since(&before).breakdown()}),
+    })
+}
+
+/// `commands`: create + 3 × add item + place, each order its own, at C. Placing starts a
+/// saga, so the saga pipeline runs alongside (as in production).
+pub async fn commands(
+    svc: &Arc<Service>,
+    k: Knobs,
+    pg: Option<&Baseline>,
+) -> anyhow::Result<Scenario> {
+    let before = Scrape::fetch(&svc.client, &svc.base).await?;
+    let s = Arc::clone(svc);
+    let o = load::closed(
+        "commands (5 per order)",
+        k.concurrency,
+        k.duration,
+        None,
+        move |i| {
+            let s = Arc::clone(&s);
+            async move {
+                let id = s.create_order(i, 0).await?;
+                for sku in &SKUS[..3] {
+                    s.post(
+                        &format!("/v1/orders/{id}/items"),
+                        &json!({"sku": sku, "quantity": 2}),
+                    )
+                    .await?;
+                }
+                s.post(&format!("/v1/orders/{id}/place"), &json!({}))
+                    .await?;
+                Ok(())
+            }
+        },
+    )
+    .await;
+    check(&o)?;
+    let after = Scrape::fetch(&svc.client, &svc.base).await?;
+    wait_sagas_settled(svc).await?;
+    let mut row = Row::from_outcome("commands (orders)", format!("C={}", k.concurrency), &o);
+    // five commands per order; compare commands (one transaction each) to pgbench transactions
+    let per_command = Row {
+        scenario: "commands (requests)".to_owned(),
+        load: format!("C={}", k.concurrency),
+        per_second: o.rate() * 5.0,
+        p50_ms: f64::NAN,
+        p99_ms: f64::NAN,
+        baseline: None,
+        target: None,
+    }
+    .against(pg);
+    row.baseline = None;
+    Ok(Scenario {
+        rows: vec![row, per_command],
+        json: json!({"scenario": "commands", "concurrency": k.concurrency,
+                     "orders": o.to_json(), "commands_per_second": o.rate() * 5.0,
+                     "where_time_goes": after.since(&before).breakdown()}),
+    })
+}
+
+/// Orders placed and not yet confirmed or rejected, among those the bench created.
+async fn sagas_pending(svc: &Service) -> anyhow::Result<i64> {
+    Ok(sqlx::query_scalar(
+        "select count(*) filter (where event_type = 'OrderPlaced')
+              - count(*) filter (where event_type in ('OrderConfirmed', 'OrderRejected'))
+           from events where aggregate_type = 'Order' and position > $1",
+    )
+    .bind(svc.seed_position)
+    .fetch_one(&svc.pool)
+    .await?)
+}
+
+async fn wait_sagas_settled(svc: &Service) -> anyhow::Result<()> {
+    let started = Instant::now();
+    loop {
+        let pending = sagas_pending(svc).await?;
+        if pending <= 0 {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(300),
+            "{pending} sagas still open after 5 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn place_one(s: &Service, i: u64) -> anyhow::Result<String> {
+    let id = s.create_order(i, 2).await?;
+    s.post(&format!("/v1/orders/{id}/place"), &json!({}))
+        .await?;
+    Ok(id)
+}
+
+/// `saga`: placed → confirmed with the simulator at zero latency. First the maximum sustained
+/// rate (closed loop, confirmations counted while a backlog exists), then an open loop at half
+/// that rate for the latency and reader-lag targets.
+pub async fn saga(svc: &Arc<Service>, k: Knobs, js: Option<&Baseline>) -> anyhow::Result<Scenario> {
+    wait_sagas_settled(svc).await?;
+    // phase 1: as fast as the pipeline goes
+    let now = || async {
+        sqlx::query_scalar::<_, chrono::DateTime<chrono::Utc>>("select now()")
+            .fetch_one(&svc.pool)
+            .await
+    };
+    let t0 = now().await?;
+    let s = Arc::clone(svc);
+    let push = load::closed(
+        "saga: place (max)",
+        k.saga_concurrency,
+        k.duration,
+        None,
+        move |i| {
+            let s = Arc::clone(&s);
+            async move { place_one(&s, i).await.map(drop) }
+        },
+    )
+    .await;
+    check(&push)?;
+    let backlog = sagas_pending(svc).await?;
+    eprintln!(
+        "  placed {:.1}/s; {backlog} sagas still open at the end; draining...",
+        push.rate()
+    );
+    wait_sagas_settled(svc).await?;
+    // The pipeline's sustained maximum: every order placed in phase 1, over the time from the
+    // first placed to the last confirmed (a backlog kept the pipeline busy throughout; when
+    // there was none, the clients were the limit and this is a lower bound).
+    let (confirmed, span): (i64, f64) = sqlx::query_as(
+        "select count(*) filter (where event_type = 'OrderConfirmed'),
+                coalesce(extract(epoch from max(recorded_at) filter (where event_type = 'OrderConfirmed')
+                                  - min(recorded_at) filter (where event_type = 'OrderPlaced')), 0)::float8
+           from events where aggregate_type = 'Order' and recorded_at >= $1",
+    )
+    .bind(t0)
+    .fetch_one(&svc.pool)
+    .await?;
+    #[expect(clippy::cast_precision_loss, reason = "a rate for people to read")]
+    let max_rate = confirmed as f64 / span.max(1e-3);
+    let confirm_rate = max_rate;
+
+    // phase 2: open loop at half the maximum
+    let rate = max_rate / 2.0;
+    let before = Scrape::fetch(&svc.client, &svc.base).await?;
+    let ids = Arc::new(Mutex::new(Vec::new()));
+    let (s, sink) = (Arc::clone(svc), Arc::clone(&ids));
+    let placed = load::open("saga: place (half)", rate, k.duration, move |i| {
+        let (s, sink) = (Arc::clone(&s), Arc::clone(&sink));
+        async move {
+            let id = place_one(&s, 1_000_000 + i).await?;
+            sink.lock().expect("not poisoned").push(id);
+            Ok(())
+        }
+    })
+    .await;
+    check(&placed)?;
+    wait_sagas_settled(svc).await?;
+    let after = Scrape::fetch(&svc.client, &svc.base).await?;
+    let ids = std::mem::take(&mut *ids.lock().expect("not poisoned"));
+    let rows: Vec<(f64,)> = sqlx::query_as(
+        "select extract(epoch from c.recorded_at - p.recorded_at)::float8
+           from events p
+           join events c on c.aggregate_type = 'Order' and c.aggregate_id = p.aggregate_id
+                        and c.event_type = 'OrderConfirmed'
+          where p.aggregate_type = 'Order' and p.aggregate_id = any($1)
+            and p.event_type = 'OrderPlaced'",
+    )
+    .bind(&ids)
+    .fetch_all(&svc.pool)
+    .await?;
+    anyhow::ensure!(
+        rows.len() == ids.len(),
+        "{} of {} orders confirmed",
+        rows.len(),
+        ids.len()
+    );
+    let mut latency = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
+    for (seconds,) in &rows {
+        #[expect(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            reason = "µs"
+        )]
+        latency.saturating_record((seconds * 1e6).max(1.0) as u64);
+    }
+    #[expect(clippy::cast_precision_loss, reason = "ms for people")]
+    let ms = |q: f64| latency.value_at_quantile(q) as f64 / 1000.0;
+    let diff = after.since(&before);
+    let mut lag = serde_json::Map::new();
+    let mut worst_lag: f64 = 0.0;
+    for reader in diff.label_values("log_reader_event_delay_seconds", "reader") {
+        let h: Hist = diff.hist("log_reader_event_delay_seconds", Some(("reader", &reader)));
+        if h.count >= 1.0 {
+            let p99 = h.quantile(0.99) * 1000.0;
+            worst_lag = worst_lag.max(p99);
+            lag.insert(
+                reader,
+                json!({"p50_ms": h.quantile(0.5) * 1000.0, "p99_ms": p99, "events": h.count}),
+            );
+        }
+    }
+    let max_row = Row {
+        scenario: "saga max (sagas)".to_owned(),
+        load: format!("C={}", k.saga_concurrency),
+        per_second: max_rate,
+        p50_ms: f64::NAN,
+        p99_ms: f64::NAN,
+        baseline: None,
+        target: None,
+    }
+    .against(js);
+    let half_row = Row {
+        scenario: "saga placed→confirmed".to_owned(),
+        load: format!("{rate:.0}/s open"),
+        per_second: placed.rate(),
+        p50_ms: ms(0.5),
+        p99_ms: ms(0.99),
+        baseline: None,
+        target: Some(("p99 ≤ 100 ms".to_owned(), ms(0.99) <= 100.0)),
+    };
+    let lag_row = Row {
+        scenario: "saga reader lag (worst)".to_owned(),
+        load: format!("{rate:.0}/s open"),
+        per_second: f64::NAN,
+        p50_ms: f64::NAN,
+        p99_ms: worst_lag,
+        baseline: None,
+        target: Some(("p99 ≤ 250 ms".to_owned(), worst_lag <= 250.0)),
+    };
+    Ok(Scenario {
+        rows: vec![max_row, half_row, lag_row],
+        json: json!({"scenario": "saga",
+            "max": {"concurrency": k.saga_concurrency, "placing": push.to_json(),
+                    "confirmed_per_second": confirm_rate, "backlog_at_end": backlog},
+            "half": {"rate": rate, "placing": placed.to_json(),
+                     "placed_to_confirmed_ms": {"p50": ms(0.5), "p90": ms(0.9), "p99": ms(0.99), "max": ms(1.0)},
+                     "reader_lag": lag,
+                     "where_time_goes": diff.breakdown()}}),
+    })
+}
+
+/// `reads` over the 100k seeded orders: GET one order open loop at the target rate, then closed
+/// loop at C (against pgbench selecting the same row), a list page and a product-sales report.
+pub async fn reads(
+    svc: &Arc<Service>,
+    k: Knobs,
+    pg: Option<&Baseline>,
+) -> anyhow::Result<Scenario> {
+    let ids: Vec<String> = sqlx::query_scalar(
+        "select order_id::text from read.order_summaries where store_id <> $1::uuid order by order_id",
+    )
+    .bind(&svc.store)
+    .fetch_all(&svc.pool)
+    .await?;
+    anyhow::ensure!(ids.len() >= 100_000, "reads need the seeded 100k orders");
+    let stores: Vec<String> = sqlx::query_scalar(
+        "select distinct store_id::text from read.order_summaries where store_id <> $1::uuid",
+    )
+    .bind(&svc.store)
+    .fetch_all(&svc.pool)
+    .await?;
+    let ids = Arc::new(ids);
+    let stores = Arc::new(stores);
+    let pick =
+        |i: u64, n: usize| usize::try_from(i.wrapping_mul(2_654_435_761) % n as u64).unwrap_or(0);
+
+    let before = Scrape::fetch(&svc.client, &svc.base).await?;
+    let (s, list) = (Arc::clone(svc), Arc::clone(&ids));
+    let get_open = load::open("GET order (open)", k.read_rate, k.duration, move |i| {
+        let (s, list) = (Arc::clone(&s), Arc::clone(&list));
+        async move {
+            s.get(&format!("/v1/orders/{}", list[pick(i, list.len())]))
+                .await
+        }
+    })
+    .await;
+    check(&get_open)?;
+    let after = Scrape::fetch(&svc.client, &svc.base).await?;
+    let short = k.duration / 2;
+    let (s, list) = (Arc::clone(svc), Arc::clone(&ids));
+    let get_closed = load::closed("GET order (closed)", k.concurrency, short, None, move |i| {
+        let (s, list) = (Arc::clone(&s), Arc::clone(&list));
+        async move {
+            s.get(&format!("/v1/orders/{}", list[pick(i, list.len())]))
+                .await
+        }
+    })
+    .await;
+    check(&get_closed)?;
+    let (s, list) = (Arc::clone(svc), Arc::clone(&stores));
+    let page = load::closed("list page", 8, short, None, move |i| {
+        let (s, list) = (Arc::clone(&s), Arc::clone(&list));
+        async move {
+            s.get(&format!(
+                "/v1/orders?store_id={}&limit=50",
+                list[pick(i, list.len())]
+            ))
+            .await
+        }
+    })
+    .await;
+    check(&page)?;
+    let (s, list) = (Arc::clone(svc), Arc::clone(&stores));
+    let report = load::closed("product-sales report", 8, short, None, move |i| {
+        let (s, list) = (Arc::clone(&s), Arc::clone(&list));
+        async move {
+            s.get(&format!(
+                "/v1/reports/product-sales?from=2026-01-01&to=2026-12-31&store_id={}",
+                list[pick(i, list.len())]
+            ))
+            .await
+        }
+    })
+    .await;
+    check(&report)?;
+    let p99 = get_open.ms(0.99);
+    Ok(Scenario {
+        rows: vec![
+            Row::from_outcome("GET order", format!("{:.0}/s open", k.read_rate), &get_open)
+                .target("p99 ≤ 10 ms", p99 <= 10.0),
+            Row::from_outcome("GET order", format!("C={}", k.concurrency), &get_closed).against(pg),
+            Row::from_outcome("list page (50)", "C=8".to_owned(), &page),
+            Row::from_outcome("product-sales report", "C=8".to_owned(), &report),
+        ],
+        json: json!({"scenario": "reads", "orders": ids.len(),
+                     "get_open": get_open.to_json(), "get_closed": get_closed.to_json(),
+                     "list_page": page.to_json(), "product_sales_report": report.to_json(),
+                     "where_time_goes": after.since(&before).breakdown()}),
+    })
+}
+
+/// `mixed`: reads, commands and sagas at once, while the service's resident memory is sampled.
+pub async fn mixed(svc: &Arc<Service>, k: Knobs) -> anyhow::Result<Scenario> {
+    let ids: Arc<Vec<String>> = Arc::new(
+        sqlx::query_scalar("select order_id::text from read.order_summaries limit 100000")
+            .fetch_all(&svc.pool)
+            .await?,
+    );
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (s, done) = (Arc::clone(svc), Arc::clone(&done));
+        tokio::spawn(async move {
+            let mut peak = 0u64;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok((rss, _)) = s.memory() {
+                    peak = peak.max(rss);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            peak
+        })
+    };
+    let rate = k.read_rate / 2.0;
+    let (s, list) = (Arc::clone(svc), Arc::clone(&ids));
+    let reads = load::open("mixed: GET order", rate, k.duration, move |i| {
+        let (s, list) = (Arc::clone(&s), Arc::clone(&list));
+        async move {
+            let n = list.len() as u64;
+            s.get(&format!(
+                "/v1/orders/{}",
+                list[usize::try_from(i.wrapping_mul(2_654_435_761) % n)?]
+            ))
+            .await
+        }
+    });
+    let s = Arc::clone(svc);
+    let writes = load::closed("mixed: orders", 8, k.duration, None, move |i| {
+        let s = Arc::clone(&s);
+        async move {
+            let id = s.create_order(2_000_000 + i, 3).await?;
+            s.post(&format!("/v1/orders/{id}/place"), &json!({}))
+                .await?;
+            Ok(())
+        }
+    });
+    let s = Arc::clone(svc);
+    let lists = load::closed("mixed: list", 2, k.duration, None, move |_| {
+        let s = Arc::clone(&s);
+        async move { s.get("/v1/orders?limit=50").await }
+    });
+    let (reads, writes, lists) = tokio::join!(reads, writes, lists);
+    wait_sagas_settled(svc).await?;
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let peak = sampler.await?;
+    let (_, hwm) = svc.memory()?;
+    for o in [&reads, &writes, &lists] {
+        check(o)?;
+    }
+    #[expect(clippy::cast_precision_loss, reason = "MiB for people")]
+    let mib = |b: u64| b as f64 / 1024.0 / 1024.0;
+    Ok(Scenario {
+        rows: vec![
+            Row::from_outcome("mixed: GET order", format!("{rate:.0}/s open"), &reads),
+            Row::from_outcome("mixed: orders (create+place)", "C=8".to_owned(), &writes),
+            Row::from_outcome("mixed: list page", "C=2".to_owned(), &lists),
+            Row {
+                scenario: format!("mixed: RSS peak {:.0} MiB (HWM {:.0})", mib(peak), mib(hwm)),
+                load: String::new(),
+                per_second: f64::NAN,
+                p50_ms: f64::NAN,
+                p99_ms: f64::NAN,
+                baseline: None,
+                target: Some(("≤ 150 MB".to_owned(), peak <= 150 * 1000 * 1000)),
+            },
+        ],
+        json: json!({"scenario": "mixed", "reads": reads.to_json(), "orders": writes.to_json(),
+                     "lists": lists.to_json(), "rss_peak_bytes": peak, "rss_hwm_bytes": hwm}),
+    })
+}
+
+/// `rebuild`: every read model rebuilt from the whole log (the seeded orders and whatever the
+/// other scenarios added) by `order-service projections rebuild`, while the service runs.
+pub async fn rebuild(svc: &Arc<Service>) -> anyhow::Result<Scenario> {
+    eprintln!("  rebuilding the read models...");
+    let out = svc.cli(&["projections", "rebuild"]).await?;
+    // "rebuilt read models from 551234 events in 12.34 s (44678 events/s)"
+    let words: Vec<&str> = out.split_whitespace().collect();
+    let number = |after: &str| -> anyhow::Result<f64> {
+        let at = words
+            .iter()
+            .position(|w| *w == after)
+            .with_context(|| format!("unexpected rebuild output: {out}"))?;
+        Ok(words
+            .get(at + 1)
+            .context("a number")?
+            .trim_start_matches('(')
+            .parse()?)
+    };
+    let events = number("from")?;
+    let seconds = number("in")?;
+    let rate = events / seconds;
+    Ok(Scenario {
+        rows: vec![Row {
+            scenario: format!("rebuild ({events:.0} events)"),
+            load: String::new(),
+            per_second: rate,
+            p50_ms: f64::NAN,
+            p99_ms: f64::NAN,
+            baseline: None,
+            target: Some(("≥ 20000 events/s".to_owned(), rate >= 20_000.0)),
+        }],
+        json: json!({"scenario": "rebuild", "events": events, "seconds": seconds, "events_per_second": rate}),
+    })
+}
