@@ -159,6 +159,7 @@ impl Application {
         let (stop_workers, stopping) = tokio::sync::watch::channel(false);
         let mut workers = tokio::task::JoinSet::new();
         let appended = &self.state.appended;
+        workers.spawn(self.state.catalog.clone().watch_changes(stopping.clone()));
         workers.spawn(crate::log::wake::forward_to_other_processes(
             self.state.pool.clone(),
             appended.clone(),

@@ -1,6 +1,17 @@
 //! The catalog repository: stores and products in plain tables, and the price lookups order
 //! commands need. Catalog POSTs are idempotent by identity: a store's id derives from the
 //! `Idempotency-Key`, a product's from its SKU.
+//!
+//! Price lookups are served from memory while [`CatalogRepository::watch_changes`] listens for
+//! `catalog_changed` (a trigger on `products`, migration 0007): any process's catalog write
+//! empties every process's cache, so an order command never uses a price older than the
+//! latest committed change it could have seen, give or take the notification's delivery.
+//! Without a live `LISTEN` connection (not started, or lost) every lookup reads the table.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
@@ -55,28 +66,73 @@ pub enum Inserted<T> {
     Existing(T),
 }
 
+/// The channel of catalog changes (migration 0007).
+const CHANNEL: &str = "catalog_changed";
+
 #[derive(Debug, Clone)]
 pub struct CatalogRepository {
     pool: PgPool,
+    cache: Arc<PriceCache>,
+}
+
+/// Products by (store, SKU) as last read, `None` for a SKU the store does not sell.
+#[derive(Debug, Default)]
+struct PriceCache {
+    entries: Mutex<HashMap<(Uuid, Sku), Option<CatalogProduct>>>,
+    /// Bumped on every invalidation: a lookup that started before one does not store its
+    /// (possibly older) rows.
+    generation: AtomicU64,
+    /// Whether a `LISTEN catalog_changed` connection is up; the cache is used only then.
+    watching: AtomicBool,
+}
+
+impl PriceCache {
+    fn invalidate(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.entries.lock().expect("not poisoned").clear();
+    }
 }
 
 impl CatalogRepository {
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            cache: Arc::default(),
+        }
     }
 
     /// Name, price and status of each SKU the store sells; SKUs it does not know are absent.
     #[tracing::instrument(skip_all, fields(store_id = %store))]
     pub async fn prices(&self, store: StoreId, skus: &[Sku]) -> anyhow::Result<PriceList> {
-        let wanted: Vec<&str> = skus.iter().map(Sku::as_str).collect();
+        let store_id = store.as_uuid();
+        let mut prices = PriceList::new();
+        let cached = self.cache.watching.load(Ordering::SeqCst);
+        let mut missing: Vec<&Sku> = Vec::new();
+        if cached {
+            let entries = self.cache.entries.lock().expect("not poisoned");
+            for sku in skus {
+                match entries.get(&(store_id, sku.clone())) {
+                    Some(Some(product)) => prices.insert(sku.clone(), product.clone()),
+                    Some(None) => {}
+                    None => missing.push(sku),
+                }
+            }
+        } else {
+            missing.extend(skus);
+        }
+        if missing.is_empty() {
+            return Ok(prices);
+        }
+        let generation = self.cache.generation.load(Ordering::SeqCst);
+        let wanted: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
         let rows: Vec<ProductRow> =
             sqlx::query_as("select * from products where store_id = $1 and sku = any($2)")
-                .bind(store.as_uuid())
+                .bind(store_id)
                 .bind(&wanted)
                 .fetch_all(&self.pool)
                 .await
                 .context("looking up catalog prices")?;
-        let mut prices = PriceList::new();
+        let mut found: HashMap<Sku, CatalogProduct> = HashMap::new();
         for row in rows {
             // Rows were validated on the way in; a row that no longer parses is treated as
             // not sold rather than failing the order.
@@ -90,7 +146,7 @@ impl CatalogRepository {
             let Ok(unit_price) = Money::new(row.unit_price_minor, currency) else {
                 continue;
             };
-            prices.insert(
+            found.insert(
                 sku,
                 CatalogProduct {
                     name,
@@ -99,7 +155,66 @@ impl CatalogRepository {
                 },
             );
         }
+        if cached {
+            let mut entries = self.cache.entries.lock().expect("not poisoned");
+            if self.cache.generation.load(Ordering::SeqCst) == generation {
+                for sku in missing {
+                    entries.insert((store_id, sku.clone()), found.get(sku).cloned());
+                }
+            }
+        }
+        for (sku, product) in found {
+            prices.insert(sku, product);
+        }
         Ok(prices)
+    }
+
+    /// Keeps the price cache usable until `shutdown` turns true: `LISTEN catalog_changed` and
+    /// empty the cache on every notification. While the connection is down the cache is off
+    /// (and emptied), so a missed notification can never leave a stale price in use.
+    pub async fn watch_changes(
+        self,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
+        loop {
+            if *shutdown.borrow() {
+                return Ok(());
+            }
+            match self.listen(&mut shutdown).await {
+                Ok(()) => {}
+                Err(e) => tracing::warn!(
+                    error = format!("{e:#}"),
+                    "catalog change listener lost; prices are read from the table meanwhile"
+                ),
+            }
+            self.cache.watching.store(false, Ordering::SeqCst);
+            self.cache.invalidate();
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+
+    async fn listen(
+        &self,
+        shutdown: &mut tokio::sync::watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
+        let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool).await?;
+        listener.listen(CHANNEL).await?;
+        // anything cached before this moment may have missed a notification
+        self.cache.invalidate();
+        self.cache.watching.store(true, Ordering::SeqCst);
+        loop {
+            tokio::select! {
+                n = listener.try_recv() => match n? {
+                    Some(_) => self.cache.invalidate(),
+                    // the connection dropped (PgListener would reconnect silently): start over
+                    None => anyhow::bail!("LISTEN connection closed"),
+                },
+                _ = shutdown.changed() => return Ok(()),
+            }
+        }
     }
 
     pub async fn create_store(
@@ -167,6 +282,7 @@ impl CatalogRepository {
         .fetch_optional(&self.pool)
         .await
         .context("inserting a product")?;
+        self.cache.invalidate();
         match created {
             Some(row) => Ok(Inserted::Created(row)),
             None => Ok(Inserted::Existing(
@@ -229,5 +345,6 @@ impl CatalogRepository {
         .fetch_optional(&self.pool)
         .await
         .context("updating a product")
+        .inspect(|_| self.cache.invalidate())
     }
 }

@@ -5,6 +5,7 @@ mod helpers;
 
 mod asyncapi;
 mod auth_matrix;
+mod catalog_cache;
 mod concurrency;
 mod hostile;
 mod lifecycle;
