@@ -11,6 +11,7 @@ mod lifecycle;
 mod log_reader;
 mod openapi;
 mod processes;
+mod projections;
 mod queries;
 mod rebuild;
 mod reply_failures;
