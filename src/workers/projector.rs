@@ -18,6 +18,13 @@ use crate::telemetry::Metrics;
 /// Name of the projector's reader (checkpoint row, lock, metric label).
 pub const READER: &str = "projector";
 
+/// Most events per live batch. A batch costs a handful of statements whatever its size, so a
+/// projector that fell behind catches up in large steps; a live batch is usually small.
+const LIVE_BATCH: i64 = 2_000;
+
+/// Most events per batch (and transaction) of a rebuild.
+const REBUILD_BATCH: i64 = 10_000;
+
 /// Applies order events to the read models in `schema`.
 #[derive(Debug, Clone)]
 pub struct Projector {
@@ -32,7 +39,9 @@ impl Projector {
 
     /// The reader that runs it.
     pub fn reader(pool: PgPool, metrics: Arc<Metrics>) -> LogReader {
-        LogReader::new(pool, ReaderConfig::new(READER), metrics)
+        let mut config = ReaderConfig::new(READER);
+        config.batch_size = LIVE_BATCH;
+        LogReader::new(pool, config, metrics)
     }
 }
 
@@ -274,7 +283,13 @@ async fn rebuild_holding_the_lock(conn: &mut PgConnection) -> Result<u64, Rebuil
     let mut events = 0_u64;
     loop {
         let mut tx = conn.begin().await.context("replaying")?;
-        let batch = crate::log::read_batch(&mut tx, at, 2_000)
+        // The shadow tables are rebuilt from scratch if the rebuild dies, so their commits
+        // need not wait for the disk (never so for the live read models).
+        sqlx::query("set local synchronous_commit = off")
+            .execute(&mut *tx)
+            .await
+            .context("replaying")?;
+        let batch = crate::log::read_batch(&mut tx, at, REBUILD_BATCH)
             .await
             .context("reading the log")?;
         let Some(last) = batch.last().map(LogEvent::cursor) else {
@@ -335,7 +350,7 @@ async fn swap(conn: &mut PgConnection, tables: &[String], from: Cursor) -> anyho
     let mut at = from;
     let mut events = 0_u64;
     loop {
-        let batch = crate::log::read_batch(&mut tx, at, 2_000).await?;
+        let batch = crate::log::read_batch(&mut tx, at, REBUILD_BATCH).await?;
         let batch: Vec<LogEvent> = batch
             .into_iter()
             .take_while(|e| e.cursor() <= live)
