@@ -69,7 +69,9 @@ pub async fn read_batch(
            from events
           where (tx_id, position) > ($1::text::xid8, $2)
             and tx_id < pg_snapshot_xmin(pg_current_snapshot())
-          order by tx_id, position
+          -- qualified: a bare `tx_id` here would name the text column of the select list,
+          -- and sort `1000` before `999` (and never use the (tx_id, position) index)
+          order by events.tx_id, events.position
           limit $3",
     )
     .bind(after.tx_id.to_string())

@@ -6,14 +6,24 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use order_domain::OrderEvent;
-use order_projections::{Recorded, SCHEMA, SHADOW_SCHEMA};
+use order_projections::{Record, Recorded, SagaRecorded, SCHEMA, SHADOW_SCHEMA};
+use order_sagas::{SagaChange, SagaEvent};
+use serde::Deserialize as _;
 use sqlx::{Connection as _, PgConnection, PgPool};
+use uuid::Uuid;
 
 use crate::log::{Cursor, LogEvent, LogHandler, LogReader, ReaderConfig};
 use crate::telemetry::Metrics;
 
 /// Name of the projector's reader (checkpoint row, lock, metric label).
 pub const READER: &str = "projector";
+
+/// Most events per live batch. A batch costs a handful of statements whatever its size, so a
+/// projector that fell behind catches up in large steps; a live batch is usually small.
+const LIVE_BATCH: i64 = 2_000;
+
+/// Most events per batch (and transaction) of a rebuild.
+const REBUILD_BATCH: i64 = 10_000;
 
 /// Applies order events to the read models in `schema`.
 #[derive(Debug, Clone)]
@@ -29,7 +39,9 @@ impl Projector {
 
     /// The reader that runs it.
     pub fn reader(pool: PgPool, metrics: Arc<Metrics>) -> LogReader {
-        LogReader::new(pool, ReaderConfig::new(READER), metrics)
+        let mut config = ReaderConfig::new(READER);
+        config.batch_size = LIVE_BATCH;
+        LogReader::new(pool, config, metrics)
     }
 }
 
@@ -39,9 +51,9 @@ impl LogHandler for Projector {
     }
 }
 
-/// Applies a batch of log events to the read models in `schema`, inside the caller's
-/// transaction.
-async fn apply_batch(
+/// Applies a batch of log events (in log order) to the read models in `schema`, inside the
+/// caller's transaction, through the one batch apply of `order-projections`.
+pub async fn apply_batch(
     tx: &mut PgConnection,
     schema: &'static str,
     batch: &[LogEvent],
@@ -50,70 +62,107 @@ async fn apply_batch(
     sqlx::query(&format!("set local search_path to {schema}, public"))
         .execute(&mut *tx)
         .await?;
+    // Decode up to the first event that does not decode; the events before it are applied
+    // first, so that a fault among them (a gap) is the one reported, as if applied in turn.
+    let mut decoded = Vec::with_capacity(batch.len());
+    let mut undecodable = None;
     for e in batch {
-        match e.aggregate_type.as_str() {
-            "Order" => apply_order(tx, e).await?,
-            "OrderSaga" => apply_saga(tx, e).await?,
-            _ => {}
+        match Decoded::from_log(e) {
+            Ok(Some(d)) => decoded.push(d),
+            Ok(None) => {}
+            Err(err) => {
+                undecodable = Some(err);
+                break;
+            }
         }
     }
-    Ok(())
+    let records: Vec<Record<'_>> = decoded.iter().map(Decoded::record).collect();
+    order_projections::apply_batch(tx, &records).await?;
+    match undecodable {
+        Some(err) => Err(err),
+        None => Ok(()),
+    }
 }
 
-async fn apply_saga(tx: &mut PgConnection, e: &LogEvent) -> anyhow::Result<()> {
-    let event: order_sagas::SagaEvent =
-        serde_json::from_value(e.payload.clone()).with_context(|| {
-            format!(
-                "saga event {} ({}) does not decode",
-                e.event_id, e.event_type
-            )
-        })?;
-    let attention = match &event.change {
-        order_sagas::SagaChange::SagaNeedsAttention { reason, .. } => Some(reason.as_str()),
-        _ => None,
-    };
-    order_projections::apply_saga(
-        tx,
-        order_projections::SagaRecorded {
-            order_id: e
-                .aggregate_id
-                .parse()
-                .with_context(|| format!("saga id {}", e.aggregate_id))?,
-            sequence: e.sequence,
-            event_type: &e.event_type,
-            status: event.status.as_str(),
-            deadline_at: event.next_deadline_at,
-            attention,
-            recorded_at: e.recorded_at,
-        },
-    )
-    .await?;
-    Ok(())
+/// A log event of a read model, decoded (what a [`Record`] borrows from).
+enum Decoded<'a> {
+    Order {
+        order_id: Uuid,
+        log: &'a LogEvent,
+        event: OrderEvent,
+    },
+    Saga {
+        order_id: Uuid,
+        log: &'a LogEvent,
+        event: SagaEvent,
+    },
 }
 
-async fn apply_order(tx: &mut PgConnection, e: &LogEvent) -> anyhow::Result<()> {
-    let event: OrderEvent = serde_json::from_value(e.payload.clone())
-        .with_context(|| format!("event {} ({}) does not decode", e.event_id, e.event_type))?;
-    let order_id = e
-        .aggregate_id
-        .parse()
-        .with_context(|| format!("order id {}", e.aggregate_id))?;
-    let principal = e
-        .metadata
-        .get("principal")
-        .and_then(serde_json::Value::as_str);
-    order_projections::apply(
-        tx,
-        Recorded {
-            order_id,
-            sequence: e.sequence,
-            event: &event,
-            recorded_at: e.recorded_at,
-            principal,
-        },
-    )
-    .await?;
-    Ok(())
+impl<'a> Decoded<'a> {
+    /// The decoded event, or `None` for an aggregate no read model follows.
+    fn from_log(e: &'a LogEvent) -> anyhow::Result<Option<Self>> {
+        Ok(match e.aggregate_type.as_str() {
+            "Order" => Some(Self::Order {
+                event: OrderEvent::deserialize(&e.payload).with_context(|| {
+                    format!("event {} ({}) does not decode", e.event_id, e.event_type)
+                })?,
+                order_id: e
+                    .aggregate_id
+                    .parse()
+                    .with_context(|| format!("order id {}", e.aggregate_id))?,
+                log: e,
+            }),
+            "OrderSaga" => Some(Self::Saga {
+                event: SagaEvent::deserialize(&e.payload).with_context(|| {
+                    format!(
+                        "saga event {} ({}) does not decode",
+                        e.event_id, e.event_type
+                    )
+                })?,
+                order_id: e
+                    .aggregate_id
+                    .parse()
+                    .with_context(|| format!("saga id {}", e.aggregate_id))?,
+                log: e,
+            }),
+            _ => None,
+        })
+    }
+
+    fn record(&self) -> Record<'_> {
+        match self {
+            Self::Order {
+                order_id,
+                log,
+                event,
+            } => Record::Order(Recorded {
+                order_id: *order_id,
+                sequence: log.sequence,
+                event,
+                recorded_at: log.recorded_at,
+                principal: log
+                    .metadata
+                    .get("principal")
+                    .and_then(serde_json::Value::as_str),
+            }),
+            Self::Saga {
+                order_id,
+                log,
+                event,
+            } => Record::Saga(SagaRecorded {
+                order_id: *order_id,
+                sequence: log.sequence,
+                event_type: &log.event_type,
+                status: event.status.as_str(),
+                deadline_at: event.next_deadline_at,
+                attention: match &event.change {
+                    SagaChange::SagaNeedsAttention { reason, .. } => Some(reason.as_str()),
+                    _ => None,
+                },
+                recorded_at: log.recorded_at,
+            }),
+        }
+    }
 }
 
 /// What a rebuild did.
@@ -234,7 +283,13 @@ async fn rebuild_holding_the_lock(conn: &mut PgConnection) -> Result<u64, Rebuil
     let mut events = 0_u64;
     loop {
         let mut tx = conn.begin().await.context("replaying")?;
-        let batch = crate::log::read_batch(&mut tx, at, 2_000)
+        // The shadow tables are rebuilt from scratch if the rebuild dies, so their commits
+        // need not wait for the disk (never so for the live read models).
+        sqlx::query("set local synchronous_commit = off")
+            .execute(&mut *tx)
+            .await
+            .context("replaying")?;
+        let batch = crate::log::read_batch(&mut tx, at, REBUILD_BATCH)
             .await
             .context("reading the log")?;
         let Some(last) = batch.last().map(LogEvent::cursor) else {
@@ -295,7 +350,7 @@ async fn swap(conn: &mut PgConnection, tables: &[String], from: Cursor) -> anyho
     let mut at = from;
     let mut events = 0_u64;
     loop {
-        let batch = crate::log::read_batch(&mut tx, at, 2_000).await?;
+        let batch = crate::log::read_batch(&mut tx, at, REBUILD_BATCH).await?;
         let batch: Vec<LogEvent> = batch
             .into_iter()
             .take_while(|e| e.cursor() <= live)

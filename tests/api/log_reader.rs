@@ -395,3 +395,43 @@ async fn a_reader_whose_checkpoint_was_advanced_meanwhile_goes_on_from_there_not
     stop.send(true).expect("stop");
     running.await.expect("reader task").expect("reader");
 }
+
+#[tokio::test]
+async fn events_are_read_in_transaction_id_order_across_a_power_of_ten() {
+    // Arrange: two commits as if by transactions 1000 and then 999 (explicit, old ids, so both
+    // are below every running transaction). As text, "1000" sorts before "999".
+    let (_app, pool) = database().await;
+    let mut conn = pool.acquire().await.expect("conn");
+    for (tx_id, aggregate) in [(1000, "late-id"), (999, "early-id")] {
+        sqlx::query(
+            "insert into events (aggregate_type, aggregate_id, sequence, event_type, event_version,
+                                 payload, metadata, tx_id)
+             values ('GapTest', $1, 1, 'Tick', '1', '{}', '{}', $2::text::xid8)",
+        )
+        .bind(aggregate)
+        .bind(i64::from(tx_id).to_string())
+        .execute(&mut *conn)
+        .await
+        .expect("insert");
+    }
+
+    // Act: read one event at a time, as a reader with a batch size of 1 would.
+    let mut at = Cursor::default();
+    let mut seen = Vec::new();
+    loop {
+        let batch = order_service::log::read_batch(&mut conn, at, 1)
+            .await
+            .expect("read");
+        let Some(e) = batch.last() else { break };
+        at = e.cursor();
+        if e.aggregate_type == "GapTest" {
+            seen.push((e.tx_id, e.aggregate_id.clone()));
+        }
+    }
+
+    // Assert: transaction 999 first, and nothing skipped.
+    assert_eq!(
+        seen,
+        vec![(999, "early-id".to_owned()), (1000, "late-id".to_owned())]
+    );
+}

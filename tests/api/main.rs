@@ -12,6 +12,7 @@ mod lifecycle;
 mod log_reader;
 mod openapi;
 mod processes;
+mod projections;
 mod queries;
 mod rebuild;
 mod reply_failures;
