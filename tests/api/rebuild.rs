@@ -187,3 +187,56 @@ async fn a_rebuild_that_never_gets_the_live_tables_gives_up_and_leaves_them_as_t
         .expect("a rebuild once the tables are free");
     assert_eq!(read_models(&app.pool).await, live);
 }
+
+/// The live read models' indexes and constraints: name and definition, with the shadow schema's
+/// name written as the live one's (a definition naming `read_rebuild` after the swap would be
+/// told apart only by that).
+async fn indexes_and_constraints(pool: &PgPool) -> Vec<(String, String)> {
+    sqlx::query_as(
+        "select 'index ' || indexname, regexp_replace(indexdef, 'read_rebuild', 'read')
+           from pg_indexes where schemaname = 'read'
+         union all
+         select 'constraint ' || conrelid::regclass::text || '.' || conname,
+                pg_get_constraintdef(oid)
+           from pg_constraint where connamespace = 'read'::regnamespace
+         order by 1, 2",
+    )
+    .fetch_all(pool)
+    .await
+    .expect("pg_indexes")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_leaves_the_read_models_with_the_same_indexes_and_constraints() {
+    // Arrange
+    let app = app_with_read_models().await;
+    let live = read_models(&app.pool).await;
+    let before = indexes_and_constraints(&app.pool).await;
+    assert!(
+        before
+            .iter()
+            .any(|(name, _)| name.contains("order_summaries_search_idx")),
+        "{before:?}"
+    );
+
+    // Act
+    rebuild(&app.pool).await.expect("rebuild");
+
+    // Assert
+    assert_eq!(indexes_and_constraints(&app.pool).await, before);
+    assert_eq!(read_models(&app.pool).await, live);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_index_is_told_apart_from_the_live_ones() {
+    // Counter-test of the comparison above: it notices one index gone.
+    let app = app_with_read_models().await;
+    let before = indexes_and_constraints(&app.pool).await;
+
+    sqlx::query("drop index read.order_summaries_search_idx")
+        .execute(&app.pool)
+        .await
+        .expect("drop index");
+
+    assert_ne!(indexes_and_constraints(&app.pool).await, before);
+}
