@@ -246,12 +246,10 @@ async fn place_one(s: &Service, i: u64) -> anyhow::Result<String> {
 pub async fn saga(svc: &Arc<Service>, k: Knobs, js: Option<&Baseline>) -> anyhow::Result<Scenario> {
     wait_sagas_settled(svc).await?;
     // phase 1: as fast as the pipeline goes
-    let now = || async {
-        sqlx::query_scalar::<_, chrono::DateTime<chrono::Utc>>("select now()")
-            .fetch_one(&svc.pool)
-            .await
-    };
-    let t0 = now().await?;
+    // by log position, not time: the seeded events carry timestamps all over 2026
+    let head: i64 = sqlx::query_scalar("select coalesce(max(position), 0) from events")
+        .fetch_one(&svc.pool)
+        .await?;
     let s = Arc::clone(svc);
     let push = load::closed(
         "saga: place (max)",
@@ -280,9 +278,9 @@ pub async fn saga(svc: &Arc<Service>, k: Knobs, js: Option<&Baseline>) -> anyhow
         "select count(*) filter (where event_type = 'OrderConfirmed'),
                 coalesce(extract(epoch from max(recorded_at)
                                   - min(recorded_at) filter (where event_type = 'OrderPlaced')), 0)::float8
-           from events where recorded_at >= $1",
+           from events where position > $1",
     )
-    .bind(t0)
+    .bind(head)
     .fetch_one(&svc.pool)
     .await?;
     #[expect(clippy::cast_precision_loss, reason = "a rate for people to read")]
