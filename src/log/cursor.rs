@@ -82,18 +82,26 @@ pub async fn read_batch(
     rows.iter().map(LogEvent::from_row).collect()
 }
 
-/// Whether committed events wait behind an older transaction that is still open: visible, but
-/// at or above the horizon [`read_batch`] reads below. (They are all after any checkpoint: a
-/// checkpoint lies below an earlier horizon, and the horizon never moves back.)
-pub async fn held_back(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
-    // max() reads one entry at the end of the (tx_id, position) index; an `exists` here was
-    // planned as a sequential scan of the whole log on small tables
-    sqlx::query_scalar(
-        "select coalesce(max(tx_id) >= pg_snapshot_xmin(pg_current_snapshot()), false)
-           from events",
-    )
-    .fetch_one(conn)
-    .await
+/// The read horizon now: [`read_batch`] reads only events of transactions below it.
+pub async fn horizon(conn: &mut PgConnection) -> Result<u64, sqlx::Error> {
+    let text: String = sqlx::query_scalar("select pg_snapshot_xmin(pg_current_snapshot())::text")
+        .fetch_one(conn)
+        .await?;
+    text.parse().map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
+
+/// Whether committed events wait behind an older transaction that was still open at
+/// `horizon` (taken before the last read): visible, but at or above it. Compared with the
+/// horizon the read used, not a newer one, so an event left behind by the read is never
+/// missed (at worst one needless look). Such events are all after any checkpoint: a
+/// checkpoint lies below an earlier horizon, and the horizon never moves back. `max()` reads
+/// one entry at the end of the (tx_id, position) index; an `exists` here was planned as a
+/// sequential scan of the whole log on small tables.
+pub async fn held_back(conn: &mut PgConnection, horizon: u64) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("select coalesce(max(tx_id) >= $1::text::xid8, false) from events")
+        .bind(horizon.to_string())
+        .fetch_one(conn)
+        .await
 }
 
 /// The reader's checkpoint, or the start of the log.

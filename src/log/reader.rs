@@ -158,7 +158,14 @@ impl LogReader {
                 conn.close().await.ok();
                 return Ok(());
             }
-            let full = self.step(&mut conn, handler, &mut at).await?;
+            // The horizon before the read: at or below the one the read uses, so comparing the
+            // log against it below never misses events the read had to leave behind.
+            let horizon = cursor::horizon(&mut conn).await?;
+            let read = self.step(&mut conn, handler, &mut at).await?;
+            let full = i64::try_from(read).unwrap_or(i64::MAX) >= self.config.batch_size;
+            if read > 0 {
+                held_back_pause = HELD_BACK_FIRST;
+            }
             if lag_measured.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
                 let (events, seconds) = cursor::lag(&mut conn, at).await?;
                 self.metrics
@@ -176,7 +183,7 @@ impl LogReader {
             }
             // Committed events behind an older, still open transaction become readable when it
             // ends, which nothing announces: look again soon rather than at the next poll.
-            let pause = if cursor::held_back(&mut conn).await? {
+            let pause = if cursor::held_back(&mut conn, horizon).await? {
                 let pause = held_back_pause;
                 held_back_pause = (held_back_pause * 2).min(HELD_BACK_MAX);
                 pause
@@ -198,19 +205,20 @@ impl LogReader {
         }
     }
 
-    /// Reads and applies one batch; true when the batch was full (more is probably waiting).
+    /// Reads and applies one batch; returns how many events it read (a full batch: more is
+    /// probably waiting).
     async fn step<H: LogHandler>(
         &self,
         conn: &mut PgConnection,
         handler: &mut H,
         at: &mut Cursor,
-    ) -> anyhow::Result<bool> {
+    ) -> anyhow::Result<usize> {
         let name = self.config.name.as_str();
         let mut tx = conn.begin().await?;
         let batch = cursor::read_batch(&mut tx, *at, self.config.batch_size).await?;
         let Some(last) = batch.last().map(LogEvent::cursor) else {
             tx.rollback().await?;
-            return Ok(false);
+            return Ok(0);
         };
         let started = Instant::now();
         handler
@@ -224,7 +232,7 @@ impl LogReader {
             let advanced = cursor::load_checkpoint(conn, name).await?;
             tracing::info!(reader = name, from = ?*at, to = ?advanced, "checkpoint was advanced by someone else; continuing from it");
             *at = advanced;
-            return Ok(true);
+            return Ok(batch.len());
         }
         tx.commit().await?;
         *at = last;
@@ -253,6 +261,6 @@ impl LogReader {
             .reader_position
             .with_label_values(&[name])
             .set(last.position);
-        Ok(i64::try_from(n).unwrap_or(i64::MAX) >= self.config.batch_size)
+        Ok(n)
     }
 }

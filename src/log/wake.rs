@@ -52,8 +52,8 @@ impl AppendSignal {
 }
 
 /// Sends `NOTIFY events_appended` after appends of this process, at most one at a time, until
-/// `shutdown` turns true. A failure is logged and retried with the next append: other
-/// processes' readers still poll.
+/// `shutdown` turns true. A failure is logged and retried after a pause (other processes'
+/// readers poll meanwhile).
 pub async fn forward_to_other_processes(
     pool: PgPool,
     signal: AppendSignal,
@@ -74,6 +74,8 @@ pub async fn forward_to_other_processes(
         {
             tracing::warn!(error = %e, "could not notify other processes of appended events");
             tokio::time::sleep(Duration::from_millis(100)).await;
+            // try again: the permit of this burst was used up
+            signal.outbound.notify_one();
         }
     }
 }

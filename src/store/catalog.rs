@@ -68,6 +68,9 @@ pub enum Inserted<T> {
 
 /// The channel of catalog changes (migration 0007).
 const CHANNEL: &str = "catalog_changed";
+/// How often the LISTEN connection must prove it is alive, and how long it has to answer.
+const LISTEN_PING: Duration = Duration::from_secs(10);
+const LISTEN_PING_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
 pub struct CatalogRepository {
@@ -75,10 +78,11 @@ pub struct CatalogRepository {
     cache: Arc<PriceCache>,
 }
 
-/// Products by (store, SKU) as last read, `None` for a SKU the store does not sell.
+/// Products by (store, SKU) as last read. Only products that exist: SKUs a store does not
+/// sell are asked again each time, so clients cannot grow the cache beyond the catalog.
 #[derive(Debug, Default)]
 struct PriceCache {
-    entries: Mutex<HashMap<(Uuid, Sku), Option<CatalogProduct>>>,
+    entries: Mutex<HashMap<(Uuid, Sku), CatalogProduct>>,
     /// Bumped on every invalidation: a lookup that started before one does not store its
     /// (possibly older) rows.
     generation: AtomicU64,
@@ -112,8 +116,7 @@ impl CatalogRepository {
             let entries = self.cache.entries.lock().expect("not poisoned");
             for sku in skus {
                 match entries.get(&(store_id, sku.clone())) {
-                    Some(Some(product)) => prices.insert(sku.clone(), product.clone()),
-                    Some(None) => {}
+                    Some(product) => prices.insert(sku.clone(), product.clone()),
                     None => missing.push(sku),
                 }
             }
@@ -158,8 +161,8 @@ impl CatalogRepository {
         if cached {
             let mut entries = self.cache.entries.lock().expect("not poisoned");
             if self.cache.generation.load(Ordering::SeqCst) == generation {
-                for sku in missing {
-                    entries.insert((store_id, sku.clone()), found.get(sku).cloned());
+                for (sku, product) in &found {
+                    entries.insert((store_id, sku.clone()), product.clone());
                 }
             }
         }
@@ -205,6 +208,8 @@ impl CatalogRepository {
         // anything cached before this moment may have missed a notification
         self.cache.invalidate();
         self.cache.watching.store(true, Ordering::SeqCst);
+        let mut ping = tokio::time::interval(LISTEN_PING);
+        ping.tick().await;
         loop {
             tokio::select! {
                 n = listener.try_recv() => match n? {
@@ -212,6 +217,13 @@ impl CatalogRepository {
                     // the connection dropped (PgListener would reconnect silently): start over
                     None => anyhow::bail!("LISTEN connection closed"),
                 },
+                // A connection that died without a word (host lost, failover) would wait
+                // forever for notifications that go elsewhere: prove it alive now and then.
+                _ = ping.tick() => {
+                    tokio::time::timeout(LISTEN_PING_TIMEOUT, sqlx::query("select 1").execute(&mut listener))
+                        .await
+                        .context("the LISTEN connection did not answer a ping")??;
+                }
                 _ = shutdown.changed() => return Ok(()),
             }
         }

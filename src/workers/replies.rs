@@ -39,8 +39,9 @@ pub struct ReplyConsumer {
     pub retry: RetryBackoff,
 }
 
-/// Replies applied at once, at most.
-const MAX_IN_FLIGHT: usize = 64;
+/// Replies applied at once, at most: each needs a pooled connection for a moment, and the
+/// pool (16 by default) also serves HTTP, the readers' LISTEN and the deadline worker.
+const MAX_IN_FLIGHT: usize = 8;
 
 /// The delay before the next delivery of a reply that could not be processed now: `first`,
 /// doubling with every delivery, at most `max`.
