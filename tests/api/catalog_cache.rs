@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use reqwest::Method;
 use serde_json::json;
 
 use uuid::Uuid;
@@ -43,26 +42,14 @@ async fn a_price_change_through_this_process_applies_to_the_very_next_item() {
         .await
         .assert_status(200);
 
-    app.send(
-        Method::PATCH,
-        &format!("/v1/stores/{store}/products/TEA"),
-        Some(&app.admin()),
-        Some(json!({"unit_price_minor": 999})),
-        &[],
-    )
-    .await
-    .assert_status(200);
+    app.update_product(store, "TEA", json!({"unit_price_minor": 999}))
+        .await
+        .assert_status(200);
     assert_eq!(price_of_tea(&app, &alice, store).await, 999);
 
-    app.send(
-        Method::PATCH,
-        &format!("/v1/stores/{store}/products/TEA"),
-        Some(&app.admin()),
-        Some(json!({"active": false})),
-        &[],
-    )
-    .await
-    .assert_status(200);
+    app.update_product(store, "TEA", json!({"active": false}))
+        .await
+        .assert_status(200);
     let order = app.create_order(&alice, store).await;
     app.add_item(&alice, order, "TEA", 1)
         .await
@@ -82,13 +69,7 @@ async fn a_price_change_by_another_replica_or_by_sql_reaches_this_process() {
 
     let other = app.replica().await;
     other
-        .send(
-            Method::PATCH,
-            &format!("/v1/stores/{store}/products/TEA"),
-            Some(&other.admin()),
-            Some(json!({"unit_price_minor": 777})),
-            &[],
-        )
+        .update_product(store, "TEA", json!({"unit_price_minor": 777}))
         .await
         .assert_status(200);
     assert_eq!(eventual_price_of_tea(&app, &alice, store, 777).await, 777);

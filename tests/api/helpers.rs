@@ -402,6 +402,18 @@ impl TestApp {
         }
     }
 
+    /// Changes a product as an admin (`PATCH /v1/stores/{store}/products/{sku}`).
+    pub async fn update_product(&self, store: Uuid, sku: &str, changes: Value) -> Answer {
+        self.send(
+            Method::PATCH,
+            &format!("/v1/stores/{store}/products/{sku}"),
+            Some(&self.admin()),
+            Some(changes),
+            &[],
+        )
+        .await
+    }
+
     /// Creates a draft for customer `who` in `store`; returns its id.
     pub async fn create_order(&self, who: &Who, store: Uuid) -> Uuid {
         self.create_order_for(who, store, &who.sub).await

@@ -51,15 +51,9 @@ async fn a_storefront_builds_places_and_a_store_fulfils_an_order_for_pickup() {
     assert_eq!(removed.body["total_minor"], 1350);
 
     // A catalog price change later does not touch the order.
-    app.send(
-        Method::PATCH,
-        &format!("/v1/stores/{store}/products/TEA"),
-        Some(&app.admin()),
-        Some(json!({"unit_price_minor": 999})),
-        &[],
-    )
-    .await
-    .assert_status(200);
+    app.update_product(store, "TEA", json!({"unit_price_minor": 999}))
+        .await
+        .assert_status(200);
 
     let placed = app.place(&alice, order).await;
     placed.assert_status(200);

@@ -127,15 +127,11 @@ async fn run(
     };
     let mut rows: Vec<Row> = Vec::new();
     for b in [&pg_insert, &pg_select, &js].into_iter().flatten() {
-        rows.push(Row {
-            scenario: format!("baseline: {}", b.name),
-            load: format!("C={}", b.concurrency),
-            per_second: b.per_second,
-            p50_ms: f64::NAN,
-            p99_ms: f64::NAN,
-            baseline: None,
-            target: None,
-        });
+        rows.push(Row::figure(
+            format!("baseline: {}", b.name),
+            format!("C={}", b.concurrency),
+            b.per_second,
+        ));
         baselines.push(b.to_json());
     }
     let mut scenarios = Vec::new();

@@ -26,6 +26,25 @@ pub struct Row {
 }
 
 impl Row {
+    /// A row of one figure (a rate, or a p99 when `per_second` is NaN) without percentiles
+    /// of its own.
+    pub fn figure(scenario: impl Into<String>, load: impl Into<String>, per_second: f64) -> Self {
+        Self {
+            scenario: scenario.into(),
+            load: load.into(),
+            per_second,
+            p50_ms: f64::NAN,
+            p99_ms: f64::NAN,
+            baseline: None,
+            target: None,
+        }
+    }
+
+    fn p99(mut self, ms: f64) -> Self {
+        self.p99_ms = ms;
+        self
+    }
+
     fn from_outcome(scenario: &str, load: String, o: &Outcome) -> Self {
         Self {
             scenario: scenario.to_owned(),
@@ -177,19 +196,14 @@ pub async fn commands(
     check(&o)?;
     let after = Scrape::fetch(&svc.client, &svc.base).await?;
     wait_sagas_settled(svc).await?;
-    let mut row = Row::from_outcome("commands (orders)", format!("C={}", k.concurrency), &o);
+    let row = Row::from_outcome("commands (orders)", format!("C={}", k.concurrency), &o);
     // five commands per order; compare commands (one transaction each) to pgbench transactions
-    let per_command = Row {
-        scenario: "commands (requests)".to_owned(),
-        load: format!("C={}", k.concurrency),
-        per_second: o.rate() * 5.0,
-        p50_ms: f64::NAN,
-        p99_ms: f64::NAN,
-        baseline: None,
-        target: None,
-    }
+    let per_command = Row::figure(
+        "commands (requests)",
+        format!("C={}", k.concurrency),
+        o.rate() * 5.0,
+    )
     .against(pg);
-    row.baseline = None;
     Ok(Scenario {
         rows: vec![row, per_command],
         json: json!({"scenario": "commands", "concurrency": k.concurrency,
@@ -347,34 +361,29 @@ pub async fn saga(svc: &Arc<Service>, k: Knobs, js: Option<&Baseline>) -> anyhow
             );
         }
     }
-    let max_row = Row {
-        scenario: "saga max (sagas)".to_owned(),
-        load: format!("C={}", k.saga_concurrency),
-        per_second: max_rate,
-        p50_ms: f64::NAN,
-        p99_ms: f64::NAN,
-        baseline: None,
-        target: None,
-    }
+    let max_row = Row::figure(
+        "saga max (sagas)",
+        format!("C={}", k.saga_concurrency),
+        max_rate,
+    )
     .against(js);
     let half_row = Row {
-        scenario: "saga placed→confirmed".to_owned(),
-        load: format!("{rate:.0}/s open"),
-        per_second: placed.rate(),
         p50_ms: ms(0.5),
-        p99_ms: ms(0.99),
-        baseline: None,
-        target: Some(("p99 ≤ 100 ms".to_owned(), ms(0.99) <= 100.0)),
-    };
-    let lag_row = Row {
-        scenario: "saga reader lag (worst)".to_owned(),
-        load: format!("{rate:.0}/s open"),
-        per_second: f64::NAN,
-        p50_ms: f64::NAN,
-        p99_ms: worst_lag,
-        baseline: None,
-        target: Some(("p99 ≤ 250 ms".to_owned(), worst_lag <= 250.0)),
-    };
+        ..Row::figure(
+            "saga placed→confirmed",
+            format!("{rate:.0}/s open"),
+            placed.rate(),
+        )
+    }
+    .p99(ms(0.99))
+    .target("p99 ≤ 100 ms", ms(0.99) <= 100.0);
+    let lag_row = Row::figure(
+        "saga reader lag (worst)",
+        format!("{rate:.0}/s open"),
+        f64::NAN,
+    )
+    .p99(worst_lag)
+    .target("p99 ≤ 250 ms", worst_lag <= 250.0);
     Ok(Scenario {
         rows: vec![max_row, half_row, lag_row],
         json: json!({"scenario": "saga",
@@ -541,15 +550,12 @@ pub async fn mixed(svc: &Arc<Service>, k: Knobs) -> anyhow::Result<Scenario> {
             Row::from_outcome("mixed: GET order", format!("{rate:.0}/s open"), &reads),
             Row::from_outcome("mixed: orders (create+place)", "C=8".to_owned(), &writes),
             Row::from_outcome("mixed: list page", "C=2".to_owned(), &lists),
-            Row {
-                scenario: format!("mixed: RSS peak {:.0} MiB (HWM {:.0})", mib(peak), mib(hwm)),
-                load: String::new(),
-                per_second: f64::NAN,
-                p50_ms: f64::NAN,
-                p99_ms: f64::NAN,
-                baseline: None,
-                target: Some(("≤ 150 MB".to_owned(), peak <= 150 * 1000 * 1000)),
-            },
+            Row::figure(
+                format!("mixed: RSS peak {:.0} MiB (HWM {:.0})", mib(peak), mib(hwm)),
+                "",
+                f64::NAN,
+            )
+            .target("≤ 150 MB", peak <= 150 * 1000 * 1000),
         ],
         json: json!({"scenario": "mixed", "reads": reads.to_json(), "orders": writes.to_json(),
                      "lists": lists.to_json(), "rss_peak_bytes": peak, "rss_hwm_bytes": hwm}),
@@ -578,15 +584,10 @@ pub async fn rebuild(svc: &Arc<Service>) -> anyhow::Result<Scenario> {
     let seconds = number("in")?;
     let rate = events / seconds;
     Ok(Scenario {
-        rows: vec![Row {
-            scenario: format!("rebuild ({events:.0} events)"),
-            load: String::new(),
-            per_second: rate,
-            p50_ms: f64::NAN,
-            p99_ms: f64::NAN,
-            baseline: None,
-            target: Some(("≥ 20000 events/s".to_owned(), rate >= 20_000.0)),
-        }],
+        rows: vec![
+            Row::figure(format!("rebuild ({events:.0} events)"), "", rate)
+                .target("≥ 20000 events/s", rate >= 20_000.0),
+        ],
         json: json!({"scenario": "rebuild", "events": events, "seconds": seconds, "events_per_second": rate}),
     })
 }
