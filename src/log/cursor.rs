@@ -63,37 +63,56 @@ pub async fn read_batch(
     after: Cursor,
     limit: i64,
 ) -> Result<Vec<LogEvent>, sqlx::Error> {
+    Ok(read_batch_below_horizon(conn, after, limit).await?.0)
+}
+
+/// [`read_batch`], and the horizon it read below (for [`held_back`]), in one statement.
+pub async fn read_batch_below_horizon(
+    conn: &mut PgConnection,
+    after: Cursor,
+    limit: i64,
+) -> Result<(Vec<LogEvent>, u64), sqlx::Error> {
+    // One row even when no event qualifies: the horizon, with nulls for the event.
     let rows = sqlx::query(
-        "select tx_id::text as tx_id, position, event_id, aggregate_type, aggregate_id, sequence,
-                event_type, payload, metadata, recorded_at
-           from events
-          where (tx_id, position) > ($1::text::xid8, $2)
-            and tx_id < pg_snapshot_xmin(pg_current_snapshot())
-          -- qualified: a bare `tx_id` here would name the text column of the select list,
-          -- and sort `1000` before `999` (and never use the (tx_id, position) index)
-          order by events.tx_id, events.position
-          limit $3",
+        "with h as (select pg_snapshot_xmin(pg_current_snapshot()) as xmin)
+         select h.xmin::text as horizon, e.tx_id::text as tx_id, e.position, e.event_id,
+                e.aggregate_type, e.aggregate_id, e.sequence, e.event_type, e.payload,
+                e.metadata, e.recorded_at
+           from h
+           left join lateral (
+                select * from events
+                 where (tx_id, position) > ($1::text::xid8, $2)
+                   and tx_id < h.xmin
+                 order by events.tx_id, events.position
+                 limit $3) e on true
+          -- qualified: a bare `tx_id` would name the text column of the select list, and
+          -- sort `1000` before `999`
+          order by e.tx_id, e.position",
     )
     .bind(after.tx_id.to_string())
     .bind(after.position)
     .bind(limit)
     .fetch_all(conn)
     .await?;
-    rows.iter().map(LogEvent::from_row).collect()
-}
-
-/// The read horizon now: [`read_batch`] reads only events of transactions below it.
-pub async fn horizon(conn: &mut PgConnection) -> Result<u64, sqlx::Error> {
-    let text: String = sqlx::query_scalar("select pg_snapshot_xmin(pg_current_snapshot())::text")
-        .fetch_one(conn)
-        .await?;
-    text.parse().map_err(|e| sqlx::Error::Decode(Box::new(e)))
+    let horizon: String = rows
+        .first()
+        .ok_or(sqlx::Error::RowNotFound)?
+        .try_get("horizon")?;
+    let horizon = horizon
+        .parse()
+        .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+    let mut events = Vec::with_capacity(rows.len());
+    for row in &rows {
+        if row.try_get::<Option<i64>, _>("position")?.is_some() {
+            events.push(LogEvent::from_row(row)?);
+        }
+    }
+    Ok((events, horizon))
 }
 
 /// Whether committed events wait behind an older transaction that was still open at
-/// `horizon` (taken before the last read): visible, but at or above it. Compared with the
-/// horizon the read used, not a newer one, so an event left behind by the read is never
-/// missed (at worst one needless look). Such events are all after any checkpoint: a
+/// `horizon`, the one the last read used: visible, but at or above it. Compared with that
+/// horizon, not a newer one, so an event left behind by the read is never missed. Such events are all after any checkpoint: a
 /// checkpoint lies below an earlier horizon, and the horizon never moves back. `max()` reads
 /// one entry at the end of the (tx_id, position) index; an `exists` here was planned as a
 /// sequential scan of the whole log on small tables.

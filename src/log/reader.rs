@@ -158,10 +158,7 @@ impl LogReader {
                 conn.close().await.ok();
                 return Ok(());
             }
-            // The horizon before the read: at or below the one the read uses, so comparing the
-            // log against it below never misses events the read had to leave behind.
-            let horizon = cursor::horizon(&mut conn).await?;
-            let read = self.step(&mut conn, handler, &mut at).await?;
+            let (read, horizon) = self.step(&mut conn, handler, &mut at).await?;
             let full = i64::try_from(read).unwrap_or(i64::MAX) >= self.config.batch_size;
             if read > 0 {
                 held_back_pause = HELD_BACK_FIRST;
@@ -206,19 +203,20 @@ impl LogReader {
     }
 
     /// Reads and applies one batch; returns how many events it read (a full batch: more is
-    /// probably waiting).
+    /// probably waiting) and the horizon it read below.
     async fn step<H: LogHandler>(
         &self,
         conn: &mut PgConnection,
         handler: &mut H,
         at: &mut Cursor,
-    ) -> anyhow::Result<usize> {
+    ) -> anyhow::Result<(usize, u64)> {
         let name = self.config.name.as_str();
         let mut tx = conn.begin().await?;
-        let batch = cursor::read_batch(&mut tx, *at, self.config.batch_size).await?;
+        let (batch, horizon) =
+            cursor::read_batch_below_horizon(&mut tx, *at, self.config.batch_size).await?;
         let Some(last) = batch.last().map(LogEvent::cursor) else {
             tx.rollback().await?;
-            return Ok(0);
+            return Ok((0, horizon));
         };
         let started = Instant::now();
         handler
@@ -232,7 +230,7 @@ impl LogReader {
             let advanced = cursor::load_checkpoint(conn, name).await?;
             tracing::info!(reader = name, from = ?*at, to = ?advanced, "checkpoint was advanced by someone else; continuing from it");
             *at = advanced;
-            return Ok(batch.len());
+            return Ok((batch.len(), horizon));
         }
         tx.commit().await?;
         *at = last;
@@ -261,6 +259,6 @@ impl LogReader {
             .reader_position
             .with_label_values(&[name])
             .set(last.position);
-        Ok(n)
+        Ok((n, horizon))
     }
 }
