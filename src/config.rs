@@ -58,6 +58,9 @@ pub struct DatabaseSettings {
     pub acquire_timeout_ms: u64,
     /// Run pending migrations at start-up (`serve`); `dev` always migrates.
     pub migrate_on_start: bool,
+    /// Orders kept in memory as this process's last command left them, so the next command
+    /// on one needs no load (0: none). Checked by the append's version, never trusted alone.
+    pub order_cache_entries: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -172,9 +175,10 @@ impl Default for Settings {
                 addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             },
             database: DatabaseSettings {
-                max_connections: 16,
+                max_connections: 32,
                 acquire_timeout_ms: 5_000,
                 migrate_on_start: false,
+                order_cache_entries: 10_000,
             },
             nats: NatsSettings {
                 prefix: String::new(),

@@ -11,18 +11,19 @@ use sqlx::PgPool;
 
 use crate::config::{Settings, WorkerSettings};
 use crate::http::auth::JwtVerifier;
-use crate::log::{AppendSignal, LogReader, ReaderConfig};
+use crate::log::{AppendSignal, LogReader};
 use crate::nats::Nats;
 use crate::state::AppState;
 use crate::store::catalog::CatalogRepository;
+use crate::store::order_cache::OrderCache;
 use crate::store::orders::OrderRepository;
 use crate::store::sagas::SagaRepository;
 use crate::telemetry::Metrics;
 use crate::workers::deadlines::DeadlineWorker;
 use crate::workers::projector::Projector;
-use crate::workers::relay::{self, Relay};
+use crate::workers::relay::Relay;
 use crate::workers::replies::{ReplyConsumer, RetryBackoff};
-use crate::workers::saga_reactor::{self, SagaReactor};
+use crate::workers::saga_reactor::SagaReactor;
 use order_sagas::SagaPolicy;
 
 /// A built, bound, not yet serving application.
@@ -77,6 +78,7 @@ impl Application {
             appended.clone(),
             catalog.clone(),
             metrics.clone(),
+            OrderCache::new(settings.database.order_cache_entries),
         );
         let policy = SagaPolicy {
             step_timeout: chrono::Duration::milliseconds(
@@ -178,26 +180,18 @@ impl Application {
                 orders: self.state.orders.clone(),
             };
             workers.spawn(
-                LogReader::new(
-                    pool.clone(),
-                    ReaderConfig::new(saga_reactor::READER),
-                    metrics.clone(),
-                )
-                .woken_by(appended.clone())
-                .run(reactor, stopping.clone()),
+                LogReader::new(pool.clone(), SagaReactor::config(), metrics.clone())
+                    .woken_by(appended.clone())
+                    .run(reactor, stopping.clone()),
             );
             let relay = Relay {
                 nats: nats.clone(),
                 metrics: metrics.clone(),
             };
             workers.spawn(
-                LogReader::new(
-                    pool.clone(),
-                    ReaderConfig::new(relay::READER),
-                    metrics.clone(),
-                )
-                .woken_by(appended.clone())
-                .run(relay, stopping.clone()),
+                LogReader::new(pool.clone(), Relay::config(), metrics.clone())
+                    .woken_by(appended.clone())
+                    .run(relay, stopping.clone()),
             );
             let replies = ReplyConsumer {
                 nats: nats.clone(),

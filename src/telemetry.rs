@@ -99,6 +99,9 @@ pub struct Metrics {
     pub command_stage_seconds: HistogramVec,
     /// Optimistic-concurrency retries by command type.
     pub command_retries: IntCounterVec,
+    /// Order cache lookups of commands: `hit`, `miss`, `stale` (a hit that had to be loaded
+    /// again: the append found a newer version, or the command did not append).
+    pub order_cache: IntCounterVec,
     /// Events appended to the store, by event type.
     pub events_appended: IntCounterVec,
     /// Database pool: connections open, and idle.
@@ -172,7 +175,7 @@ impl Metrics {
         let command_stage_seconds = HistogramVec::new(
             HistogramOpts::new(
                 "order_command_stage_seconds",
-                "Time per stage of an order command: lock, load, catalog, decide, append, backoff",
+                "Time per stage of an order command: lock, load, decide (catalog prices included), append, backoff",
             )
             .buckets(vec![
                 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1,
@@ -186,6 +189,13 @@ impl Metrics {
                 "Commands retried after an optimistic-concurrency conflict",
             ),
             &["command"],
+        )?;
+        let order_cache = IntCounterVec::new(
+            Opts::new(
+                "order_cache_lookups_total",
+                "Order state looked up in the command cache, by outcome (hit, miss, stale)",
+            ),
+            &["outcome"],
         )?;
         let events_appended = IntCounterVec::new(
             Opts::new(
@@ -304,6 +314,7 @@ impl Metrics {
             Box::new(command_duration.clone()),
             Box::new(command_stage_seconds.clone()),
             Box::new(command_retries.clone()),
+            Box::new(order_cache.clone()),
             Box::new(events_appended.clone()),
             Box::new(db_pool_size.clone()),
             Box::new(db_pool_idle.clone()),
@@ -333,6 +344,7 @@ impl Metrics {
             command_duration,
             command_stage_seconds,
             command_retries,
+            order_cache,
             events_appended,
             db_pool_size,
             db_pool_idle,

@@ -63,24 +63,53 @@ pub async fn read_batch(
     after: Cursor,
     limit: i64,
 ) -> Result<Vec<LogEvent>, sqlx::Error> {
-    Ok(read_batch_below_horizon(conn, after, limit).await?.0)
+    Ok(read_tail(conn, after, limit, None).await?.events)
 }
 
-/// [`read_batch`], and the horizon it read below (for [`held_back`]), in one statement.
-pub async fn read_batch_below_horizon(
+/// One read of the log's tail by [`read_tail`].
+#[derive(Debug, Clone, Default)]
+pub struct Tail {
+    /// The events read that the reader wants, in log order.
+    pub events: Vec<LogEvent>,
+    /// How many events the read went past, wanted or not.
+    pub scanned: usize,
+    /// The last event the read went past: where the reader stands once it has handled
+    /// `events`.
+    pub last: Option<Cursor>,
+    /// Committed events wait behind a transaction that was still open when the read ran:
+    /// visible, but at or above the read's horizon, so the read left them for later. Nothing
+    /// announces when that transaction ends; the reader looks again soon.
+    pub held_back: bool,
+}
+
+/// Reads like [`read_batch`]; events whose type is not in `wanted` (when given) are passed
+/// over without their payload and metadata, which is most of what a read transfers and
+/// decodes. Also tells, from the same snapshot, whether events were held back (see
+/// [`Tail::held_back`]): one statement per read.
+pub async fn read_tail(
     conn: &mut PgConnection,
     after: Cursor,
     limit: i64,
-) -> Result<(Vec<LogEvent>, u64), sqlx::Error> {
-    // One row even when no event qualifies: the horizon, with nulls for the event.
+    wanted: Option<&[String]>,
+) -> Result<Tail, sqlx::Error> {
+    // One row even when no event qualifies, with nulls for the event. The held-back check
+    // compares with this read's own horizon, not a newer one, so an event left behind by the
+    // read is never missed; such events are all after any checkpoint (a checkpoint lies below
+    // an earlier horizon, and the horizon never moves back). `max()` reads one entry at the
+    // end of the (tx_id, position) index; an `exists` was planned as a sequential scan.
     let rows = sqlx::query(
         "with h as (select pg_snapshot_xmin(pg_current_snapshot()) as xmin)
-         select h.xmin::text as horizon, e.tx_id::text as tx_id, e.position, e.event_id,
-                e.aggregate_type, e.aggregate_id, e.sequence, e.event_type, e.payload,
-                e.metadata, e.recorded_at
+         select coalesce((select max(tx_id) from events) >= h.xmin, false) as held_back,
+                e.tx_id::text as tx_id, e.position, e.wanted, e.event_id, e.aggregate_type,
+                e.aggregate_id, e.sequence, e.event_type,
+                case when e.wanted then e.payload end as payload,
+                case when e.wanted then e.metadata end as metadata,
+                e.recorded_at
            from h
            left join lateral (
-                select * from events
+                select events.*,
+                       ($4::text[] is null or events.event_type = any($4::text[])) as wanted
+                  from events
                  where (tx_id, position) > ($1::text::xid8, $2)
                    and tx_id < h.xmin
                  order by events.tx_id, events.position
@@ -92,35 +121,33 @@ pub async fn read_batch_below_horizon(
     .bind(after.tx_id.to_string())
     .bind(after.position)
     .bind(limit)
+    .bind(wanted)
     .fetch_all(conn)
     .await?;
-    let horizon: String = rows
-        .first()
-        .ok_or(sqlx::Error::RowNotFound)?
-        .try_get("horizon")?;
-    let horizon = horizon
-        .parse()
-        .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-    let mut events = Vec::with_capacity(rows.len());
+    let mut tail = Tail {
+        held_back: rows
+            .first()
+            .ok_or(sqlx::Error::RowNotFound)?
+            .try_get("held_back")?,
+        ..Tail::default()
+    };
     for row in &rows {
-        if row.try_get::<Option<i64>, _>("position")?.is_some() {
-            events.push(LogEvent::from_row(row)?);
+        let Some(position) = row.try_get::<Option<i64>, _>("position")? else {
+            continue;
+        };
+        let tx_id: String = row.try_get("tx_id")?;
+        tail.last = Some(Cursor {
+            tx_id: tx_id
+                .parse()
+                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+            position,
+        });
+        tail.scanned += 1;
+        if row.try_get("wanted")? {
+            tail.events.push(LogEvent::from_row(row)?);
         }
     }
-    Ok((events, horizon))
-}
-
-/// Whether committed events wait behind an older transaction that was still open at
-/// `horizon`, the one the last read used: visible, but at or above it. Compared with that
-/// horizon, not a newer one, so an event left behind by the read is never missed. Such events are all after any checkpoint: a
-/// checkpoint lies below an earlier horizon, and the horizon never moves back. `max()` reads
-/// one entry at the end of the (tx_id, position) index; an `exists` here was planned as a
-/// sequential scan of the whole log on small tables.
-pub async fn held_back(conn: &mut PgConnection, horizon: u64) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("select coalesce(max(tx_id) >= $1::text::xid8, false) from events")
-        .bind(horizon.to_string())
-        .fetch_one(conn)
-        .await
+    Ok(tail)
 }
 
 /// The reader's checkpoint, or the start of the log.

@@ -5,10 +5,16 @@
 //!   an event is read only once every transaction that could still commit before it has ended,
 //!   so a late commit with a smaller `position` is never skipped (tailing by `position` alone
 //!   would skip it forever).
-//! * **Exactly-once in effect:** a batch is handed to the handler inside a transaction on the
-//!   leader connection, and the checkpoint is written in that same transaction. A checkpoint
-//!   only moves forward; a batch behind it (the checkpoint was advanced meanwhile, e.g. by a
-//!   rebuild) is rolled back and the reader goes on from the checkpoint.
+//! * **Exactly-once in effect** for handlers whose effects are database writes (the projector):
+//!   a batch is handed to the handler inside a transaction on the leader connection, and the
+//!   checkpoint is written in that same transaction. A checkpoint only moves forward; a batch
+//!   behind it (the checkpoint was advanced meanwhile, e.g. by a rebuild) is rolled back and the
+//!   reader goes on from the checkpoint.
+//! * **At-least-once, idempotent** for handlers whose effects land elsewhere (the relay
+//!   publishes with a message id JetStream deduplicates; the saga reactor sends commands that
+//!   sagas and orders absorb when repeated): no transaction per batch, and the checkpoint is
+//!   written every 100 ms or so and when idle ([`Checkpoints::Every`]). A reader that only
+//!   wants some event types passes the others over without reading their payloads.
 //! * **Single active reader** per name: the leader holds `pg_try_advisory_lock` on a dedicated
 //!   connection, and runs every batch on that connection; if the process or connection dies,
 //!   the lock goes with it and a standby takes over within `lock_retry`.
@@ -23,8 +29,9 @@ mod status;
 pub mod wake;
 
 pub use cursor::{
-    lag, load_checkpoint, read_batch, reset_checkpoint, save_checkpoint, Cursor, LogEvent,
+    lag, load_checkpoint, read_batch, read_tail, reset_checkpoint, save_checkpoint, Cursor,
+    LogEvent, Tail,
 };
-pub use reader::{LogHandler, LogReader, ReaderConfig};
+pub use reader::{Checkpoints, LogHandler, LogReader, ReaderConfig};
 pub use status::{statuses, ReaderStatus};
 pub use wake::AppendSignal;

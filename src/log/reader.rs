@@ -35,6 +35,20 @@ pub trait LogHandler: Send {
 const HELD_BACK_FIRST: Duration = Duration::from_millis(2);
 const HELD_BACK_MAX: Duration = Duration::from_millis(50);
 
+/// Where a handler's effects land, which decides how its reader keeps its checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checkpoints {
+    /// In the batch's transaction (read models): the checkpoint is written in that transaction,
+    /// so every event takes effect exactly once.
+    WithEachBatch,
+    /// Outside the database or in other aggregates' own transactions, idempotently (NATS
+    /// publishes with a message id, commands a saga or order absorbs when repeated). The
+    /// handler runs on the reader's connection without a transaction, and the checkpoint is
+    /// written at most this often and when the reader goes idle: a crash repeats at most that
+    /// much of the log, instead of every batch costing a transaction and a WAL flush.
+    Every(Duration),
+}
+
 /// How one reader behaves.
 #[derive(Debug, Clone)]
 pub struct ReaderConfig {
@@ -46,6 +60,10 @@ pub struct ReaderConfig {
     pub poll_interval: Duration,
     /// How often a standby tries to take the lock.
     pub lock_retry: Duration,
+    /// The only event types the handler sees (`None`: all). The others are passed over
+    /// without reading their payloads.
+    pub wanted: Option<Vec<String>>,
+    pub checkpoints: Checkpoints,
 }
 
 impl ReaderConfig {
@@ -55,7 +73,22 @@ impl ReaderConfig {
             batch_size: 500,
             poll_interval: Duration::from_millis(250),
             lock_retry: Duration::from_secs(1),
+            wanted: None,
+            checkpoints: Checkpoints::WithEachBatch,
         }
+    }
+
+    /// Only events of these types reach the handler.
+    #[must_use]
+    pub fn wanting(mut self, types: &[&str]) -> Self {
+        self.wanted = Some(types.iter().map(|&t| t.to_owned()).collect());
+        self
+    }
+
+    #[must_use]
+    pub fn checkpointing(mut self, checkpoints: Checkpoints) -> Self {
+        self.checkpoints = checkpoints;
+        self
     }
 }
 
@@ -152,13 +185,17 @@ impl LogReader {
         let mut held_back_pause = HELD_BACK_FIRST;
 
         let mut at = cursor::load_checkpoint(&mut conn, name).await?;
+        // What the checkpoint row says, and when it was written (`Checkpoints::Every`).
+        let mut saved = (at, Instant::now());
         let mut lag_measured: Option<Instant> = None;
         loop {
             if *shutdown.borrow() {
+                self.save_if_due(&mut conn, at, &mut saved, true).await?;
                 conn.close().await.ok();
                 return Ok(());
             }
-            let (read, horizon) = self.step(&mut conn, handler, &mut at).await?;
+            let (read, held_back) = self.step(&mut conn, handler, &mut at).await?;
+            self.save_if_due(&mut conn, at, &mut saved, false).await?;
             let full = i64::try_from(read).unwrap_or(i64::MAX) >= self.config.batch_size;
             if read > 0 {
                 held_back_pause = HELD_BACK_FIRST;
@@ -180,7 +217,7 @@ impl LogReader {
             }
             // Committed events behind an older, still open transaction become readable when it
             // ends, which nothing announces: look again soon rather than at the next poll.
-            let pause = if cursor::held_back(&mut conn, horizon).await? {
+            let mut pause = if held_back {
                 let pause = held_back_pause;
                 held_back_pause = (held_back_pause * 2).min(HELD_BACK_MAX);
                 pause
@@ -188,6 +225,10 @@ impl LogReader {
                 held_back_pause = HELD_BACK_FIRST;
                 self.config.poll_interval
             };
+            if let (Checkpoints::Every(interval), true) = (self.config.checkpoints, at != saved.0) {
+                // progress not yet written: wake up in time to write it
+                pause = pause.min(interval.saturating_sub(saved.1.elapsed()));
+            }
             tokio::select! {
                 n = listener.recv() => { n.context("LISTEN connection lost")?; }
                 changed = local.changed() => {
@@ -202,37 +243,74 @@ impl LogReader {
         }
     }
 
+    /// With [`Checkpoints::Every`]: writes the checkpoint when `at` moved and the last write is
+    /// older than the interval (or `now`).
+    async fn save_if_due(
+        &self,
+        conn: &mut PgConnection,
+        at: Cursor,
+        saved: &mut (Cursor, Instant),
+        now: bool,
+    ) -> anyhow::Result<()> {
+        let Checkpoints::Every(interval) = self.config.checkpoints else {
+            return Ok(());
+        };
+        if at == saved.0 || !(now || saved.1.elapsed() >= interval) {
+            return Ok(());
+        }
+        if !cursor::save_checkpoint(conn, &self.config.name, at).await? {
+            tracing::warn!(reader = %self.config.name, ?at, "the checkpoint stood further on already; left as it was");
+        }
+        *saved = (at, Instant::now());
+        Ok(())
+    }
+
     /// Reads and applies one batch; returns how many events it read (a full batch: more is
-    /// probably waiting) and the horizon it read below.
+    /// probably waiting) and whether events were held back behind an open transaction.
     async fn step<H: LogHandler>(
         &self,
         conn: &mut PgConnection,
         handler: &mut H,
         at: &mut Cursor,
-    ) -> anyhow::Result<(usize, u64)> {
+    ) -> anyhow::Result<(usize, bool)> {
         let name = self.config.name.as_str();
-        let mut tx = conn.begin().await?;
-        let (batch, horizon) =
-            cursor::read_batch_below_horizon(&mut tx, *at, self.config.batch_size).await?;
-        let Some(last) = batch.last().map(LogEvent::cursor) else {
-            tx.rollback().await?;
-            return Ok((0, horizon));
+        let tail = cursor::read_tail(
+            conn,
+            *at,
+            self.config.batch_size,
+            self.config.wanted.as_deref(),
+        )
+        .await?;
+        let Some(last) = tail.last else {
+            return Ok((0, tail.held_back));
         };
+        let batch = tail.events;
         let started = Instant::now();
-        handler
-            .handle(&mut tx, &batch)
-            .await
-            .with_context(|| format!("reader {name} failed to apply a batch after {at:?}"))?;
-        if !cursor::save_checkpoint(&mut tx, name, last).await? {
-            // The checkpoint already covers this batch: it was advanced meanwhile (a rebuild
-            // swapped in read models that include it). Undo the batch and go on from there.
-            tx.rollback().await?;
-            let advanced = cursor::load_checkpoint(conn, name).await?;
-            tracing::info!(reader = name, from = ?*at, to = ?advanced, "checkpoint was advanced by someone else; continuing from it");
-            *at = advanced;
-            return Ok((batch.len(), horizon));
+        let failed = || format!("reader {name} failed to apply a batch after {at:?}");
+        match self.config.checkpoints {
+            Checkpoints::Every(_) => {
+                if !batch.is_empty() {
+                    handler.handle(conn, &batch).await.with_context(failed)?;
+                }
+            }
+            Checkpoints::WithEachBatch => {
+                let mut tx = conn.begin().await?;
+                if !batch.is_empty() {
+                    handler.handle(&mut tx, &batch).await.with_context(failed)?;
+                }
+                if !cursor::save_checkpoint(&mut tx, name, last).await? {
+                    // The checkpoint already covers this batch: it was advanced meanwhile (a
+                    // rebuild swapped in read models that include it). Undo the batch and go
+                    // on from there.
+                    tx.rollback().await?;
+                    let advanced = cursor::load_checkpoint(conn, name).await?;
+                    tracing::info!(reader = name, from = ?*at, to = ?advanced, "checkpoint was advanced by someone else; continuing from it");
+                    *at = advanced;
+                    return Ok((tail.scanned, tail.held_back));
+                }
+                tx.commit().await?;
+            }
         }
-        tx.commit().await?;
         *at = last;
         let n = batch.len();
         let delay = self
@@ -254,11 +332,11 @@ impl LogReader {
         self.metrics
             .reader_events
             .with_label_values(&[name])
-            .inc_by(n as u64);
+            .inc_by(tail.scanned as u64);
         self.metrics
             .reader_position
             .with_label_values(&[name])
             .set(last.position);
-        Ok((n, horizon))
+        Ok((tail.scanned, tail.held_back))
     }
 }

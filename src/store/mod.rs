@@ -5,6 +5,7 @@
 pub mod catalog;
 pub mod event_log;
 pub mod locks;
+pub mod order_cache;
 pub mod orders;
 pub mod sagas;
 

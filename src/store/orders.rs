@@ -1,9 +1,9 @@
 //! The order command executor: load the order's events, authorize against the loaded state,
 //! resolve catalog prices, decide, append, in one optimistic step (DESIGN §4, §5).
 //!
-//! Round trips per command: one select of the order's events, one catalog select when the
-//! command adds items, and the insert transaction postgres-es runs (begin, insert per event,
-//! commit). Commands on one order queue behind each other inside a process (a lock per order
+//! Round trips per command: one select of the order's events (none when this process's last
+//! command on the order left it in the [`OrderCache`]), catalog prices from memory (or one
+//! select), and one insert of all new events. Commands on one order queue behind each other inside a process (a lock per order
 //! id), so a burst on one order does not turn into a retry storm; across replicas a unique-key
 //! collision on `(aggregate, sequence)` means another writer won, and the command is decided
 //! again on the new state, a bounded number of times.
@@ -14,13 +14,16 @@ use std::time::{Duration, Instant};
 
 use cqrs_es::persist::{EventStoreAggregateContext, PersistedEventStore};
 use cqrs_es::{Aggregate as _, AggregateError, EventEnvelope, EventStore as _};
-use order_domain::{CommandMark, Decision, Envelope, Order, OrderCommand, OrderError, OrderId};
+use order_domain::{
+    CommandMark, Decision, Envelope, Order, OrderCommand, OrderError, OrderEvent, OrderId,
+};
 use rand::Rng as _;
 use sqlx::PgPool;
 
 use super::catalog::CatalogRepository;
 use super::event_log::EventLog;
 use super::locks::KeyedLocks;
+use super::order_cache::OrderCache;
 use crate::log::AppendSignal;
 use crate::telemetry::Metrics;
 
@@ -96,12 +99,23 @@ pub struct OrderRepository {
     catalog: CatalogRepository,
     metrics: Arc<Metrics>,
     locks: KeyedLocks<OrderId>,
+    cache: OrderCache,
 }
 
 impl std::fmt::Debug for OrderRepository {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OrderRepository").finish_non_exhaustive()
     }
+}
+
+/// What a command comes to on one state of its order.
+enum Next {
+    /// Append these events; the order after them.
+    Append(Vec<OrderEvent>, Box<Order>),
+    /// Nothing to append, nothing replayed.
+    Unchanged,
+    /// The command was executed before, when the order reached `version`.
+    Replay { version: u64 },
 }
 
 /// An order as loaded: its state and the events it was folded from.
@@ -116,6 +130,7 @@ impl OrderRepository {
         appended: AppendSignal,
         catalog: CatalogRepository,
         metrics: Arc<Metrics>,
+        cache: OrderCache,
     ) -> Self {
         Self {
             // Pure event-store mode: postgres-es 0.5's snapshot and aggregate-store modes
@@ -124,6 +139,7 @@ impl OrderRepository {
             catalog,
             metrics,
             locks: KeyedLocks::default(),
+            cache,
         }
     }
 
@@ -190,57 +206,45 @@ impl OrderRepository {
         let stages = Stages::new(&self.metrics);
         let _guard = self.locks.lock(request.order_id).await;
         let mut stage = stages.done("lock", started_at_entry);
+        let mut cached = self.cache.get(request.order_id);
+        if self.cache.enabled() {
+            let outcome = if cached.is_some() { "hit" } else { "miss" };
+            self.metrics.order_cache.with_label_values(&[outcome]).inc();
+        }
         let mut backoff = Duration::from_millis(2);
         for attempt in 1..=MAX_ATTEMPTS {
-            let Loaded { order, events } = self.load_events(request.order_id).await?;
+            // `events` is `None` for an order from the cache
+            let (order, events) = if let Some(order) = cached.take() {
+                (order, None)
+            } else {
+                let Loaded { order, events } = self.load_events(request.order_id).await?;
+                (order, Some(events))
+            };
             stage = stages.done("load", stage);
-            if order.exists() {
-                authorize(&order).map_err(ExecuteError::Denied)?;
-            }
-            // A retry is answered as the original was, whatever has happened since.
-            if let Some(version) = order
-                .replay_of(envelope.mark)
-                .map_err(ExecuteError::Refused)?
-            {
-                return Ok(replayed(&events, version));
-            }
-            if let (Some(expected), true) = (request.expected_version, order.exists()) {
-                if expected != order.version() {
-                    return Err(ExecuteError::VersionMismatch {
-                        expected,
-                        actual: order.version(),
-                    });
-                }
-            }
-            let prices = match order.catalog_lookup(&envelope.command) {
-                Some((store, skus)) => self.catalog.prices(store, &skus).await.map_err(|e| {
-                    if super::is_unavailable(&e) {
-                        ExecuteError::Unavailable(e)
-                    } else {
-                        ExecuteError::Store(e)
-                    }
-                })?,
-                None => order_domain::PriceList::new(),
-            };
-            stage = stages.done("catalog", stage);
-            let new_events = match order
-                .decide(&envelope, &prices)
-                .map_err(ExecuteError::Refused)?
-            {
-                Decision::Replayed { version } => return Ok(replayed(&events, version)),
-                Decision::Events(new_events) => new_events,
-            };
+            let decided = self
+                .decide(&order, &envelope, request.expected_version, &authorize)
+                .await;
             stage = stages.done("decide", stage);
-            if new_events.is_empty() {
-                return Ok(Executed {
-                    order,
-                    replayed: false,
-                });
-            }
-            let mut after = order.clone();
-            for e in &new_events {
-                after.apply(e.clone());
-            }
+            let (new_events, after) = match (decided, &events) {
+                (Ok(Next::Append(new_events, after)), _) => (new_events, after),
+                (answer, None) => {
+                    // Decided on a cached order without appending: decide again on the
+                    // order as stored (see `order_cache`).
+                    drop(answer);
+                    self.metrics.order_cache.with_label_values(&["stale"]).inc();
+                    continue;
+                }
+                (Ok(Next::Unchanged), Some(_)) => {
+                    return Ok(Executed {
+                        order,
+                        replayed: false,
+                    })
+                }
+                (Ok(Next::Replay { version }), Some(events)) => {
+                    return Ok(replayed(events, version))
+                }
+                (Err(e), Some(_)) => return Err(e),
+            };
             let types: Vec<String> = new_events
                 .iter()
                 .map(|e| e.change.event_type().to_owned())
@@ -262,16 +266,24 @@ impl OrderRepository {
                     for t in &types {
                         self.metrics.events_appended.with_label_values(&[t]).inc();
                     }
+                    self.cache.put(request.order_id, (*after).clone());
                     return Ok(Executed {
-                        order: after,
+                        order: *after,
                         replayed: false,
                     });
                 }
                 Err(AggregateError::AggregateConflict) if attempt < MAX_ATTEMPTS => {
+                    self.cache.forget(request.order_id);
                     self.metrics
                         .command_retries
                         .with_label_values(&[envelope.command.name()])
                         .inc();
+                    if events.is_none() {
+                        self.metrics.order_cache.with_label_values(&["stale"]).inc();
+                        // another writer appended since this process last did: no backoff,
+                        // the order is simply loaded
+                        continue;
+                    }
                     // Someone else appended first. With If-Match the client asked for exactly
                     // the version it saw, so the next round reports the mismatch.
                     let jitter = rand::rng()
@@ -280,11 +292,70 @@ impl OrderRepository {
                     backoff = (backoff * 2).min(Duration::from_millis(50));
                     stage = stages.done("backoff", stage);
                 }
-                Err(AggregateError::AggregateConflict) => return Err(ExecuteError::Conflict),
-                Err(e) => return Err(store_error(e)),
+                Err(AggregateError::AggregateConflict) => {
+                    self.cache.forget(request.order_id);
+                    return Err(ExecuteError::Conflict);
+                }
+                Err(e) => {
+                    self.cache.forget(request.order_id);
+                    return Err(store_error(e));
+                }
             }
         }
         Err(ExecuteError::Conflict)
+    }
+
+    /// What `envelope` does to `order`: authorization, replay, `If-Match`, catalog prices and
+    /// the domain's decision.
+    async fn decide<E>(
+        &self,
+        order: &Order,
+        envelope: &Envelope,
+        expected_version: Option<u64>,
+        authorize: impl Fn(&Order) -> Result<(), E>,
+    ) -> Result<Next, ExecuteError<E>> {
+        if order.exists() {
+            authorize(order).map_err(ExecuteError::Denied)?;
+        }
+        // A retry is answered as the original was, whatever has happened since.
+        if let Some(version) = order
+            .replay_of(envelope.mark)
+            .map_err(ExecuteError::Refused)?
+        {
+            return Ok(Next::Replay { version });
+        }
+        if let (Some(expected), true) = (expected_version, order.exists()) {
+            if expected != order.version() {
+                return Err(ExecuteError::VersionMismatch {
+                    expected,
+                    actual: order.version(),
+                });
+            }
+        }
+        let prices = match order.catalog_lookup(&envelope.command) {
+            Some((store, skus)) => self.catalog.prices(store, &skus).await.map_err(|e| {
+                if super::is_unavailable(&e) {
+                    ExecuteError::Unavailable(e)
+                } else {
+                    ExecuteError::Store(e)
+                }
+            })?,
+            None => order_domain::PriceList::new(),
+        };
+        match order
+            .decide(envelope, &prices)
+            .map_err(ExecuteError::Refused)?
+        {
+            Decision::Replayed { version } => Ok(Next::Replay { version }),
+            Decision::Events(new_events) if new_events.is_empty() => Ok(Next::Unchanged),
+            Decision::Events(new_events) => {
+                let mut after = order.clone();
+                for e in &new_events {
+                    after.apply(e.clone());
+                }
+                Ok(Next::Append(new_events, Box::new(after)))
+            }
+        }
     }
 
     async fn load_events<E>(&self, id: OrderId) -> Result<Loaded, ExecuteError<E>> {

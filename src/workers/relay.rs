@@ -1,23 +1,28 @@
 //! The relay: a log reader that publishes every order event to `ORDER_EVENTS` and every saga
 //! `...Requested` event as the participant command it carries to `SAGA_COMMANDS`, with
 //! `Nats-Msg-Id = event_id`. The checkpoint advances only after JetStream acked the whole batch,
-//! so a crash re-publishes at most one batch, which JetStream drops as duplicates (the
-//! duplicate window outlasts any restart).
+//! and is written every 100 ms, so a crash re-publishes at most that much, which JetStream
+//! drops as duplicates (the duplicate window outlasts any restart).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use bytes::Bytes;
 use order_sagas::SagaEvent;
 use sqlx::PgConnection;
 
-use crate::log::{LogEvent, LogHandler};
+use crate::log::{Checkpoints, LogEvent, LogHandler, ReaderConfig};
 use crate::nats::headers::{self, Envelope};
 use crate::nats::{Nats, ORDER_EVENTS, SAGA_COMMANDS};
 use crate::telemetry::Metrics;
 
 /// Name of the relay's reader.
 pub const READER: &str = "relay";
+
+/// How often the relay's reader writes its checkpoint: what it publishes after a crash again
+/// (and JetStream drops as duplicates).
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Clone)]
 pub struct Relay {
@@ -34,6 +39,11 @@ struct Outgoing {
 }
 
 impl Relay {
+    /// Its reader's configuration: every event; no transaction per batch.
+    pub fn config() -> ReaderConfig {
+        ReaderConfig::new(READER).checkpointing(Checkpoints::Every(CHECKPOINT_EVERY))
+    }
+
     fn outgoing(&self, e: &LogEvent) -> anyhow::Result<Option<Outgoing>> {
         let traceparent = e
             .metadata

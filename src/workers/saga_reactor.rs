@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use chrono::Utc;
@@ -15,17 +16,41 @@ use order_domain::{OrderCommand, OrderError, OrderEvent, OrderId};
 use order_sagas::{OrderSnapshot, SagaChange, SagaCommand, SagaError, SagaEvent};
 use sqlx::PgConnection;
 
-use crate::log::{LogEvent, LogHandler};
+use crate::log::{Checkpoints, LogEvent, LogHandler, ReaderConfig};
 use crate::store::orders::{CommandRequest, EventMetadata, ExecuteError, OrderRepository};
 use crate::store::sagas::{SagaExecuteError, SagaRepository};
 
 /// Name of the reactor's reader.
 pub const READER: &str = "saga-reactor";
 
+/// The event types the reactor acts on (the arms of `on_order_event` and `on_saga_event`);
+/// its reader passes every other type over without reading it.
+pub const WANTED: &[&str] = &[
+    "OrderPlaced",
+    "OrderCancelled",
+    "OrderShipped",
+    "OrderPickedUp",
+    "OrderConfirmationDue",
+    "OrderRejectionDue",
+];
+
+/// How often the reactor's reader writes its checkpoint: what it sends after a crash again
+/// (and its receivers absorb).
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+
 #[derive(Debug, Clone)]
 pub struct SagaReactor {
     pub sagas: Arc<SagaRepository>,
     pub orders: Arc<OrderRepository>,
+}
+
+impl SagaReactor {
+    /// Its reader's configuration: only the events it acts on; no transaction per batch.
+    pub fn config() -> ReaderConfig {
+        ReaderConfig::new(READER)
+            .wanting(WANTED)
+            .checkpointing(Checkpoints::Every(CHECKPOINT_EVERY))
+    }
 }
 
 impl LogHandler for SagaReactor {
@@ -71,6 +96,7 @@ fn metadata_map(m: EventMetadata) -> HashMap<String, String> {
 }
 
 impl SagaReactor {
+    // Every type matched here and in `on_saga_event` is in `WANTED`.
     async fn on_order_event(&self, e: &LogEvent) -> anyhow::Result<()> {
         let now = Utc::now();
         let command = match e.event_type.as_str() {

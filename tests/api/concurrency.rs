@@ -6,7 +6,7 @@ use futures::future::join_all;
 use reqwest::Method;
 use serde_json::json;
 
-use crate::helpers::spawn_app;
+use crate::helpers::{spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn fifty_concurrent_add_items_lose_no_update() {
@@ -105,6 +105,97 @@ async fn two_replicas_writing_one_order_lose_no_update() {
     assert!(
         retries > 0,
         "the replicas never collided: the test did not exercise the retry path"
+    );
+}
+
+/// How often `app` decided on a cached order that turned out to be stale.
+fn stale_cache_hits(app: &crate::helpers::TestApp) -> u64 {
+    app.app_state
+        .metrics
+        .order_cache
+        .with_label_values(&["stale"])
+        .get()
+}
+
+#[tokio::test]
+async fn a_replica_with_an_older_copy_of_the_order_decides_on_the_stored_one() {
+    // Arrange: the first process's last command left each order in its cache; the replica
+    // then moves both orders on.
+    let app = spawn_app().await;
+    let replica = app.replica().await;
+    let store = app.store_with_products().await;
+    let alice = app.customer("alice");
+    let placed = app.create_order(&alice, store).await;
+    app.add_item(&alice, placed, "TEA", 1)
+        .await
+        .assert_status(200);
+    replica.place(&alice, placed).await.assert_status(200);
+    let grown = app.create_order(&alice, store).await;
+    replica
+        .add_item(&alice, grown, "TEA", 1)
+        .await
+        .assert_status(200);
+    let events_before = app.event_count().await;
+
+    // Act: commands that the cached copies (a draft; version 1) would decide differently.
+    let late_add = app.add_item(&alice, placed, "CAKE", 1).await;
+    let with_if_match = app
+        .send(
+            Method::POST,
+            &format!("/v1/orders/{grown}/items"),
+            Some(&alice),
+            Some(json!({"sku": "CAKE", "quantity": 2})),
+            &[("if-match", "\"2\"")],
+        )
+        .await;
+
+    // Assert: each was decided on the order as stored.
+    late_add.assert_problem(409, "items-locked");
+    with_if_match.assert_status(200);
+    assert_eq!(with_if_match.body["version"], 3);
+    assert_eq!(app.event_count().await, events_before + 1);
+    assert_eq!(stale_cache_hits(&app), 2);
+    // and the copies are fresh again: the next command needs no second look
+    app.add_item(&alice, grown, "TEA", 1)
+        .await
+        .assert_status(200);
+    assert_eq!(stale_cache_hits(&app), 2);
+}
+
+#[tokio::test]
+async fn without_the_order_cache_commands_load_every_time() {
+    let app = spawn_app_with(|s| s.database.order_cache_entries = 0).await;
+    let replica = app.replica().await;
+    let store = app.store_with_products().await;
+    let alice = app.customer("alice");
+    let order = app.create_order(&alice, store).await;
+    replica
+        .add_item(&alice, order, "TEA", 1)
+        .await
+        .assert_status(200);
+
+    app.add_item(&alice, order, "CAKE", 1)
+        .await
+        .assert_status(200);
+
+    let lookups = |outcome: &str| {
+        app.app_state
+            .metrics
+            .order_cache
+            .with_label_values(&[outcome])
+            .get()
+    };
+    assert_eq!(
+        (lookups("hit"), lookups("miss"), lookups("stale")),
+        (0, 0, 0)
+    );
+    assert_eq!(
+        app.app_state
+            .metrics
+            .command_retries
+            .with_label_values(&["AddItem"])
+            .get(),
+        0
     );
 }
 

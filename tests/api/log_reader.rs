@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use order_service::log::{Cursor, LogEvent, LogHandler, LogReader, ReaderConfig};
+use order_service::log::{Checkpoints, Cursor, LogEvent, LogHandler, LogReader, ReaderConfig};
 use order_service::telemetry::Metrics;
 use rand::{Rng as _, SeedableRng as _};
 use secrecy::ExposeSecret as _;
@@ -434,4 +434,103 @@ async fn events_are_read_in_transaction_id_order_across_a_power_of_ten() {
         seen,
         vec![(999, "early-id".to_owned()), (1000, "late-id".to_owned())]
     );
+}
+
+/// Collects the `(event_type, payload)` of what it is handed.
+struct Typed(Arc<Mutex<Vec<(String, serde_json::Value)>>>);
+
+impl LogHandler for Typed {
+    async fn handle(&mut self, _tx: &mut PgConnection, batch: &[LogEvent]) -> anyhow::Result<()> {
+        self.0.lock().expect("lock").extend(
+            batch
+                .iter()
+                .filter(|e| e.aggregate_type == "GapTest")
+                .map(|e| (e.event_type.clone(), e.payload.clone())),
+        );
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_reader_wanting_some_types_passes_the_others_over_and_checkpoints_when_idle() {
+    // Arrange: ticks and tocks, ending with ticks; a reader that wants only tocks and writes
+    // its checkpoint every 50 ms (no transaction per batch).
+    let (_app, pool) = database().await;
+    let mut tx = pool.begin().await.expect("begin");
+    for s in 1..=12_i64 {
+        let kind = if s % 4 == 0 { "Tock" } else { "Tick" };
+        sqlx::query(
+            "insert into events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+             values ('GapTest', 'typed', $1, $2, '1', jsonb_build_object('n', $1), '{}')",
+        )
+        .bind(s)
+        .bind(kind)
+        .execute(&mut *tx)
+        .await
+        .expect("insert");
+    }
+    tx.commit().await.expect("commit");
+    // (readable once every older transaction has ended)
+    let mut conn = pool.acquire().await.expect("conn");
+    let last = loop {
+        let batch = order_service::log::read_batch(&mut conn, Cursor::default(), 1_000)
+            .await
+            .expect("read");
+        if batch.iter().filter(|e| e.aggregate_id == "typed").count() == 12 {
+            break batch.last().map(LogEvent::cursor).expect("events");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let config = |name: &str| {
+        let mut config = ReaderConfig::new(name)
+            .wanting(&["Tock"])
+            .checkpointing(Checkpoints::Every(Duration::from_millis(50)));
+        config.batch_size = 5;
+        config.poll_interval = Duration::from_secs(5);
+        config
+    };
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let reader = LogReader::new(
+        pool.clone(),
+        config("typed"),
+        Metrics::new().expect("metrics"),
+    );
+    let running = tokio::spawn(reader.run(Typed(seen.clone()), stopping));
+
+    // Act: wait for the checkpoint to reach the last event (a tick, which it was not handed).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while checkpoint_of(&pool, "typed").await < last {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the idle reader did not write its checkpoint"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop.send(true).expect("stop");
+    running.await.expect("reader task").expect("reader");
+
+    // Assert: only the tocks, with their payloads, in order; exactly at the end of the log.
+    let seen = seen.lock().expect("lock").clone();
+    assert_eq!(
+        seen,
+        [4, 8, 12]
+            .map(|n| ("Tock".to_owned(), serde_json::json!({ "n": n })))
+            .to_vec()
+    );
+    assert_eq!(checkpoint_of(&pool, "typed").await, last);
+
+    // A new leader resumes from the checkpoint: nothing is handed to it again.
+    let again = Arc::new(Mutex::new(Vec::new()));
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let reader = LogReader::new(
+        pool.clone(),
+        config("typed"),
+        Metrics::new().expect("metrics"),
+    );
+    let running = tokio::spawn(reader.run(Typed(again.clone()), stopping));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.send(true).expect("stop");
+    running.await.expect("reader task").expect("reader");
+    assert!(again.lock().expect("lock").is_empty());
 }
