@@ -16,6 +16,7 @@ mod metrics;
 mod scenarios;
 mod service;
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -68,6 +69,13 @@ struct Args {
     /// Also write the whole report as JSON to this file.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
+    /// Also write the results table as Markdown (as in docs/BENCHMARKS.md) to this file.
+    #[arg(long)]
+    markdown: Option<std::path::PathBuf>,
+    /// The `order-service` binary to measure (default: the one built next to this binary),
+    /// e.g. a build of an earlier commit, for before/after comparisons with the same load.
+    #[arg(long)]
+    service: Option<std::path::PathBuf>,
 }
 
 #[tokio::main]
@@ -82,7 +90,7 @@ async fn main() -> anyhow::Result<()> {
     let wants = |w: Which| args.scenario == Which::Suite || args.scenario == w;
     let seed = wants(Which::Reads) || wants(Which::Mixed) || wants(Which::Rebuild);
     eprintln!("order-bench {:?}: starting the service", args.scenario);
-    let svc = Arc::new(Service::start(seed).await?);
+    let svc = Arc::new(Service::start(seed, args.service.clone()).await?);
     let result = run(&svc, &args, knobs, &wants).await;
     match Arc::try_unwrap(svc) {
         Ok(svc) => svc.stop().await?,
@@ -90,6 +98,10 @@ async fn main() -> anyhow::Result<()> {
     }
     let (rows, report) = result?;
     print_table(&rows);
+    if let Some(path) = &args.markdown {
+        std::fs::write(path, markdown_table(&rows))?;
+        eprintln!("Markdown table written to {}", path.display());
+    }
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
         eprintln!("JSON report written to {}", path.display());
@@ -190,6 +202,71 @@ fn machine() -> serde_json::Value {
         })
         .unwrap_or_default();
     json!({"cpus": cpus, "cpu": model})
+}
+
+/// The table of docs/BENCHMARKS.md: rates with thousands separators, ratios and targets.
+fn markdown_table(rows: &[Row]) -> String {
+    let rate = |v: f64| {
+        if v.is_nan() {
+            String::new()
+        } else if v >= 100.0 {
+            #[expect(
+                clippy::cast_possible_truncation,
+                clippy::cast_sign_loss,
+                reason = "a positive rate, far below u64::MAX"
+            )]
+            let whole = v.round() as u64;
+            thousands(whole)
+        } else {
+            format!("{v:.1}")
+        }
+    };
+    let ms = |v: f64| {
+        if v.is_nan() {
+            String::new()
+        } else {
+            format!("{v:.1}")
+        }
+    };
+    let mut out = String::from(
+        "| scenario | load | per s | p50 ms | p99 ms | ratio to same-run baseline | target |\n\
+         |---|---|---|---|---|---|---|\n",
+    );
+    for r in rows {
+        let baseline = r
+            .baseline
+            .as_ref()
+            .map_or_else(String::new, |(name, _, ratio)| {
+                format!("{ratio:.2} × {name}")
+            });
+        let target = r.target.as_ref().map_or_else(String::new, |(what, met)| {
+            format!("{} {what}", if *met { "met" } else { "**missed**" })
+        });
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            r.scenario,
+            r.load,
+            rate(r.per_second),
+            ms(r.p50_ms),
+            ms(r.p99_ms),
+            baseline,
+            target
+        );
+    }
+    out
+}
+
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 fn print_table(rows: &[Row]) {

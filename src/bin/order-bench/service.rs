@@ -50,12 +50,15 @@ fn service_binary() -> anyhow::Result<PathBuf> {
 
 impl Service {
     /// Creates the database, migrates it, seeds it when asked, and starts the service on it.
-    pub async fn start(seed: bool) -> anyhow::Result<Self> {
+    pub async fn start(seed: bool, binary: Option<PathBuf>) -> anyhow::Result<Self> {
         let admin_url = std::env::var("DATABASE_URL").unwrap_or_else(|_| {
             "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable".into()
         });
         let nats_url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
-        let binary = service_binary()?;
+        let binary = match binary {
+            Some(path) => path,
+            None => service_binary()?,
+        };
         let db_name = format!("bench_{}", Uuid::new_v4().simple());
         let mut admin = sqlx::PgConnection::connect(&admin_url)
             .await
