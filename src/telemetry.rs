@@ -119,7 +119,8 @@ pub struct Metrics {
     pub reader_batch_size: HistogramVec,
     /// Time to apply one batch, commit included (seconds).
     pub reader_apply_seconds: HistogramVec,
-    /// Time from an event's append to the commit of the batch that processed it (seconds).
+    /// Time from an event's append until the reader has handled it (and committed it, for
+    /// readers with a transaction per batch), in seconds.
     pub reader_event_delay_seconds: HistogramVec,
     /// Position of the last processed event.
     pub reader_position: IntGaugeVec,
@@ -237,7 +238,7 @@ impl Metrics {
         let reader_apply_seconds = HistogramVec::new(
             HistogramOpts::new(
                 "log_reader_apply_seconds",
-                "Time to apply and commit one batch",
+                "Time to apply one batch (and commit it, for readers with a transaction per batch)",
             )
             .buckets(vec![
                 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -247,7 +248,7 @@ impl Metrics {
         let reader_event_delay_seconds = HistogramVec::new(
             HistogramOpts::new(
                 "log_reader_event_delay_seconds",
-                "Time from an event's append to the commit of the batch that processed it",
+                "Time from an event's append until the reader has handled it (committed, for readers with a transaction per batch)",
             )
             .buckets(vec![
                 0.002, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,

@@ -13,8 +13,9 @@
 //! * **At-least-once, idempotent** for handlers whose effects land elsewhere (the relay
 //!   publishes with a message id JetStream deduplicates; the saga reactor sends commands that
 //!   sagas and orders absorb when repeated): no transaction per batch, and the checkpoint is
-//!   written every 100 ms or so and when idle ([`Checkpoints::Every`]). A reader that only
-//!   wants some event types passes the others over without reading their payloads.
+//!   written at most every 100 ms, and when idle or stopping ([`Checkpoints::Every`]). A reader
+//!   that only wants some event types passes the others over without transferring their
+//!   payloads.
 //! * **Single active reader** per name: the leader holds `pg_try_advisory_lock` on a dedicated
 //!   connection, and runs every batch on that connection; if the process or connection dies,
 //!   the lock goes with it and a standby takes over within `lock_retry`.

@@ -20,9 +20,13 @@ pub(crate) fn lock_key(name: &str) -> String {
 
 /// Consumes batches of the log.
 pub trait LogHandler: Send {
-    /// Applies `batch` (in log order) inside `tx`. The reader writes its checkpoint in the same
-    /// transaction and commits after this returns `Ok`; on `Err` everything is rolled back and
-    /// the batch is offered again later.
+    /// Applies `batch` (in log order; only the wanted types, see [`ReaderConfig::wanted`]).
+    ///
+    /// With [`Checkpoints::WithEachBatch`], `tx` is the batch's transaction: the reader writes
+    /// its checkpoint in it and commits after this returns `Ok`; on `Err` everything is rolled
+    /// back and the batch is offered again later. With [`Checkpoints::Every`], `tx` is the
+    /// reader's connection outside any transaction (each statement commits on its own, nothing
+    /// is rolled back): such a handler's effects belong elsewhere, and must be idempotent.
     fn handle(
         &mut self,
         tx: &mut PgConnection,
@@ -54,7 +58,7 @@ pub enum Checkpoints {
 pub struct ReaderConfig {
     /// Reader name: checkpoint row, advisory lock key, metric label.
     pub name: String,
-    /// Most events per batch (and per transaction).
+    /// Most events read per batch, wanted or not.
     pub batch_size: i64,
     /// Longest sleep between polls when no notification arrives.
     pub poll_interval: Duration,
@@ -63,6 +67,7 @@ pub struct ReaderConfig {
     /// The only event types the handler sees (`None`: all). The others are passed over
     /// without reading their payloads.
     pub wanted: Option<Vec<String>>,
+    /// Where the handler's effects land, and so how the checkpoint is kept.
     pub checkpoints: Checkpoints,
 }
 

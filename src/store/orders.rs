@@ -227,6 +227,10 @@ impl OrderRepository {
             stage = stages.done("decide", stage);
             let (new_events, after) = match (decided, &events) {
                 (Ok(Next::Append(new_events, after)), _) => (new_events, after),
+                // an outage does not depend on the order's state
+                (Err(e @ (ExecuteError::Unavailable(_) | ExecuteError::Store(_))), _) => {
+                    return Err(e)
+                }
                 (answer, None) => {
                     // Decided on a cached order without appending: decide again on the
                     // order as stored (see `order_cache`).

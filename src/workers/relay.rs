@@ -1,8 +1,9 @@
 //! The relay: a log reader that publishes every order event to `ORDER_EVENTS` and every saga
 //! `...Requested` event as the participant command it carries to `SAGA_COMMANDS`, with
 //! `Nats-Msg-Id = event_id`. The checkpoint advances only after JetStream acked the whole batch,
-//! and is written every 100 ms, so a crash re-publishes at most that much, which JetStream
-//! drops as duplicates (the duplicate window outlasts any restart).
+//! and is written at most every 100 ms (and when idle or stopping), so a crash re-publishes at
+//! most that much, which JetStream drops as duplicates (the duplicate window outlasts any
+//! restart).
 
 use std::sync::Arc;
 use std::time::Duration;

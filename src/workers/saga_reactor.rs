@@ -3,8 +3,9 @@
 //! and commit) and saga verdicts into order commands (`ConfirmOrder` / `RejectOrder`).
 //!
 //! Its effects land in other aggregates, in their own transactions, before the reader's
-//! checkpoint commits; after a crash a batch is reacted to again, which every command here
-//! absorbs (a started saga ignores `Start`, a confirmed order ignores `ConfirmOrder`...).
+//! checkpoint is written (at most every 100 ms); after a crash up to that much of the log is
+//! reacted to again, which every command here absorbs (a started saga ignores `Start`, a
+//! confirmed order ignores `ConfirmOrder`...).
 
 use std::collections::HashMap;
 use std::sync::Arc;

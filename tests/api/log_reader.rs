@@ -457,7 +457,7 @@ async fn a_reader_wanting_some_types_passes_the_others_over_and_checkpoints_when
     // its checkpoint every 50 ms (no transaction per batch).
     let (_app, pool) = database().await;
     let mut tx = pool.begin().await.expect("begin");
-    for s in 1..=12_i64 {
+    for s in 1..=13_i64 {
         let kind = if s % 4 == 0 { "Tock" } else { "Tick" };
         sqlx::query(
             "insert into events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
@@ -476,7 +476,7 @@ async fn a_reader_wanting_some_types_passes_the_others_over_and_checkpoints_when
         let batch = order_service::log::read_batch(&mut conn, Cursor::default(), 1_000)
             .await
             .expect("read");
-        if batch.iter().filter(|e| e.aggregate_id == "typed").count() == 12 {
+        if batch.iter().filter(|e| e.aggregate_id == "typed").count() == 13 {
             break batch.last().map(LogEvent::cursor).expect("events");
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
