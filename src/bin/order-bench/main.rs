@@ -237,7 +237,9 @@ fn markdown_table(rows: &[Row]) -> String {
             .baseline
             .as_ref()
             .map_or_else(String::new, |(name, _, ratio)| {
-                format!("{ratio:.2} × {name}")
+                // two significant digits for small ratios (a saga is many publishes)
+                let places = if *ratio >= 0.1 { 2 } else { 3 };
+                format!("{ratio:.places$} × {name}")
             });
         let target = r.target.as_ref().map_or_else(String::new, |(what, met)| {
             format!("{} {what}", if *met { "met" } else { "**missed**" })
