@@ -82,6 +82,9 @@ pub struct Tail {
     pub held_back: bool,
 }
 
+/// The `application_name` of log readers' leader connections, which never append to the log.
+pub const READER_APPLICATION_NAME: &str = "order-service log reader";
+
 /// Reads like [`read_batch`]; events whose type is not in `wanted` (when given) are passed
 /// over without their payload and metadata, which is most of what a read transfers and
 /// decodes. Also tells, from the same snapshot, whether events were held back (see
@@ -92,13 +95,27 @@ pub async fn read_tail(
     limit: i64,
     wanted: Option<&[String]>,
 ) -> Result<Tail, sqlx::Error> {
+    // The horizon is the oldest transaction still running, as `pg_snapshot_xmin`, except the
+    // transactions of log readers' connections (marked by their `application_name`): they
+    // never append events, so no event can still commit below them, and the projector, busy
+    // most of the time under load, would otherwise make every other reader wait for each of
+    // its batches. `backend_xid` is a 32-bit xid; the snapshot's are 64-bit (epoch and xid).
+    // A reader transaction that ended and was followed by another between the snapshot and
+    // the look at `pg_stat_activity` is simply not excluded (a lower horizon, never a higher).
+    //
     // One row even when no event qualifies, with nulls for the event. The held-back check
     // compares with this read's own horizon, not a newer one, so an event left behind by the
     // read is never missed; such events are all after any checkpoint (a checkpoint lies below
     // an earlier horizon, and the horizon never moves back). `max()` reads one entry at the
     // end of the (tx_id, position) index; an `exists` was planned as a sequential scan.
     let rows = sqlx::query(
-        "with h as (select pg_snapshot_xmin(pg_current_snapshot()) as xmin)
+        "with s as (select pg_current_snapshot() as snap),
+              readers as (select backend_xid::text::bigint as xid from pg_stat_activity
+                           where application_name = $5 and backend_xid is not null),
+              h as (select coalesce(
+                      (select min(x) from pg_snapshot_xip((select snap from s)) as x
+                        where x::text::bigint % 4294967296 not in (select xid from readers)),
+                      pg_snapshot_xmax((select snap from s))) as xmin)
          select coalesce((select max(tx_id) from events) >= h.xmin, false) as held_back,
                 e.tx_id::text as tx_id, e.position, e.wanted, e.event_id, e.aggregate_type,
                 e.aggregate_id, e.sequence, e.event_type,
@@ -122,6 +139,7 @@ pub async fn read_tail(
     .bind(after.position)
     .bind(limit)
     .bind(wanted)
+    .bind(READER_APPLICATION_NAME)
     .fetch_all(conn)
     .await?;
     let mut tail = Tail {

@@ -1,10 +1,11 @@
 //! The log reader: one implementation of "tail the events table" for every reader (projector,
 //! saga reactor, relay). DESIGN §5.
 //!
-//! * **Cursor** `(tx_id, position)`, read only below `pg_snapshot_xmin(pg_current_snapshot())`:
-//!   an event is read only once every transaction that could still commit before it has ended,
-//!   so a late commit with a smaller `position` is never skipped (tailing by `position` alone
-//!   would skip it forever).
+//! * **Cursor** `(tx_id, position)`, read only below the oldest running transaction (as
+//!   `pg_snapshot_xmin(pg_current_snapshot())`, but not counting log readers' own
+//!   transactions, which never append): an event is read only once every transaction that could
+//!   still commit before it has ended, so a late commit with a smaller `position` is never
+//!   skipped (tailing by `position` alone would skip it forever).
 //! * **Exactly-once in effect** for handlers whose effects are database writes (the projector):
 //!   a batch is handed to the handler inside a transaction on the leader connection, and the
 //!   checkpoint is written in that same transaction. A checkpoint only moves forward; a batch
@@ -31,7 +32,7 @@ pub mod wake;
 
 pub use cursor::{
     lag, load_checkpoint, read_batch, read_tail, reset_checkpoint, save_checkpoint, Cursor,
-    LogEvent, Tail,
+    LogEvent, Tail, READER_APPLICATION_NAME,
 };
 pub use reader::{Checkpoints, LogHandler, LogReader, ReaderConfig};
 pub use status::{statuses, ReaderStatus};

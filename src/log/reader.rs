@@ -22,6 +22,10 @@ pub(crate) fn lock_key(name: &str) -> String {
 pub trait LogHandler: Send {
     /// Applies `batch` (in log order; only the wanted types, see [`ReaderConfig::wanted`]).
     ///
+    /// Never appends to the log on `tx`: other readers do not wait for a reader's transaction
+    /// (see [`super::read_tail`]), so an event it appended could be passed over. Effects in
+    /// aggregates go through their repositories, on other connections.
+    ///
     /// With [`Checkpoints::WithEachBatch`], `tx` is the batch's transaction: the reader writes
     /// its checkpoint in it and commits after this returns `Ok`; on `Err` everything is rolled
     /// back and the batch is offered again later. With [`Checkpoints::Every`], `tx` is the
@@ -178,6 +182,12 @@ impl LogReader {
         if !locked {
             return Ok(());
         }
+        // Marks this connection as one that never appends to the log, so its batch
+        // transactions do not hold other readers' horizon back (see `cursor::read_tail`).
+        sqlx::query("select set_config('application_name', $1, false)")
+            .bind(cursor::READER_APPLICATION_NAME)
+            .execute(&mut conn)
+            .await?;
         tracing::info!(reader = name, "log reader is active");
         self.metrics.reader_leader.with_label_values(&[name]).set(1);
         let mut listener = PgListener::connect_with(&self.pool)

@@ -534,3 +534,63 @@ async fn a_reader_wanting_some_types_passes_the_others_over_and_checkpoints_when
     running.await.expect("reader task").expect("reader");
     assert!(again.lock().expect("lock").is_empty());
 }
+
+/// Whether a read from the start of the log returns the `GapTest` event of `aggregate`.
+async fn readable(conn: &mut PgConnection, aggregate: &str) -> bool {
+    order_service::log::read_batch(conn, Cursor::default(), 10_000)
+        .await
+        .expect("read")
+        .iter()
+        .any(|e| e.aggregate_id == aggregate)
+}
+
+#[tokio::test]
+async fn a_log_readers_open_transaction_holds_no_event_back_any_other_does() {
+    // Arrange: a log reader's connection (marked as one) in the middle of a batch transaction
+    // that has written (so it has a transaction id), and an event committed after it began.
+    let (_app, pool) = database().await;
+    let mut marked = pool.acquire().await.expect("conn").detach();
+    sqlx::query("select set_config('application_name', $1, false)")
+        .bind(order_service::log::READER_APPLICATION_NAME)
+        .execute(&mut marked)
+        .await
+        .expect("mark");
+    let mut batch = sqlx::Connection::begin(&mut marked).await.expect("begin");
+    sqlx::query("insert into reader_checkpoints (name, tx_id, position) values ('busy', '1', 0)")
+        .execute(&mut *batch)
+        .await
+        .expect("write");
+    let mut conn = pool.acquire().await.expect("conn");
+    insert_event(&mut conn, "after-the-reader", 1).await;
+
+    // Act + Assert: readable while the reader's transaction is still open.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !readable(&mut conn, "after-the-reader").await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a log reader's open transaction held an event back"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Counter-test: any other open transaction with an id holds later events back until it
+    // ends (it could still append an event below them).
+    let mut other = pool.begin().await.expect("begin");
+    sqlx::query("insert into reader_checkpoints (name, tx_id, position) values ('other', '1', 0)")
+        .execute(&mut *other)
+        .await
+        .expect("write");
+    insert_event(&mut conn, "after-the-writer", 1).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !readable(&mut conn, "after-the-writer").await,
+        "an event was read past an open transaction that could still append below it"
+    );
+    other.rollback().await.expect("rollback");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !readable(&mut conn, "after-the-writer").await {
+        assert!(std::time::Instant::now() < deadline, "never readable");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    batch.rollback().await.expect("rollback");
+}
