@@ -57,6 +57,11 @@ pub enum Checkpoints {
     Every(Duration),
 }
 
+impl Checkpoints {
+    /// The relay's and the saga reactor's: at most 100 ms of the log repeated after a crash.
+    pub const IDEMPOTENT: Self = Self::Every(Duration::from_millis(100));
+}
+
 /// How one reader behaves.
 #[derive(Debug, Clone)]
 pub struct ReaderConfig {

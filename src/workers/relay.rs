@@ -6,7 +6,6 @@
 //! restart).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use bytes::Bytes;
@@ -20,10 +19,6 @@ use crate::telemetry::Metrics;
 
 /// Name of the relay's reader.
 pub const READER: &str = "relay";
-
-/// How often the relay's reader writes its checkpoint: what it publishes after a crash again
-/// (and JetStream drops as duplicates).
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Clone)]
 pub struct Relay {
@@ -42,7 +37,7 @@ struct Outgoing {
 impl Relay {
     /// Its reader's configuration: every event; no transaction per batch.
     pub fn config() -> ReaderConfig {
-        ReaderConfig::new(READER).checkpointing(Checkpoints::Every(CHECKPOINT_EVERY))
+        ReaderConfig::new(READER).checkpointing(Checkpoints::IDEMPOTENT)
     }
 
     fn outgoing(&self, e: &LogEvent) -> anyhow::Result<Option<Outgoing>> {

@@ -9,7 +9,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use chrono::Utc;
@@ -36,10 +35,6 @@ pub const WANTED: &[&str] = &[
     "OrderRejectionDue",
 ];
 
-/// How often the reactor's reader writes its checkpoint: what it sends after a crash again
-/// (and its receivers absorb).
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
-
 #[derive(Debug, Clone)]
 pub struct SagaReactor {
     pub sagas: Arc<SagaRepository>,
@@ -51,7 +46,7 @@ impl SagaReactor {
     pub fn config() -> ReaderConfig {
         ReaderConfig::new(READER)
             .wanting(WANTED)
-            .checkpointing(Checkpoints::Every(CHECKPOINT_EVERY))
+            .checkpointing(Checkpoints::IDEMPOTENT)
     }
 }
 

@@ -37,10 +37,7 @@ async fn a_price_change_through_this_process_applies_to_the_very_next_item() {
     let app = spawn_app().await;
     let store = app.store_with_products().await;
     let alice = app.customer("alice");
-    let order = app.create_order(&alice, store).await;
-    app.add_item(&alice, order, "TEA", 1)
-        .await
-        .assert_status(200);
+    app.draft_with_tea(&alice, store).await;
 
     app.update_product(store, "TEA", json!({"unit_price_minor": 999}))
         .await

@@ -125,10 +125,7 @@ async fn a_replica_with_an_older_copy_of_the_order_decides_on_the_stored_one() {
     let replica = app.replica().await;
     let store = app.store_with_products().await;
     let alice = app.customer("alice");
-    let placed = app.create_order(&alice, store).await;
-    app.add_item(&alice, placed, "TEA", 1)
-        .await
-        .assert_status(200);
+    let placed = app.draft_with_tea(&alice, store).await;
     replica.place(&alice, placed).await.assert_status(200);
     let grown = app.create_order(&alice, store).await;
     replica
@@ -354,10 +351,7 @@ async fn a_retry_with_if_match_is_replayed_not_refused_as_stale() {
     let app = spawn_app().await;
     let store = app.store_with_products().await;
     let alice = app.customer("alice");
-    let order = app.create_order(&alice, store).await;
-    app.add_item(&alice, order, "TEA", 1)
-        .await
-        .assert_status(200);
+    let order = app.draft_with_tea(&alice, store).await;
     let headers = [("idempotency-key", "place-1"), ("if-match", "\"2\"")];
     let path = format!("/v1/orders/{order}/place");
 

@@ -436,6 +436,13 @@ impl TestApp {
             .expect("uuid")
     }
 
+    /// A draft of `who` in `store` with one `TEA` on it (version 2); returns its id.
+    pub async fn draft_with_tea(&self, who: &Who, store: Uuid) -> Uuid {
+        let order = self.create_order(who, store).await;
+        self.add_item(who, order, "TEA", 1).await.assert_status(200);
+        order
+    }
+
     pub async fn add_item(&self, who: &Who, order: Uuid, sku: &str, quantity: i64) -> Answer {
         self.post(
             &format!("/v1/orders/{order}/items"),

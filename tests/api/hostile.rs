@@ -61,10 +61,7 @@ async fn hostile_requests_are_refused_with_problems_and_store_nothing() {
     let store = app.store_with_products().await;
     let alice = app.customer("alice");
     let bob = app.customer("bob");
-    let order = app.create_order(&alice, store).await;
-    app.add_item(&alice, order, "TEA", 1)
-        .await
-        .assert_status(200);
+    let order = app.draft_with_tea(&alice, store).await;
     let bobs = app.create_order(&bob, store).await;
     let items = format!("/v1/orders/{order}/items");
     let exp = now() + 600;

@@ -115,10 +115,7 @@ async fn a_shipped_order_records_carrier_and_is_delivered() {
     let store = app.store_with_products().await;
     let alice = app.customer("alice");
     let staff = app.staff(store);
-    let order = app.create_order(&alice, store).await;
-    app.add_item(&alice, order, "TEA", 1)
-        .await
-        .assert_status(200);
+    let order = app.draft_with_tea(&alice, store).await;
     app.place(&alice, order).await.assert_status(200);
     app.confirm_internally(order).await;
     app.set_status(&staff, order, "preparing")
@@ -173,10 +170,7 @@ async fn cancel_rules_follow_the_status() {
 
     // Placed, confirmed, preparing, ready_for_pickup: cancellable, with the reason kept.
     for steps in 0_usize..4 {
-        let order = app.create_order(&alice, store).await;
-        app.add_item(&alice, order, "TEA", 1)
-            .await
-            .assert_status(200);
+        let order = app.draft_with_tea(&alice, store).await;
         app.place(&alice, order).await.assert_status(200);
         if steps >= 1 {
             app.confirm_internally(order).await;
@@ -215,10 +209,7 @@ async fn a_draft_can_be_discarded_once_and_never_placed_afterwards() {
     let app = spawn_app().await;
     let store = app.store_with_products().await;
     let alice = app.customer("alice");
-    let order = app.create_order(&alice, store).await;
-    app.add_item(&alice, order, "TEA", 1)
-        .await
-        .assert_status(200);
+    let order = app.draft_with_tea(&alice, store).await;
 
     let discarded = app
         .send(

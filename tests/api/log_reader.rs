@@ -436,6 +436,20 @@ async fn events_are_read_in_transaction_id_order_across_a_power_of_ten() {
     );
 }
 
+/// Runs a reader with `handler` until the returned sender says stop.
+fn spawn_reader<H: LogHandler + 'static>(
+    pool: &PgPool,
+    config: ReaderConfig,
+    handler: H,
+) -> (
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+) {
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let reader = LogReader::new(pool.clone(), config, Metrics::new().expect("metrics"));
+    (stop, tokio::spawn(reader.run(handler, stopping)))
+}
+
 /// Collects the `(event_type, payload)` of what it is handed.
 struct Typed(Arc<Mutex<Vec<(String, serde_json::Value)>>>);
 
@@ -490,13 +504,7 @@ async fn a_reader_wanting_some_types_passes_the_others_over_and_checkpoints_when
         config
     };
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let (stop, stopping) = tokio::sync::watch::channel(false);
-    let reader = LogReader::new(
-        pool.clone(),
-        config("typed"),
-        Metrics::new().expect("metrics"),
-    );
-    let running = tokio::spawn(reader.run(Typed(seen.clone()), stopping));
+    let (stop, running) = spawn_reader(&pool, config("typed"), Typed(seen.clone()));
 
     // Act: wait for the checkpoint to reach the last event (a tick, which it was not handed).
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -522,13 +530,7 @@ async fn a_reader_wanting_some_types_passes_the_others_over_and_checkpoints_when
 
     // A new leader resumes from the checkpoint: nothing is handed to it again.
     let again = Arc::new(Mutex::new(Vec::new()));
-    let (stop, stopping) = tokio::sync::watch::channel(false);
-    let reader = LogReader::new(
-        pool.clone(),
-        config("typed"),
-        Metrics::new().expect("metrics"),
-    );
-    let running = tokio::spawn(reader.run(Typed(again.clone()), stopping));
+    let (stop, running) = spawn_reader(&pool, config("typed"), Typed(again.clone()));
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.send(true).expect("stop");
     running.await.expect("reader task").expect("reader");

@@ -86,10 +86,7 @@ async fn a_reply_that_meets_a_database_outage_is_applied_once_the_database_is_ba
     .await;
     let store = app.store_with_products().await;
     let alice = app.customer("alice");
-    let order = app.create_order(&alice, store).await;
-    app.add_item(&alice, order, "TEA", 1)
-        .await
-        .assert_status(200);
+    let order = app.draft_with_tea(&alice, store).await;
     // The outage: applying a reservation to the saga fails as against a database that is
     // starting up (everything else keeps working, so the reply does reach the consumer).
     sqlx::query(
