@@ -232,15 +232,25 @@ pub async fn reset_checkpoint(
     Ok(())
 }
 
-/// How far behind `at` is: events committed after it, and the age of the oldest of them.
+/// Most events [`lag`] counts: beyond it the count stops (a reader that far behind is
+/// catching up from a rebuild or an outage), so a measurement stays a bounded read.
+pub const LAG_COUNT_LIMIT: i64 = 100_000;
+
+/// How far behind `at` is: events committed after it (at most [`LAG_COUNT_LIMIT`]), and how
+/// long ago the next of them was recorded. Two bounded index reads: a count that stops at the
+/// limit, and the first entry after `at`.
 pub async fn lag(conn: &mut PgConnection, at: Cursor) -> Result<(i64, f64), sqlx::Error> {
     let (count, oldest): (i64, Option<f64>) = sqlx::query_as(
-        "select count(*), extract(epoch from now() - min(recorded_at))::float8
-           from events
-          where (tx_id, position) > ($1::text::xid8, $2)",
+        "select (select count(*) from (select from events
+                                        where (tx_id, position) > ($1::text::xid8, $2)
+                                        limit $3) as behind),
+                (select extract(epoch from now() - recorded_at)::float8 from events
+                  where (tx_id, position) > ($1::text::xid8, $2)
+                  order by tx_id, position limit 1)",
     )
     .bind(at.tx_id.to_string())
     .bind(at.position)
+    .bind(LAG_COUNT_LIMIT)
     .fetch_one(conn)
     .await?;
     Ok((count, oldest.unwrap_or(0.0).max(0.0)))

@@ -207,7 +207,16 @@ impl LogReader {
         let mut at = cursor::load_checkpoint(&mut conn, name).await?;
         // What the checkpoint row says, and when it was written (`Checkpoints::Every`).
         let mut saved = (at, Instant::now());
-        let mut lag_measured: Option<Instant> = None;
+        // The lag gauges, measured beside the loop (never in its way) for as long as this term
+        // lasts: dropping the set stops it.
+        let (position, watched) = watch::channel(at);
+        let mut lag_gauges = tokio::task::JoinSet::new();
+        lag_gauges.spawn(measure_lag(
+            self.pool.clone(),
+            name.to_owned(),
+            watched,
+            Arc::clone(&self.metrics),
+        ));
         loop {
             if *shutdown.borrow() {
                 self.save_if_due(&mut conn, at, &mut saved, true).await?;
@@ -216,21 +225,10 @@ impl LogReader {
             }
             let (read, held_back) = self.step(&mut conn, handler, &mut at).await?;
             self.save_if_due(&mut conn, at, &mut saved, false).await?;
+            position.send_if_modified(|p| std::mem::replace(p, at) != at);
             let full = i64::try_from(read).unwrap_or(i64::MAX) >= self.config.batch_size;
             if read > 0 {
                 held_back_pause = HELD_BACK_FIRST;
-            }
-            if lag_measured.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
-                let (events, seconds) = cursor::lag(&mut conn, at).await?;
-                self.metrics
-                    .reader_lag_events
-                    .with_label_values(&[name])
-                    .set(events);
-                self.metrics
-                    .reader_lag_seconds
-                    .with_label_values(&[name])
-                    .set(seconds);
-                lag_measured = Some(Instant::now());
             }
             if full {
                 continue;
@@ -358,5 +356,39 @@ impl LogReader {
             .with_label_values(&[name])
             .set(last.position);
         Ok((tail.scanned, tail.held_back))
+    }
+}
+
+/// How often the lag gauges are measured.
+const LAG_EVERY: Duration = Duration::from_secs(1);
+
+/// Sets `log_reader_lag_events` and `log_reader_lag_seconds` of reader `name` every
+/// [`LAG_EVERY`] from where the reader stands (`at`), on a pooled connection: the reader's own
+/// connection and loop never wait for a measurement. Runs until aborted; a failed measurement
+/// leaves the gauges as they were and is tried again at the next tick.
+async fn measure_lag(
+    pool: PgPool,
+    name: String,
+    at: watch::Receiver<Cursor>,
+    metrics: Arc<Metrics>,
+) {
+    let events = metrics.reader_lag_events.with_label_values(&[&name]);
+    let seconds = metrics.reader_lag_seconds.with_label_values(&[&name]);
+    let mut tick = tokio::time::interval(LAG_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let cursor = *at.borrow();
+        let measured = match pool.acquire().await {
+            Ok(mut conn) => cursor::lag(&mut conn, cursor).await,
+            Err(e) => Err(e),
+        };
+        match measured {
+            Ok((n, s)) => {
+                events.set(n);
+                seconds.set(s);
+            }
+            Err(e) => tracing::debug!(reader = %name, error = %e, "could not measure the lag"),
+        }
     }
 }
