@@ -32,7 +32,7 @@ explain (analyze, buffers, costs off) execute l6(array[md5('store3')::uuid, md5(
 prepare l7(timestamptz, timestamptz, int8) as select :cols from read.order_summaries s where s.created_at >= $1 and s.created_at < $2 order by s.created_at desc, s.order_id desc limit $3;
 explain (analyze, buffers, costs off) execute l7('2026-03-01', '2026-03-08', 51);
 \echo ==== L8a
-prepare l8(text, int8) as select :cols from read.order_summaries s where s.search_text ilike '%' || lower($1) || '%' order by s.created_at desc, s.order_id desc limit $2;
+prepare l8(text, int8) as select :cols from read.order_summaries s where s.order_id in (select x.order_id from read.order_search x where x.search_text ilike '%' || lower($1) || '%') order by s.created_at desc, s.order_id desc limit $2;
 explain (analyze, buffers, costs off) execute l8('customer-2786@', 51);
 \echo ==== L8b
 explain (analyze, buffers, costs off) execute l8('matcha', 51);

@@ -252,13 +252,14 @@ struct SagaLoaded {
     updated_at: DateTime<Utc>,
 }
 
-/// Writes a folded batch: lines first (the summaries' line-derived columns are computed from
-/// them), then summaries, history, sales, sagas. Each statement skips itself when it has no
+/// Writes a folded batch: lines first (the summaries' line-derived columns and the search text
+/// are computed from them), then summaries, search text, history, sales, sagas. Each statement skips itself when it has no
 /// rows.
 async fn write(conn: &mut PgConnection, fold: &Fold) -> Result<(), sqlx::Error> {
     write_lines(conn, fold).await?;
     insert_created(conn, fold).await?;
     update_existing(conn, fold).await?;
+    write_search(conn, fold).await?;
     write_history(conn, fold).await?;
     write_sales(conn, fold).await?;
     write_sagas(conn, fold).await?;
@@ -436,8 +437,7 @@ const SUMMARY_UNNEST: &str = "unnest($1::uuid[], $2::int8[], $3::text[], $4::int
 /// The line-derived columns of `u.order_id`, computed from `order_lines` as they now stand,
 /// as `l` (nulls when `u.lines_changed` is false).
 const LINES_OF_U: &str = "left join lateral (
-        select count(*)::int as lines, coalesce(sum(quantity), 0)::int as items,
-               coalesce(string_agg(lower(name || ' ' || sku), ' ' order by line_id), '') as words
+        select count(*)::int as lines, coalesce(sum(quantity), 0)::int as items
           from order_lines where order_id = u.order_id) l on u.lines_changed";
 
 /// Inserts the orders the batch created, in their state after the batch.
@@ -463,14 +463,13 @@ async fn insert_created(conn: &mut PgConnection, fold: &Fold) -> Result<(), sqlx
              customer_email, shipping_address, total_minor, line_count, item_count, carrier,
              tracking_number, cancel_reason, reject_reason, created_at, updated_at, placed_at,
              confirmed_at, rejected_at, preparing_at, ready_at, picked_up_at, shipped_at,
-             delivered_at, cancelled_at, discarded_at, search_text)
+             delivered_at, cancelled_at, discarded_at)
          select u.order_id, u.version, u.status, c.customer_id, c.store_id, c.currency,
                 c.customer_email, c.shipping_address, u.total_minor, coalesce(l.lines, 0),
                 coalesce(l.items, 0), u.carrier, u.tracking_number, u.cancel_reason,
                 u.reject_reason, c.created_at, u.updated_at, u.placed_at, u.confirmed_at,
                 u.rejected_at, u.preparing_at, u.ready_at, u.picked_up_at, u.shipped_at,
-                u.delivered_at, u.cancelled_at, u.discarded_at,
-                lower(coalesce(c.customer_email, '')) || coalesce(' ' || l.words, '')
+                u.delivered_at, u.cancelled_at, u.discarded_at
            from {SUMMARY_UNNEST}
            join unnest($21::uuid[], $22::text[], $23::uuid[], $24::text[], $25::text[],
                        $26::jsonb[], $27::timestamptz[])
@@ -512,9 +511,6 @@ async fn update_existing(conn: &mut PgConnection, fold: &Fold) -> Result<(), sql
                 total_minor = u.total_minor,
                 line_count = case when u.lines_changed then l.lines else s.line_count end,
                 item_count = case when u.lines_changed then l.items else s.item_count end,
-                search_text = case when u.lines_changed
-                                   then lower(coalesce(s.customer_email, '')) || ' ' || l.words
-                                   else s.search_text end,
                 carrier = coalesce(u.carrier, s.carrier),
                 tracking_number = coalesce(u.tracking_number, s.tracking_number),
                 cancel_reason = coalesce(u.cancel_reason, s.cancel_reason),
@@ -535,6 +531,36 @@ async fn update_existing(conn: &mut PgConnection, fold: &Fold) -> Result<(), sql
           where s.order_id = u.order_id"
     );
     cols.bind(sqlx::query(&sql)).execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// Writes the search text (customer email, item names and SKUs, lower-cased) of the orders the
+/// batch created or whose lines it changed, from the summaries and lines as they now stand. An
+/// order's other events leave its search row (and its trigram index) alone.
+async fn write_search(conn: &mut PgConnection, fold: &Fold) -> Result<(), sqlx::Error> {
+    let ids: Vec<Uuid> = fold
+        .orders
+        .values()
+        .filter(|o| o.created.is_some() || (o.changed && o.lines_changed))
+        .map(|o| o.order_id)
+        .collect();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "insert into order_search (order_id, search_text)
+         select s.order_id, lower(coalesce(s.customer_email, '')) || coalesce(' ' || l.words, '')
+           from unnest($1::uuid[]) as u(order_id)
+           join order_summaries s on s.order_id = u.order_id
+           cross join lateral (
+                select string_agg(lower(name || ' ' || sku), ' ' order by line_id) as words
+                  from order_lines where order_id = u.order_id) l
+         on conflict (order_id) do update set search_text = excluded.search_text
+          where order_search.search_text is distinct from excluded.search_text",
+    )
+    .bind(ids)
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 

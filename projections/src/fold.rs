@@ -4,8 +4,9 @@
 //! history, sales) is unit-tested in memory.
 //!
 //! What the fold cannot see exactly like SQL does stays in SQL: the line-derived columns
-//! (`line_count`, `item_count`, `search_text`, which lower-cases with the database's locale)
-//! are recomputed from `order_lines` by the write, for every order whose lines changed.
+//! (`line_count`, `item_count`, and `order_search.search_text`, which lower-cases with the
+//! database's locale) are recomputed from `order_lines` by the write, for every order whose
+//! lines changed.
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -259,9 +259,9 @@ pub async fn list_orders(
     }
     if let Some(text) = &filter.text {
         q.and()
-            .push("s.search_text ilike '%' || lower(")
+            .push("s.order_id in (select x.order_id from read.order_search x where x.search_text ilike '%' || lower(")
             .push_bind(like_literal(text))
-            .push(") || '%'");
+            .push(") || '%')");
     }
     if let Some(after) = after {
         q.and()

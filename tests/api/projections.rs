@@ -17,8 +17,9 @@ use uuid::Uuid;
 use crate::helpers::{spawn_app_with, TestApp};
 
 /// The read-model tables, by name.
-const TABLES: [&str; 6] = [
+const TABLES: [&str; 7] = [
     "order_lines",
+    "order_search",
     "order_status_history",
     "order_summaries",
     "product_sales_daily",

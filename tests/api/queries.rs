@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{Datelike as _, NaiveDate, Utc};
 use rand::{Rng as _, SeedableRng as _};
+use reqwest::Method;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -206,6 +207,63 @@ async fn orders_are_listed_newest_first_by_each_filter_and_by_free_text() {
 
 fn urlencode(raw: &str) -> String {
     raw.replace('+', "%2B").replace(':', "%3A")
+}
+
+#[tokio::test]
+async fn the_free_text_follows_a_drafts_items_and_outlives_its_placement() {
+    // Arrange: a draft with a tea; then a cheesecake added and the tea removed.
+    let app = spawn_app().await;
+    let store = store_with(
+        &app,
+        "EUR",
+        &[("TEA", "Green tea", 450), ("CAKE", "Cheesecake", 300)],
+    )
+    .await;
+    let admin = app.admin();
+    let (order, _) = create(
+        &app,
+        &admin,
+        store,
+        "dora",
+        Some("Dora@Example.com"),
+        &[("TEA", 1)],
+    )
+    .await;
+    app.wait_for_projector(CATCH_UP).await;
+    let analyst = app.analyst();
+    assert_eq!(list(&app, &analyst, "q=green").await, [order]);
+    assert_eq!(list(&app, &analyst, "q=cheese").await, Vec::<Uuid>::new());
+
+    // Act
+    app.post(
+        &format!("/v1/orders/{order}/items"),
+        &admin,
+        json!({"sku": "CAKE", "quantity": 1}),
+    )
+    .await
+    .assert_status(200);
+    app.send(
+        Method::DELETE,
+        &format!("/v1/orders/{order}/items/1"),
+        Some(&admin),
+        None,
+        &[],
+    )
+    .await
+    .assert_status(200);
+    app.place(&admin, order).await.assert_status(200);
+    app.confirm_internally(order).await;
+    app.wait_for_projector(CATCH_UP).await;
+
+    // Assert: the text is the order's items as they stand, and the email, after the status
+    // changes too.
+    assert_eq!(list(&app, &analyst, "q=cheese").await, [order]);
+    assert_eq!(list(&app, &analyst, "q=green").await, Vec::<Uuid>::new());
+    assert_eq!(list(&app, &analyst, "q=dora%40example").await, [order]);
+    assert_eq!(
+        list(&app, &analyst, "q=cake&status=confirmed").await,
+        [order]
+    );
 }
 
 #[tokio::test]

@@ -215,7 +215,7 @@ async fn a_rebuild_leaves_the_read_models_with_the_same_indexes_and_constraints(
     assert!(
         before
             .iter()
-            .any(|(name, _)| name.contains("order_summaries_search_idx")),
+            .any(|(name, _)| name.contains("order_search_text_idx")),
         "{before:?}"
     );
 
@@ -233,7 +233,7 @@ async fn a_missing_index_is_told_apart_from_the_live_ones() {
     let app = app_with_read_models().await;
     let before = indexes_and_constraints(&app.pool).await;
 
-    sqlx::query("drop index read.order_summaries_search_idx")
+    sqlx::query("drop index read.order_search_text_idx")
         .execute(&app.pool)
         .await
         .expect("drop index");
