@@ -117,6 +117,8 @@ async fn run(
 ) -> anyhow::Result<(Vec<Row>, serde_json::Value)> {
     let mut baselines = Vec::new();
     let only_baselines = args.scenario == Which::Baselines;
+    // the seed's writes flushed before anything is measured
+    scenarios::settle(svc).await?;
     let needs_insert = only_baselines || wants(Which::AddItem) || wants(Which::Commands);
     let pg_insert = if needs_insert {
         Some(baseline::pgbench_insert(svc, k.concurrency, k.duration).await?)
@@ -151,32 +153,40 @@ async fn run(
         rows.extend(s.rows);
         scenarios.push(s.json);
     };
+    // every scenario starts on an idle pipeline with the previous one's writes flushed
+    let settle = || scenarios::settle(svc);
     if args.scenario != Which::Baselines {
         if wants(Which::AddItem) {
+            settle().await?;
             add(
                 scenarios::add_item(svc, k, pg_insert.as_ref()).await?,
                 &mut rows,
             );
         }
         if wants(Which::Commands) {
+            settle().await?;
             add(
                 scenarios::commands(svc, k, pg_insert.as_ref()).await?,
                 &mut rows,
             );
         }
         if wants(Which::Saga) {
+            settle().await?;
             add(scenarios::saga(svc, k, js.as_ref()).await?, &mut rows);
         }
         if wants(Which::Reads) {
+            settle().await?;
             add(
                 scenarios::reads(svc, k, pg_select.as_ref()).await?,
                 &mut rows,
             );
         }
         if wants(Which::Mixed) {
+            settle().await?;
             add(scenarios::mixed(svc, k).await?, &mut rows);
         }
         if wants(Which::Rebuild) {
+            settle().await?;
             add(scenarios::rebuild(svc).await?, &mut rows);
         }
     }

@@ -195,7 +195,7 @@ pub async fn commands(
     .await;
     check(&o)?;
     let after = Scrape::fetch(&svc.client, &svc.base).await?;
-    wait_sagas_settled(svc).await?;
+    settle(svc).await?;
     let row = Row::from_outcome("commands (orders)", format!("C={}", k.concurrency), &o);
     // five commands per order; compare commands (one transaction each) to pgbench transactions
     let per_command = Row::figure(
@@ -224,27 +224,42 @@ async fn sagas_pending(svc: &Service) -> anyhow::Result<i64> {
     .await?)
 }
 
-/// Waits until every saga the bench started has finished all its steps (confirmations,
-/// captures, commits) and the log has been quiet for half a second: the next phase starts on an
-/// idle pipeline.
-async fn wait_sagas_settled(svc: &Service) -> anyhow::Result<()> {
+/// Waits until the pipeline is idle, then has PostgreSQL write its dirty pages, so a phase
+/// neither inherits the previous phase's backlog nor pays for its writes:
+/// * every saga the bench started has finished all its steps (confirmations, captures,
+///   commits) and the log has been quiet for half a second;
+/// * every log reader's checkpoint stands at the end of the log (the relay and the saga
+///   reactor write theirs when they go idle);
+/// * `CHECKPOINT` (pgbench likewise vacuums before each run): the writes of the phase before
+///   (or of the seed) are flushed now, not spread over the next few minutes by the
+///   checkpointer.
+pub async fn settle(svc: &Service) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut last = -1_i64;
     loop {
         let pending = sagas_pending(svc).await?;
-        let head: i64 = sqlx::query_scalar("select coalesce(max(position), 0) from events")
-            .fetch_one(&svc.pool)
-            .await?;
-        if pending <= 0 && head == last {
-            return Ok(());
+        // readers whose checkpoint is behind the log's last event (in log order)
+        let (head, behind): (i64, i64) = sqlx::query_as(
+            "with head as (select tx_id, position from events
+                            order by tx_id desc, position desc limit 1)
+             select coalesce((select max(position) from events), 0),
+                    (select count(*) from reader_checkpoints c, head
+                      where (c.tx_id, c.position) < (head.tx_id, head.position))",
+        )
+        .fetch_one(&svc.pool)
+        .await?;
+        if pending <= 0 && behind == 0 && head == last {
+            break;
         }
         last = head;
         anyhow::ensure!(
             started.elapsed() < Duration::from_secs(300),
-            "{pending} sagas still open after 5 minutes"
+            "not idle after 5 minutes: {pending} sagas open, {behind} readers behind"
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    sqlx::query("checkpoint").execute(&svc.pool).await?;
+    Ok(())
 }
 
 async fn place_one(s: &Service, i: u64) -> anyhow::Result<String> {
@@ -258,7 +273,7 @@ async fn place_one(s: &Service, i: u64) -> anyhow::Result<String> {
 /// rate (closed loop, confirmations counted while a backlog exists), then an open loop at half
 /// that rate for the latency and reader-lag targets.
 pub async fn saga(svc: &Arc<Service>, k: Knobs, js: Option<&Baseline>) -> anyhow::Result<Scenario> {
-    wait_sagas_settled(svc).await?;
+    settle(svc).await?;
     // phase 1: as fast as the pipeline goes
     // by log position, not time: the seeded events carry timestamps all over 2026
     let head: i64 = sqlx::query_scalar("select coalesce(max(position), 0) from events")
@@ -282,7 +297,7 @@ pub async fn saga(svc: &Arc<Service>, k: Knobs, js: Option<&Baseline>) -> anyhow
         "  placed {:.1}/s; {backlog} sagas still open at the end; draining...",
         push.rate()
     );
-    wait_sagas_settled(svc).await?;
+    settle(svc).await?;
     // The pipeline's sustained maximum: the sagas of phase 1, over the time from the first
     // placed to the last event of any of them (a backlog kept the pipeline busy throughout;
     // without one the clients were the limit and this is a lower bound).
@@ -316,7 +331,7 @@ pub async fn saga(svc: &Arc<Service>, k: Knobs, js: Option<&Baseline>) -> anyhow
     })
     .await;
     check(&placed)?;
-    wait_sagas_settled(svc).await?;
+    settle(svc).await?;
     let after = Scrape::fetch(&svc.client, &svc.base).await?;
     let ids = std::mem::take(&mut *ids.lock().expect("not poisoned"));
     let rows: Vec<(f64,)> = sqlx::query_as(
@@ -347,6 +362,7 @@ pub async fn saga(svc: &Arc<Service>, k: Knobs, js: Option<&Baseline>) -> anyhow
     }
     #[expect(clippy::cast_precision_loss, reason = "ms for people")]
     let ms = |q: f64| latency.value_at_quantile(q) as f64 / 1000.0;
+    let hops = saga_hops(svc, &ids).await?;
     let diff = after.since(&before);
     let mut lag = serde_json::Map::new();
     let mut worst_lag: f64 = 0.0;
@@ -392,8 +408,53 @@ pub async fn saga(svc: &Arc<Service>, k: Knobs, js: Option<&Baseline>) -> anyhow
             "half": {"rate": rate, "placing": placed.to_json(),
                      "placed_to_confirmed_ms": {"p50": ms(0.5), "p90": ms(0.9), "p99": ms(0.99), "max": ms(1.0)},
                      "reader_lag": lag,
+                     "hops_ms": hops,
                      "where_time_goes": diff.breakdown()}}),
     })
+}
+
+/// Where placed → confirmed goes, hop by hop, from the event store's own `recorded_at` (each
+/// transaction's start) of the sagas of `orders`: p50 and p99 in milliseconds of
+/// * `reactor: placed → saga started`: the saga reactor reads `OrderPlaced`, starts the saga and
+///   asks for the stock (one transaction);
+/// * `reserve: requested → reserved` and `authorize: requested → authorized`: the relay
+///   publishes the request, the participant answers, the reply consumer applies the answer (and
+///   with it the next request, or the verdict);
+/// * `reactor: verdict → confirmed`: the saga reactor reads the verdict and confirms the order.
+async fn saga_hops(svc: &Service, orders: &[String]) -> anyhow::Result<serde_json::Value> {
+    let rows: Vec<(String, f64, f64)> = sqlx::query_as(
+        "with t as (
+             select aggregate_id,
+                    max(recorded_at) filter (where event_type = 'OrderPlaced') as placed,
+                    max(recorded_at) filter (where event_type = 'SagaStarted') as started,
+                    max(recorded_at) filter (where event_type = 'StockReservationRequested') as reserve,
+                    max(recorded_at) filter (where event_type = 'StockReserved') as reserved,
+                    max(recorded_at) filter (where event_type = 'PaymentAuthorizationRequested') as authorize,
+                    max(recorded_at) filter (where event_type = 'PaymentAuthorized') as authorized,
+                    max(recorded_at) filter (where event_type = 'OrderConfirmationDue') as verdict,
+                    max(recorded_at) filter (where event_type = 'OrderConfirmed') as confirmed
+               from events
+              where aggregate_type in ('Order', 'OrderSaga') and aggregate_id = any($1)
+              group by aggregate_id),
+              hops as (
+             select h.hop, h.at, extract(epoch from h.span) * 1000 as ms
+               from t, lateral (values (1, 'reactor: placed → saga started', started - placed),
+                                       (2, 'reserve: requested → reserved', reserved - reserve),
+                                       (3, 'authorize: requested → authorized', authorized - authorize),
+                                       (4, 'reactor: verdict → confirmed', confirmed - verdict))
+                       as h(at, hop, span))
+         select hop, percentile_cont(0.5) within group (order by ms),
+                percentile_cont(0.99) within group (order by ms)
+           from hops group by hop, at order by at",
+    )
+    .bind(orders)
+    .fetch_all(&svc.pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(hop, p50, p99)| (hop, json!({"p50": p50, "p99": p99})))
+        .collect::<serde_json::Map<_, _>>()
+        .into())
 }
 
 /// `reads` over the 100k seeded orders: GET one order open loop at the target rate, then closed
@@ -421,27 +482,41 @@ pub async fn reads(
     let pick =
         |i: u64, n: usize| usize::try_from(i.wrapping_mul(2_654_435_761) % n as u64).unwrap_or(0);
 
-    let before = Scrape::fetch(&svc.client, &svc.base).await?;
-    let (s, list) = (Arc::clone(svc), Arc::clone(&ids));
-    let get_open = load::open("GET order (open)", k.read_rate, k.duration, move |i| {
-        let (s, list) = (Arc::clone(&s), Arc::clone(&list));
-        async move {
-            s.get(&format!("/v1/orders/{}", list[pick(i, list.len())]))
-                .await
+    let get_order = |offset: u64| {
+        let (s, list) = (Arc::clone(svc), Arc::clone(&ids));
+        move |i: u64| {
+            let (s, list) = (Arc::clone(&s), Arc::clone(&list));
+            async move {
+                let id = &list[pick(i.wrapping_add(offset), list.len())];
+                s.get(&format!("/v1/orders/{id}")).await
+            }
         }
-    })
-    .await;
+    };
+    // A warm-up second at the same rate, not measured: the first burst opens the HTTP
+    // connections and the service's pool connections (a fork and a first plan in PostgreSQL
+    // each), which cost up to ~90 ms for the first few dozen requests; a service in production
+    // has long done that.
+    check(
+        &load::open(
+            "GET order (warm-up)",
+            k.read_rate,
+            Duration::from_secs(1),
+            get_order(1 << 40),
+        )
+        .await,
+    )?;
+    let before = Scrape::fetch(&svc.client, &svc.base).await?;
+    let get_open = load::open("GET order (open)", k.read_rate, k.duration, get_order(0)).await;
     check(&get_open)?;
     let after = Scrape::fetch(&svc.client, &svc.base).await?;
     let short = k.duration / 2;
-    let (s, list) = (Arc::clone(svc), Arc::clone(&ids));
-    let get_closed = load::closed("GET order (closed)", k.concurrency, short, None, move |i| {
-        let (s, list) = (Arc::clone(&s), Arc::clone(&list));
-        async move {
-            s.get(&format!("/v1/orders/{}", list[pick(i, list.len())]))
-                .await
-        }
-    })
+    let get_closed = load::closed(
+        "GET order (closed)",
+        k.concurrency,
+        short,
+        None,
+        get_order(0),
+    )
     .await;
     check(&get_closed)?;
     let (s, list) = (Arc::clone(svc), Arc::clone(&stores));
@@ -536,7 +611,7 @@ pub async fn mixed(svc: &Arc<Service>, k: Knobs) -> anyhow::Result<Scenario> {
         async move { s.get("/v1/orders?limit=50").await }
     });
     let (reads, writes, lists) = tokio::join!(reads, writes, lists);
-    wait_sagas_settled(svc).await?;
+    settle(svc).await?;
     done.store(true, std::sync::atomic::Ordering::Relaxed);
     let peak = sampler.await?;
     let (_, hwm) = svc.memory()?;
