@@ -20,6 +20,7 @@ use crate::store::orders::OrderRepository;
 use crate::store::sagas::SagaRepository;
 use crate::telemetry::Metrics;
 use crate::workers::deadlines::DeadlineWorker;
+use crate::workers::live::LiveFeeds;
 use crate::workers::projector::Projector;
 use crate::workers::relay::Relay;
 use crate::workers::replies::{ReplyConsumer, RetryBackoff};
@@ -105,6 +106,7 @@ impl Application {
         } else {
             None
         };
+        let live = LiveFeeds::new(pool.clone(), metrics.clone(), appended.clone());
         let state = AppState {
             pool,
             orders: Arc::new(orders),
@@ -113,6 +115,7 @@ impl Application {
             verifier: Arc::new(verifier),
             metrics,
             limits: settings.limits.clone(),
+            live,
             appended,
         };
         let acceptor = TcpListener::bind(settings.http.addr)
@@ -215,6 +218,13 @@ impl Application {
             }
         }
         tracing::info!(port = self.port, "serving HTTP");
+        // Live feeds never finish on their own: end them as the server starts draining, so
+        // their clients reconnect (to another replica) at once.
+        let live = self.state.live.clone();
+        let shutdown = async move {
+            shutdown.await;
+            live.close();
+        };
         let result = poem::Server::new_with_acceptor(self.acceptor)
             .run_with_graceful_shutdown(app, shutdown, Some(Duration::from_secs(10)))
             .await

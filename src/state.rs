@@ -11,6 +11,7 @@ use crate::store::catalog::CatalogRepository;
 use crate::store::orders::OrderRepository;
 use crate::store::sagas::SagaRepository;
 use crate::telemetry::Metrics;
+use crate::workers::live::LiveFeeds;
 
 /// Cheap to clone: everything inside is shared.
 #[derive(Debug, Clone)]
@@ -29,4 +30,6 @@ pub struct AppState {
     pub limits: LimitSettings,
     /// Raised by the event store after each append; wakes this process's log readers.
     pub appended: AppendSignal,
+    /// The live feeds of orders and stores this process serves.
+    pub live: LiveFeeds,
 }

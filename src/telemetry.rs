@@ -141,6 +141,16 @@ pub struct Metrics {
     /// Messages consumed by consumer and outcome (processed, ignored, retried, dead_lettered,
     /// dead_letter_failed).
     pub nats_consumed: IntCounterVec,
+    /// Live feeds open, by feed (`order`, `store`).
+    pub live_feeds_open: IntGaugeVec,
+    /// Messages sent on live feeds, by feed.
+    pub live_messages: IntCounterVec,
+    /// Live feeds that read from the database what they had not heard live, by feed and reason
+    /// (`resume`: the client came back with its last id; `lagged`: it read slower than events
+    /// came; `gap`: an order's version jumped).
+    pub live_catch_ups: IntCounterVec,
+    /// Live feeds ended by a failure (the database), by feed; their clients resume.
+    pub live_feed_failures: IntCounterVec,
 }
 
 impl Metrics {
@@ -308,6 +318,31 @@ impl Metrics {
             ),
             &["reader"],
         )?;
+        let live_feeds_open = IntGaugeVec::new(
+            Opts::new("live_feeds_open", "Live feeds open, by feed"),
+            &["feed"],
+        )?;
+        let live_messages = IntCounterVec::new(
+            Opts::new(
+                "live_messages_total",
+                "Messages sent on live feeds, by feed",
+            ),
+            &["feed"],
+        )?;
+        let live_catch_ups = IntCounterVec::new(
+            Opts::new(
+                "live_catch_ups_total",
+                "Live feeds that read missed events from the database, by feed and reason",
+            ),
+            &["feed", "reason"],
+        )?;
+        let live_feed_failures = IntCounterVec::new(
+            Opts::new(
+                "live_feed_failures_total",
+                "Live feeds ended by a failure, by feed",
+            ),
+            &["feed"],
+        )?;
         for c in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_duration.clone()),
@@ -334,6 +369,10 @@ impl Metrics {
             Box::new(saga_step_seconds.clone()),
             Box::new(nats_published.clone()),
             Box::new(nats_consumed.clone()),
+            Box::new(live_feeds_open.clone()),
+            Box::new(live_messages.clone()),
+            Box::new(live_catch_ups.clone()),
+            Box::new(live_feed_failures.clone()),
         ] {
             registry.register(c)?;
         }
@@ -364,6 +403,10 @@ impl Metrics {
             saga_step_seconds,
             nats_published,
             nats_consumed,
+            live_feeds_open,
+            live_messages,
+            live_catch_ups,
+            live_feed_failures,
         }))
     }
 

@@ -332,6 +332,22 @@ pub async fn logged_order(
     .await
 }
 
+/// The store of each of `order_ids` (the event store's text keys) that was ever created, from
+/// its `OrderCreated` event: one primary-key read per order.
+pub async fn stores_of_orders(
+    conn: &mut sqlx::PgConnection,
+    order_ids: &[String],
+) -> Result<Vec<(Uuid, Uuid)>, sqlx::Error> {
+    sqlx::query_as(
+        "select order_id, (payload ->> 'store_id')::uuid
+           from order_events
+          where aggregate_id = any($1) and version = 1",
+    )
+    .bind(order_ids)
+    .fetch_all(conn)
+    .await
+}
+
 /// Every status an order went through, oldest first.
 pub async fn status_history(
     pool: &PgPool,

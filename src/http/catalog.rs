@@ -171,7 +171,7 @@ fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
     }
 }
 
-fn store_not_found(id: Uuid) -> ApiError {
+pub(crate) fn store_not_found(id: Uuid) -> ApiError {
     ApiError::NotFound {
         slug: "store-not-found",
         detail: format!("store {id} does not exist"),

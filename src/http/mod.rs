@@ -7,6 +7,7 @@ pub mod auth;
 pub mod catalog;
 pub mod command;
 pub mod limits;
+pub mod live;
 pub mod observe;
 pub mod ops;
 pub mod orders;
@@ -72,6 +73,8 @@ pub fn app(state: AppState) -> impl Endpoint {
     let max_body = state.limits.max_body_bytes;
     let metrics = state.metrics.clone();
     let routes = Route::new()
+        .at("/v1/orders/:id/live", poem::get(live::order_live))
+        .at("/v1/stores/:id/live", poem::get(live::store_live))
         .nest("/", api)
         .at("/openapi.json", spec)
         .nest("/docs", docs)

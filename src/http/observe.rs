@@ -71,6 +71,8 @@ impl<E: Endpoint> Endpoint for Observe<E> {
 fn fallback_route(path: &str) -> String {
     match path {
         "/openapi.json" => "openapi".into(),
+        p if p.starts_with("/v1/orders/") && p.ends_with("/live") => "orderLive".into(),
+        p if p.starts_with("/v1/stores/") && p.ends_with("/live") => "storeLive".into(),
         p if p.starts_with("/docs") => "docs".into(),
         _ => "unmatched".into(),
     }

@@ -66,6 +66,9 @@ pub enum ApiError {
     /// 404: no such resource, or one the caller may not see.
     #[error("{detail}")]
     NotFound { slug: &'static str, detail: String },
+    /// 406: the client accepts none of the representations the resource has.
+    #[error("{detail}")]
+    NotAcceptable { detail: String },
     /// 409 / 404 / 422: a business rule refused the command.
     #[error(transparent)]
     Refused(#[from] OrderError),
@@ -147,6 +150,7 @@ impl ApiError {
             Self::Unauthorized(e) => (StatusCode::UNAUTHORIZED, e.code()),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Self::NotFound { slug, .. } => (StatusCode::NOT_FOUND, slug),
+            Self::NotAcceptable { .. } => (StatusCode::NOT_ACCEPTABLE, "not-acceptable"),
             Self::Refused(e) => (refusal_status(e), e.code()),
             Self::Conflict { .. } => (StatusCode::CONFLICT, "concurrent-modification"),
             Self::AlreadyExists { slug, .. } => (StatusCode::CONFLICT, slug),

@@ -373,7 +373,7 @@ fn line_view(l: &read::OrderLine) -> LineView {
     }
 }
 
-fn detail_view(d: OrderDetail) -> Result<OrderDetailView, ApiError> {
+pub(crate) fn detail_view(d: OrderDetail) -> Result<OrderDetailView, ApiError> {
     let lines = d.lines.0.iter().map(line_view).collect();
     let shipping_address = d.shipping_address.map(|a| AddressView {
         name: a.name.to_string(),
@@ -551,7 +551,7 @@ async fn list(state: &AppState, p: &Principal, r: ListRequest) -> Result<OrderPa
 /// the order's latest version in the event store when the request arrived), waiting up to
 /// [`READ_WAIT`]. 404 when the order does not exist or `p` may not see it.
 #[tracing::instrument(skip_all, fields(order_id = %id))]
-async fn fresh_order(
+pub(crate) async fn fresh_order(
     state: &AppState,
     p: &Principal,
     id: Uuid,

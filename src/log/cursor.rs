@@ -168,6 +168,21 @@ pub async fn read_tail(
     Ok(tail)
 }
 
+/// Where a reader that starts "now" stands: before the events of every transaction still
+/// running (and of every later one), after those of every transaction that has ended. A few
+/// events committed just before may follow it too (by transactions younger than the oldest
+/// running one); none that commits later is left behind it.
+pub async fn end_of_log(conn: &mut PgConnection) -> Result<Cursor, sqlx::Error> {
+    let xmin: String = sqlx::query_scalar("select pg_snapshot_xmin(pg_current_snapshot())::text")
+        .fetch_one(conn)
+        .await?;
+    Ok(Cursor {
+        tx_id: xmin.parse().map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+        // positions start at 1: the running transaction `xmin` itself is after this
+        position: 0,
+    })
+}
+
 /// The reader's checkpoint, or the start of the log.
 pub async fn load_checkpoint(conn: &mut PgConnection, name: &str) -> Result<Cursor, sqlx::Error> {
     let row: Option<(String, i64)> =

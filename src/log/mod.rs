@@ -31,8 +31,8 @@ mod status;
 pub mod wake;
 
 pub use cursor::{
-    lag, load_checkpoint, read_batch, read_tail, reset_checkpoint, save_checkpoint, Cursor,
-    LogEvent, Tail, READER_APPLICATION_NAME,
+    end_of_log, lag, load_checkpoint, read_batch, read_tail, reset_checkpoint, save_checkpoint,
+    Cursor, LogEvent, Tail, READER_APPLICATION_NAME,
 };
 pub use reader::{Checkpoints, LogHandler, LogReader, ReaderConfig};
 pub use status::{statuses, ReaderStatus};

@@ -28,8 +28,8 @@ pub trait LogHandler: Send {
     ///
     /// With [`Checkpoints::WithEachBatch`], `tx` is the batch's transaction: the reader writes
     /// its checkpoint in it and commits after this returns `Ok`; on `Err` everything is rolled
-    /// back and the batch is offered again later. With [`Checkpoints::Every`], `tx` is the
-    /// reader's connection outside any transaction (each statement commits on its own, nothing
+    /// back and the batch is offered again later. With [`Checkpoints::Every`] and
+    /// [`Checkpoints::Never`], `tx` is the reader's connection outside any transaction (each statement commits on its own, nothing
     /// is rolled back): such a handler's effects belong elsewhere, and must be idempotent.
     fn handle(
         &mut self,
@@ -55,6 +55,10 @@ pub enum Checkpoints {
     /// written at most this often and when the reader goes idle: a crash repeats at most that
     /// much of the log, instead of every batch costing a transaction and a WAL flush.
     Every(Duration),
+    /// In this process's memory only (the live feeds): no checkpoint and no lock. Every
+    /// process runs its own such reader, which starts at the end of the log each time it
+    /// starts (the events of transactions still open then, and everything after).
+    Never,
 }
 
 impl Checkpoints {
@@ -113,6 +117,8 @@ pub struct LogReader {
     config: ReaderConfig,
     metrics: Arc<Metrics>,
     appended: Option<AppendSignal>,
+    /// Where a reader without checkpoint starts (default: the end of the log).
+    start: Option<Cursor>,
 }
 
 impl LogReader {
@@ -122,7 +128,15 @@ impl LogReader {
             config,
             metrics,
             appended: None,
+            start: None,
         }
+    }
+
+    /// With [`Checkpoints::Never`]: starts after `at` rather than at the end of the log.
+    #[must_use]
+    pub fn starting_at(mut self, at: Cursor) -> Self {
+        self.start = Some(at);
+        self
     }
 
     /// Also wakes on appends of this process (without it: `LISTEN` and polling only).
@@ -142,11 +156,14 @@ impl LogReader {
     ) -> anyhow::Result<()> {
         let name = self.config.name.clone();
         let leader = self.metrics.reader_leader.with_label_values(&[&name]);
+        // Where a reader without checkpoint (`Checkpoints::Never`) stood when its last term
+        // ended: the next term goes on from there, so a lost connection skips nothing.
+        let mut resume = self.start;
         loop {
             if *shutdown.borrow() {
                 break;
             }
-            match self.lead(&mut handler, &mut shutdown).await {
+            match self.lead(&mut handler, &mut shutdown, &mut resume).await {
                 Ok(()) => {}
                 Err(e) => {
                     leader.set(0);
@@ -165,10 +182,13 @@ impl LogReader {
     }
 
     /// One term: take the lock (or return to wait), then read until shutdown or failure.
+    /// Readers without checkpoint start at `resume` (the end of the log the first time) and
+    /// keep it up to date.
     async fn lead<H: LogHandler>(
         &self,
         handler: &mut H,
         shutdown: &mut watch::Receiver<bool>,
+        resume: &mut Option<Cursor>,
     ) -> anyhow::Result<()> {
         let name = self.config.name.as_str();
         // A connection of its own: the advisory lock lives and dies with it, and every batch
@@ -179,13 +199,16 @@ impl LogReader {
             .await
             .context("connecting the log reader")?
             .detach();
-        let locked: bool =
-            sqlx::query_scalar("select pg_try_advisory_lock(hashtextextended($1, 0))")
-                .bind(lock_key(name))
-                .fetch_one(&mut conn)
-                .await?;
-        if !locked {
-            return Ok(());
+        let per_process = self.config.checkpoints == Checkpoints::Never;
+        if !per_process {
+            let locked: bool =
+                sqlx::query_scalar("select pg_try_advisory_lock(hashtextextended($1, 0))")
+                    .bind(lock_key(name))
+                    .fetch_one(&mut conn)
+                    .await?;
+            if !locked {
+                return Ok(());
+            }
         }
         // Marks this connection as one that never appends to the log, so its batch
         // transactions do not hold other readers' horizon back (see `cursor::read_tail`).
@@ -204,7 +227,14 @@ impl LogReader {
         let mut local = self.appended.as_ref().map_or(idle, AppendSignal::subscribe);
         let mut held_back_pause = HELD_BACK_FIRST;
 
-        let mut at = cursor::load_checkpoint(&mut conn, name).await?;
+        let mut at = if per_process {
+            match *resume {
+                Some(at) => at,
+                None => cursor::end_of_log(&mut conn).await?,
+            }
+        } else {
+            cursor::load_checkpoint(&mut conn, name).await?
+        };
         // What the checkpoint row says, and when it was written (`Checkpoints::Every`).
         let mut saved = (at, Instant::now());
         // The lag gauges, measured beside the loop (never in its way) for as long as this term
@@ -226,6 +256,9 @@ impl LogReader {
             let (read, held_back) = self.step(&mut conn, handler, &mut at).await?;
             self.save_if_due(&mut conn, at, &mut saved, false).await?;
             position.send_if_modified(|p| std::mem::replace(p, at) != at);
+            if per_process {
+                *resume = Some(at);
+            }
             let full = i64::try_from(read).unwrap_or(i64::MAX) >= self.config.batch_size;
             if read > 0 {
                 held_back_pause = HELD_BACK_FIRST;
@@ -306,7 +339,7 @@ impl LogReader {
         let started = Instant::now();
         let failed = || format!("reader {name} failed to apply a batch after {at:?}");
         match self.config.checkpoints {
-            Checkpoints::Every(_) => {
+            Checkpoints::Every(_) | Checkpoints::Never => {
                 if !batch.is_empty() {
                     handler.handle(conn, &batch).await.with_context(failed)?;
                 }

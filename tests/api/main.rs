@@ -9,6 +9,7 @@ mod catalog_cache;
 mod concurrency;
 mod hostile;
 mod lifecycle;
+mod live;
 mod log_reader;
 mod openapi;
 mod processes;

@@ -1,0 +1,258 @@
+//! Live feeds over HTTP (DESIGN §9): `GET /v1/orders/{id}/live` (one order, for whoever may
+//! read it) and `GET /v1/stores/{id}/live` (a store's orders, for its staff, analysts,
+//! services and admins), as Server-Sent Events or a WebSocket. What the messages are, and why
+//! none is ever missed, is [`crate::workers::live`].
+//!
+//! * **SSE** (any request that accepts `text/event-stream`): `event: snapshot` or
+//!   `event: event`, `id:` what to resume with, `data:` JSON; a comment every 15 s keeps
+//!   proxies from closing an idle stream.
+//! * **WebSocket** (an upgrade request): text frames `{"type", "id", "data"}`; a ping every
+//!   15 s. Whatever the client sends is ignored, except a close.
+//! * **Resume** with the last id received: `Last-Event-ID` (what `EventSource` sends when it
+//!   reconnects) or `?after=<id>`. An order feed's ids are versions: without one it starts
+//!   with a snapshot of the order. A store feed's ids are log positions: without one it starts
+//!   now.
+//! * **Tokens** as everywhere (`Authorization: Bearer`), or as `?access_token=` for the
+//!   browser's `EventSource` and `WebSocket`, which cannot send headers (the query string is
+//!   never logged).
+//!
+//! These two routes sit beside the OpenAPI service rather than in it (OpenAPI describes
+//! neither WebSocket nor one path that answers both); errors are the same problem documents.
+
+use futures::{SinkExt as _, StreamExt as _};
+use order_projections::queries as read;
+use poem::http::header;
+use poem::web::sse::{Event, SSE};
+use poem::web::websocket::{Message, WebSocket, WebSocketStream};
+use poem::web::{Data, Path};
+use poem::{handler, IntoResponse, Request, Response};
+use poem_openapi::types::ToJSON as _;
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use super::auth::{AuthError, Principal, Role};
+use super::catalog::store_not_found;
+use super::problem::ApiError;
+use super::queries::{detail_view, fresh_order};
+use super::security::{can_see_order_of, sees_every_order};
+use crate::state::AppState;
+use crate::workers::live::{parse_store_feed_id, LiveMessage, OrderStart, KEEP_ALIVE};
+
+/// `GET /v1/orders/{id}/live`
+#[handler]
+pub async fn order_live(
+    req: &Request,
+    Path(id): Path<String>,
+    ws: Option<WebSocket>,
+    Data(state): Data<&AppState>,
+) -> poem::Result<Response> {
+    let open = async {
+        let p = principal(req, state)?;
+        let order_id = uuid_of(&id)?;
+        let transport = transport(req, ws)?;
+        let start = if let Some(raw) = resume_id(req) {
+            let after: u64 = raw.trim().parse().map_err(|_| {
+                invalid(
+                    "the resume id (`Last-Event-ID` or `after`) of an order feed is a \
+                     version: a non-negative integer",
+                )
+            })?;
+            read::logged_order(&state.pool, order_id)
+                .await
+                .map_err(db)?
+                .filter(|o| can_see_order_of(&p, &o.customer_id, o.store_id))
+                .ok_or_else(ApiError::order_not_found)?;
+            OrderStart::After(i64::try_from(after).unwrap_or(i64::MAX))
+        } else {
+            let order = fresh_order(state, &p, order_id, None).await?;
+            let version = order.summary.version;
+            let detail = detail_view(order)?.to_json().unwrap_or_default();
+            OrderStart::Snapshot { version, detail }
+        };
+        let messages = state
+            .live
+            .order(order_id, start)
+            .await
+            .map_err(ApiError::Unavailable)?;
+        Ok::<_, ApiError>(respond(transport, messages))
+    };
+    Ok(open.await?)
+}
+
+/// `GET /v1/stores/{id}/live`
+#[handler]
+pub async fn store_live(
+    req: &Request,
+    Path(id): Path<String>,
+    ws: Option<WebSocket>,
+    Data(state): Data<&AppState>,
+) -> poem::Result<Response> {
+    let open = async {
+        let p = principal(req, state)?;
+        let store_id = uuid_of(&id)?;
+        let transport = transport(req, ws)?;
+        state
+            .catalog
+            .store(store_id)
+            .await
+            .map_err(ApiError::infra)?
+            .ok_or_else(|| store_not_found(store_id))?;
+        if !(sees_every_order(&p) || (p.has(Role::Staff) && p.can_access_store(store_id))) {
+            return Err(ApiError::forbidden(
+                "a store's live feed is for its staff, analysts, services and admins",
+            ));
+        }
+        let after = resume_id(req)
+            .map(|raw| {
+                parse_store_feed_id(&raw).ok_or_else(|| {
+                    invalid(
+                        "the resume id (`Last-Event-ID` or `after`) of a store feed is the id \
+                         of one of its messages (`<digits>.<digits>`)",
+                    )
+                })
+            })
+            .transpose()?;
+        let messages = state
+            .live
+            .store(store_id, after)
+            .await
+            .map_err(ApiError::Unavailable)?;
+        Ok::<_, ApiError>(respond(transport, messages))
+    };
+    Ok(open.await?)
+}
+
+/// How the client wants the feed.
+enum Transport {
+    Sse,
+    WebSocket(WebSocket),
+}
+
+/// A WebSocket for an upgrade request; SSE for a request that accepts event streams
+/// (`text/event-stream`, `text/*`, `*/*`, or no `Accept` at all); 406 otherwise.
+fn transport(req: &Request, ws: Option<WebSocket>) -> Result<Transport, ApiError> {
+    if let Some(ws) = ws {
+        return Ok(Transport::WebSocket(ws));
+    }
+    let accepts = req.header(header::ACCEPT).is_none_or(|accept| {
+        accept.split(',').any(|range| {
+            let media = range.split(';').next().unwrap_or("").trim();
+            matches!(media, "text/event-stream" | "text/*" | "*/*")
+        })
+    });
+    if accepts {
+        Ok(Transport::Sse)
+    } else {
+        Err(ApiError::NotAcceptable {
+            detail: "a live feed is a stream of server-sent events (`Accept: text/event-stream`) \
+                     or a WebSocket (an upgrade request)"
+                .into(),
+        })
+    }
+}
+
+fn respond(transport: Transport, messages: mpsc::Receiver<LiveMessage>) -> Response {
+    match transport {
+        Transport::Sse => {
+            let events = futures::stream::unfold(messages, |mut messages| async move {
+                let m = messages.recv().await?;
+                let event = Event::message(m.data.to_string())
+                    .event_type(m.kind)
+                    .id(m.id);
+                Some((event, messages))
+            });
+            let mut response = SSE::new(events).keep_alive(KEEP_ALIVE).into_response();
+            response.headers_mut().insert(
+                header::CACHE_CONTROL,
+                header::HeaderValue::from_static("no-store"),
+            );
+            response
+        }
+        Transport::WebSocket(ws) => ws
+            .on_upgrade(move |socket| pump(socket, messages))
+            .into_response(),
+    }
+}
+
+/// Sends the feed's messages as text frames until either side ends; pings while idle. A feed
+/// that ends from the service's side (stopping, or the database failed) closes the socket,
+/// so the client reconnects and resumes.
+async fn pump(socket: WebSocketStream, mut messages: mpsc::Receiver<LiveMessage>) {
+    let (mut sink, mut incoming) = socket.split();
+    let mut ping = tokio::time::interval(KEEP_ALIVE);
+    ping.tick().await;
+    loop {
+        tokio::select! {
+            message = messages.recv() => {
+                let Some(m) = message else {
+                    let _ = sink.send(Message::Close(None)).await;
+                    return;
+                };
+                let frame = serde_json::json!({"type": m.kind, "id": m.id, "data": m.data});
+                if sink.send(Message::Text(frame.to_string())).await.is_err() {
+                    return;
+                }
+            }
+            frame = incoming.next() => match frame {
+                None | Some(Err(_) | Ok(Message::Close(_))) => return,
+                Some(Ok(_)) => {}
+            },
+            _ = ping.tick() => {
+                if sink.send(Message::Ping(Vec::new())).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The caller, from `Authorization: Bearer` or, failing that, `?access_token=`.
+fn principal(req: &Request, state: &AppState) -> Result<Principal, ApiError> {
+    let token = match req.header(header::AUTHORIZATION) {
+        Some(value) => {
+            let (scheme, token) = value
+                .split_once(' ')
+                .ok_or(ApiError::Unauthorized(AuthError::Malformed))?;
+            if !scheme.eq_ignore_ascii_case("bearer") {
+                return Err(ApiError::Unauthorized(AuthError::Malformed));
+            }
+            token.trim().to_owned()
+        }
+        None => {
+            query_param(req, "access_token").ok_or(ApiError::Unauthorized(AuthError::Missing))?
+        }
+    };
+    state
+        .verifier
+        .verify(&token)
+        .map_err(ApiError::Unauthorized)
+}
+
+/// The id to resume after: `Last-Event-ID`, else `?after=`.
+fn resume_id(req: &Request) -> Option<String> {
+    req.header("last-event-id")
+        .map(str::to_owned)
+        .or_else(|| query_param(req, "after"))
+}
+
+fn query_param(req: &Request, name: &str) -> Option<String> {
+    url::form_urlencoded::parse(req.uri().query()?.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+fn uuid_of(raw: &str) -> Result<Uuid, ApiError> {
+    raw.parse()
+        .map_err(|_| invalid(&format!("path `id`: `{raw}` is not a UUID")))
+}
+
+fn invalid(detail: &str) -> ApiError {
+    ApiError::BadRequest {
+        slug: "invalid-parameter",
+        detail: detail.to_owned(),
+    }
+}
+
+fn db(e: sqlx::Error) -> ApiError {
+    ApiError::infra(anyhow::Error::new(e).context("reading the event store"))
+}

@@ -1,0 +1,520 @@
+//! Live feeds (`/v1/orders/{id}/live`, `/v1/stores/{id}/live`) as a client sees them: SSE and
+//! WebSocket, snapshots, every change once and in order while commands race, resuming with
+//! the last id, and the same refusals as the rest of the API.
+
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use reqwest::Method;
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite;
+use uuid::Uuid;
+
+use crate::helpers::{spawn_app, TestApp, Who};
+
+/// Longer than any wait for a message on a working feed.
+const PATIENCE: Duration = Duration::from_secs(15);
+
+/// One message of a feed.
+#[derive(Debug, Clone, PartialEq)]
+struct Message {
+    kind: String,
+    id: String,
+    data: Value,
+}
+
+/// A client of an SSE feed, parsing the stream as `EventSource` does.
+struct Sse {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+impl Sse {
+    /// Opens `path` as an event stream; panics unless it is one.
+    async fn open(app: &TestApp, path: &str, who: &Who, last_event_id: Option<&str>) -> Self {
+        let mut req = app
+            .client
+            .get(format!("{}{path}", app.address))
+            .bearer_auth(&who.token)
+            .header("accept", "text/event-stream");
+        if let Some(id) = last_event_id {
+            req = req.header("last-event-id", id);
+        }
+        let response = req.send().await.expect("request sent");
+        assert_eq!(response.status(), 200, "{path}");
+        assert_eq!(
+            response
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok()),
+            Some("text/event-stream")
+        );
+        Self {
+            response,
+            buffer: String::new(),
+        }
+    }
+
+    /// The next message (comments skipped).
+    async fn next(&mut self) -> Message {
+        tokio::time::timeout(PATIENCE, async {
+            loop {
+                if let Some(end) = self.buffer.find("\n\n") {
+                    let block: String = self.buffer.drain(..end + 2).collect();
+                    let (mut kind, mut id, mut data) =
+                        (String::from("message"), String::new(), String::new());
+                    for line in block.lines() {
+                        if let Some(v) = line.strip_prefix("event:") {
+                            v.trim().clone_into(&mut kind);
+                        } else if let Some(v) = line.strip_prefix("id:") {
+                            v.trim().clone_into(&mut id);
+                        } else if let Some(v) = line.strip_prefix("data:") {
+                            data.push_str(v.trim_start());
+                        }
+                    }
+                    if data.is_empty() {
+                        continue; // a keep-alive comment
+                    }
+                    return Message {
+                        kind,
+                        id,
+                        data: serde_json::from_str(&data).expect("JSON data"),
+                    };
+                }
+                let chunk = self
+                    .response
+                    .chunk()
+                    .await
+                    .expect("stream readable")
+                    .expect("the feed stays open");
+                self.buffer
+                    .push_str(std::str::from_utf8(&chunk).expect("UTF-8"));
+            }
+        })
+        .await
+        .expect("a message in time")
+    }
+
+    /// The next `n` messages.
+    async fn take(&mut self, n: usize) -> Vec<Message> {
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            out.push(self.next().await);
+        }
+        out
+    }
+
+    /// Nothing more arrives for a moment.
+    async fn assert_quiet(&mut self) {
+        let more = tokio::time::timeout(Duration::from_millis(500), self.response.chunk()).await;
+        if let Ok(Ok(Some(chunk))) = more {
+            let text = String::from_utf8_lossy(&chunk);
+            assert!(
+                text.trim_start().starts_with(':'),
+                "unexpected message: {text}"
+            );
+        }
+    }
+}
+
+fn versions(messages: &[Message]) -> Vec<u64> {
+    messages
+        .iter()
+        .map(|m| m.data["version"].as_u64().expect("version"))
+        .collect()
+}
+
+fn types(messages: &[Message]) -> Vec<&str> {
+    messages
+        .iter()
+        .map(|m| m.data["event_type"].as_str().expect("event_type"))
+        .collect()
+}
+
+#[tokio::test]
+async fn an_order_feed_starts_with_a_snapshot_then_sends_each_change_as_it_commits() {
+    // Arrange
+    let app = spawn_app().await;
+    let store = app.store_with_products().await;
+    let alice = app.customer("alice");
+    let order = app.draft_with_tea(&alice, store).await;
+    let mut feed = Sse::open(&app, &format!("/v1/orders/{order}/live"), &alice, None).await;
+
+    // Act + assert: the order as it stands, then its changes.
+    let snapshot = feed.next().await;
+    assert_eq!(snapshot.kind, "snapshot");
+    assert_eq!(snapshot.id, "2");
+    assert_eq!(snapshot.data["id"], order.to_string());
+    assert_eq!(snapshot.data["status"], "draft");
+    assert_eq!(snapshot.data["total_minor"], 450);
+
+    app.add_item(&alice, order, "CAKE", 2)
+        .await
+        .assert_status(200);
+    app.place(&alice, order).await.assert_status(200);
+    app.confirm_internally(order).await;
+    let changes = feed.take(3).await;
+    assert_eq!(
+        types(&changes),
+        ["ItemAdded", "OrderPlaced", "OrderConfirmed"]
+    );
+    assert_eq!(versions(&changes), [3, 4, 5]);
+    assert!(changes.iter().all(|m| m.kind == "event"));
+    assert_eq!(
+        changes.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
+        ["3", "4", "5"]
+    );
+    assert_eq!(changes[0].data["order_id"], order.to_string());
+    assert_eq!(changes[0].data["payload"]["sku"], "CAKE");
+    feed.assert_quiet().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_feed_sees_every_version_once_and_in_order_while_commands_race() {
+    // Arrange: a feed opened while 30 items are being added concurrently.
+    let app = spawn_app().await;
+    let store = app.store_with_products().await;
+    app.add_products(store, 30).await;
+    let admin = app.admin();
+    let order = app.create_order(&admin, store).await;
+    let writers: Vec<_> = (1..=30)
+        .map(|i| {
+            let (client, address, token) =
+                (app.client.clone(), app.address.clone(), admin.token.clone());
+            tokio::spawn(async move {
+                // 409 (too many concurrent writers) is an allowed answer; retry until added
+                loop {
+                    let r = client
+                        .post(format!("{address}/v1/orders/{order}/items"))
+                        .bearer_auth(&token)
+                        .json(&json!({"sku": format!("P{i}"), "quantity": 1}))
+                        .send()
+                        .await
+                        .expect("sent");
+                    if r.status() == 200 {
+                        return;
+                    }
+                    assert_eq!(r.status(), 409);
+                }
+            })
+        })
+        .collect();
+    let mut feed = Sse::open(&app, &format!("/v1/orders/{order}/live"), &admin, None).await;
+
+    // Act
+    for w in writers {
+        w.await.expect("writer");
+    }
+    let snapshot = feed.next().await;
+    let from: u64 = snapshot.id.parse().expect("version");
+    let rest = feed.take(usize::try_from(31 - from).expect("small")).await;
+
+    // Assert: after the snapshot, each later version exactly once, in order.
+    assert_eq!(snapshot.kind, "snapshot");
+    assert_eq!(versions(&rest), (from + 1..=31).collect::<Vec<_>>());
+    feed.assert_quiet().await;
+}
+
+#[tokio::test]
+async fn a_resumed_order_feed_gets_exactly_what_it_missed() {
+    // Arrange: the client saw version 2, then went away while the order moved on.
+    let app = spawn_app().await;
+    let store = app.store_with_products().await;
+    let alice = app.customer("alice");
+    let order = app.draft_with_tea(&alice, store).await;
+    app.add_item(&alice, order, "CAKE", 1)
+        .await
+        .assert_status(200);
+    app.place(&alice, order).await.assert_status(200);
+
+    // Act
+    let mut feed = Sse::open(&app, &format!("/v1/orders/{order}/live"), &alice, Some("2")).await;
+    let missed = feed.take(2).await;
+    app.confirm_internally(order).await;
+    let live = feed.next().await;
+
+    // Assert: no snapshot, the missed events, then the live one.
+    assert_eq!(types(&missed), ["ItemAdded", "OrderPlaced"]);
+    assert_eq!(versions(&missed), [3, 4]);
+    assert_eq!(types(std::slice::from_ref(&live)), ["OrderConfirmed"]);
+    assert_eq!(live.id, "5");
+    feed.assert_quiet().await;
+}
+
+#[tokio::test]
+async fn a_store_feed_carries_its_own_orders_and_resumes_after_its_last_id() {
+    // Arrange: two stores; the feed of the first, for its staff.
+    let app = spawn_app().await;
+    let a = app.store_with_products().await;
+    let b = app.store_with_products().await;
+    let staff = app.staff(a);
+    let admin = app.admin();
+    let mut feed = Sse::open(&app, &format!("/v1/stores/{a}/live"), &staff, None).await;
+
+    // Act 1: orders in both stores.
+    let in_a = app.draft_with_tea(&admin, a).await;
+    let in_b = app.draft_with_tea(&admin, b).await;
+    app.place(&admin, in_b).await.assert_status(200);
+    app.place(&admin, in_a).await.assert_status(200);
+    let seen = feed.take(3).await;
+
+    // Assert 1: only store A's, in log order.
+    assert!(
+        seen.iter().all(|m| m.data["order_id"] == in_a.to_string()),
+        "{seen:?}"
+    );
+    assert_eq!(types(&seen), ["OrderCreated", "ItemAdded", "OrderPlaced"]);
+    feed.assert_quiet().await;
+    drop(feed);
+
+    // Act 2: changes while the client is away, then it comes back with its last id.
+    app.confirm_internally(in_a).await;
+    app.confirm_internally(in_b).await;
+    app.set_status(&admin, in_a, "preparing")
+        .await
+        .assert_status(200);
+    let last = seen.last().expect("seen").id.clone();
+    let mut feed = Sse::open(&app, &format!("/v1/stores/{a}/live"), &staff, Some(&last)).await;
+    let missed = feed.take(2).await;
+    let another = app.draft_with_tea(&admin, a).await;
+    let live = feed.take(2).await;
+
+    // Assert 2: exactly the missed events of store A, then live ones.
+    assert_eq!(types(&missed), ["OrderConfirmed", "PreparationStarted"]);
+    assert!(missed
+        .iter()
+        .all(|m| m.data["order_id"] == in_a.to_string()));
+    assert_eq!(types(&live), ["OrderCreated", "ItemAdded"]);
+    assert!(live
+        .iter()
+        .all(|m| m.data["order_id"] == another.to_string()));
+    feed.assert_quiet().await;
+}
+
+#[tokio::test]
+async fn the_websocket_feed_sends_the_same_messages_as_frames() {
+    // Arrange
+    let app = spawn_app().await;
+    let store = app.store_with_products().await;
+    let alice = app.customer("alice");
+    let order = app.draft_with_tea(&alice, store).await;
+    let url = format!(
+        "{}/v1/orders/{order}/live?access_token={}",
+        app.address.replace("http://", "ws://"),
+        alice.token
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("WebSocket upgrade");
+    let mut next = async || loop {
+        let frame = tokio::time::timeout(PATIENCE, socket.next())
+            .await
+            .expect("a frame in time")
+            .expect("socket open")
+            .expect("frame");
+        if let tungstenite::Message::Text(text) = frame {
+            return serde_json::from_str::<Value>(&text).expect("JSON frame");
+        }
+    };
+
+    // Act + assert
+    let snapshot = next().await;
+    assert_eq!(snapshot["type"], "snapshot");
+    assert_eq!(snapshot["id"], "2");
+    assert_eq!(snapshot["data"]["status"], "draft");
+    app.place(&alice, order).await.assert_status(200);
+    let placed = next().await;
+    assert_eq!(placed["type"], "event");
+    assert_eq!(placed["id"], "3");
+    assert_eq!(placed["data"]["event_type"], "OrderPlaced");
+    socket.close(None).await.expect("close");
+}
+
+#[tokio::test]
+async fn a_closed_feed_is_counted_and_its_follower_stops() {
+    let app = spawn_app().await;
+    let store = app.store_with_products().await;
+    let admin = app.admin();
+    let order = app.draft_with_tea(&admin, store).await;
+    let gauge = |text: &str, name: &str| -> i64 {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let metrics = async || {
+        app.client
+            .get(format!("{}/metrics", app.address))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text")
+    };
+
+    let mut feed = Sse::open(&app, &format!("/v1/orders/{order}/live"), &admin, None).await;
+    feed.next().await;
+    let open = metrics().await;
+    assert_eq!(gauge(&open, "live_feeds_open{feed=\"order\"}"), 1, "{open}");
+    assert_eq!(
+        gauge(&open, "log_reader_active{reader=\"live\"}"),
+        1,
+        "{open}"
+    );
+    drop(feed);
+
+    // The service notices a client gone when writing to it: keep the order changing.
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        app.add_item(&admin, order, "TEA", 1)
+            .await
+            .assert_status(200);
+        let now = metrics().await;
+        if gauge(&now, "live_feeds_open{feed=\"order\"}") == 0
+            && gauge(&now, "log_reader_active{reader=\"live\"}") == 0
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{now}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn live_feeds_refuse_like_the_rest_of_the_api() {
+    let app = spawn_app().await;
+    let a = app.store_with_products().await;
+    let b = app.store_with_products().await;
+    let alice = app.customer("alice");
+    let order = app.draft_with_tea(&alice, a).await;
+    let order_feed = format!("/v1/orders/{order}/live");
+    let store_feed = format!("/v1/stores/{a}/live");
+    let sse: &[(&str, &str)] = &[("accept", "text/event-stream")];
+
+    let cases = [
+        Case::new(&order_feed, None, sse, 401, "token-missing"),
+        Case::new(
+            &order_feed,
+            None,
+            &[
+                ("accept", "text/event-stream"),
+                ("authorization", "Bearer nope"),
+            ],
+            401,
+            "token-malformed",
+        ),
+        Case::new(
+            &order_feed,
+            Some(app.customer("bob")),
+            sse,
+            404,
+            "order-not-found",
+        ),
+        Case::new(
+            &format!("/v1/orders/{}/live", Uuid::new_v4()),
+            Some(app.admin()),
+            sse,
+            404,
+            "order-not-found",
+        ),
+        Case::new(
+            "/v1/orders/not-a-uuid/live",
+            Some(app.admin()),
+            sse,
+            400,
+            "invalid-parameter",
+        ),
+        Case::new(
+            &order_feed,
+            Some(alice.clone()),
+            &[("accept", "text/event-stream"), ("last-event-id", "three")],
+            400,
+            "invalid-parameter",
+        ),
+        Case::new(
+            &order_feed,
+            Some(alice.clone()),
+            &[("accept", "application/json")],
+            406,
+            "not-acceptable",
+        ),
+        Case::new(&store_feed, Some(alice.clone()), sse, 403, "forbidden"),
+        Case::new(&store_feed, Some(app.staff(b)), sse, 403, "forbidden"),
+        Case::new(
+            &format!("/v1/stores/{}/live", Uuid::new_v4()),
+            Some(app.admin()),
+            sse,
+            404,
+            "store-not-found",
+        ),
+        Case::new(
+            &store_feed,
+            Some(app.staff(a)),
+            &[("accept", "text/event-stream"), ("last-event-id", "12")],
+            400,
+            "invalid-parameter",
+        ),
+    ];
+    for c in cases {
+        let answer = app
+            .send(Method::GET, &c.path, c.who.as_ref(), None, c.headers)
+            .await;
+        assert_eq!(
+            answer.status.as_u16(),
+            c.status,
+            "{} {:?}: {}",
+            c.path,
+            c.headers,
+            answer.text
+        );
+        answer.assert_problem(c.status, c.slug);
+    }
+    let missing = app.send(Method::GET, &order_feed, None, None, sse).await;
+    assert!(missing.header("www-authenticate").is_some());
+    let post = app
+        .send(Method::POST, &order_feed, Some(&alice), None, sse)
+        .await;
+    post.assert_problem(405, "method-not-allowed");
+
+    // The token may come in the query (browsers' EventSource cannot send headers).
+    let response = app
+        .client
+        .get(format!(
+            "{}{order_feed}?access_token={}",
+            app.address, alice.token
+        ))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 200);
+}
+
+/// One refused request: where, by whom, with which headers, and the answer expected.
+struct Case<'a> {
+    path: String,
+    who: Option<Who>,
+    headers: &'a [(&'a str, &'a str)],
+    status: u16,
+    slug: &'static str,
+}
+
+impl<'a> Case<'a> {
+    fn new(
+        path: &str,
+        who: Option<Who>,
+        headers: &'a [(&'a str, &'a str)],
+        status: u16,
+        slug: &'static str,
+    ) -> Self {
+        Self {
+            path: path.to_owned(),
+            who,
+            headers,
+            status,
+            slug,
+        }
+    }
+}
