@@ -32,6 +32,7 @@ pub struct Settings {
     pub log: LogSettings,
     pub limits: LimitSettings,
     pub workers: WorkerSettings,
+    pub live: LiveSettings,
 }
 
 /// Which background workers this process runs. Each log reader is single-active across
@@ -159,6 +160,14 @@ pub struct LogSettings {
     pub format: Option<LogFormat>,
 }
 
+/// Live feeds (`/v1/orders/{id}/live`, `/v1/stores/{id}/live`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct LiveSettings {
+    /// Batches of new events a feed may fall behind (its client reading slowly) before it
+    /// reads what it missed from the database instead; memory is this many batches at most.
+    pub broadcast_batches: usize,
+}
+
 /// Bounds on what one request may ask for (DESIGN §10: bodies size-limited, lists bounded).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct LimitSettings {
@@ -219,6 +228,9 @@ impl Default for Settings {
             workers: WorkerSettings {
                 projector: true,
                 sagas: true,
+            },
+            live: LiveSettings {
+                broadcast_batches: crate::workers::live::BROADCAST_BATCHES,
             },
         }
     }

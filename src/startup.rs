@@ -106,7 +106,12 @@ impl Application {
         } else {
             None
         };
-        let live = LiveFeeds::new(pool.clone(), metrics.clone(), appended.clone());
+        let live = LiveFeeds::new(
+            pool.clone(),
+            metrics.clone(),
+            appended.clone(),
+            settings.live.broadcast_batches,
+        );
         let state = AppState {
             pool,
             orders: Arc::new(orders),

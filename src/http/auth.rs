@@ -105,6 +105,9 @@ pub struct Principal {
     pub roles: BTreeSet<Role>,
     /// Stores a staff member may act on; meaningless for other roles.
     pub store_ids: Vec<Uuid>,
+    /// When the token stops being valid (its `exp`, seconds since the Unix epoch): what
+    /// outlives the request, a live feed, ends then.
+    pub expires_at: u64,
 }
 
 impl Principal {
@@ -392,6 +395,7 @@ fn principal_from(claims: Claims) -> Result<Principal, AuthError> {
         subject: claims.sub,
         roles,
         store_ids: claims.store_ids,
+        expires_at: claims.exp,
     })
 }
 
@@ -528,6 +532,7 @@ mod tests {
             subject: "someone".to_owned(),
             roles: roles.iter().copied().collect(),
             store_ids: store_ids.to_vec(),
+            expires_at: u64::MAX,
         }
     }
 
@@ -547,6 +552,15 @@ mod tests {
         );
         assert_eq!(principal.store_ids, vec![store]);
         assert_eq!(principal.id_namespace_key(), "bob");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        assert!(
+            (now + 3590..=now + 3600).contains(&principal.expires_at),
+            "{}",
+            principal.expires_at
+        );
     }
 
     #[test]

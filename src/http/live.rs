@@ -14,10 +14,15 @@
 //!   now.
 //! * **Tokens** as everywhere (`Authorization: Bearer`), or as `?access_token=` for the
 //!   browser's `EventSource` and `WebSocket`, which cannot send headers (the query string is
-//!   never logged).
+//!   never logged). A feed ends when the token that opened it expires: the client reconnects
+//!   with a fresh one and resumes.
+//! * A resume id past the order's version (another order's, or from before a restore) is not
+//!   one of its messages: the feed starts with the snapshot instead.
 //!
 //! These two routes sit beside the OpenAPI service rather than in it (OpenAPI describes
 //! neither WebSocket nor one path that answers both); errors are the same problem documents.
+
+use std::time::Duration;
 
 use futures::{SinkExt as _, StreamExt as _};
 use order_projections::queries as read;
@@ -28,6 +33,7 @@ use poem::web::{Data, Path};
 use poem::{handler, IntoResponse, Request, Response};
 use poem_openapi::types::ToJSON as _;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::auth::{AuthError, Principal, Role};
@@ -50,23 +56,37 @@ pub async fn order_live(
         let p = principal(req, state)?;
         let order_id = uuid_of(&id)?;
         let transport = transport(req, ws)?;
-        let start = if let Some(raw) = resume_id(req) {
-            let after: u64 = raw.trim().parse().map_err(|_| {
-                invalid(
-                    "the resume id (`Last-Event-ID` or `after`) of an order feed is a \
-                     version: a non-negative integer",
-                )
-            })?;
-            read::logged_order(&state.pool, order_id)
-                .await
-                .map_err(db)?
-                .filter(|o| can_see_order_of(&p, &o.customer_id, o.store_id))
-                .ok_or_else(ApiError::order_not_found)?;
-            OrderStart::After(i64::try_from(after).unwrap_or(i64::MAX))
+        let after = resume_id(req)
+            .map(|raw| {
+                raw.trim().parse::<u64>().map_err(|_| {
+                    invalid(
+                        "the resume id (`Last-Event-ID` or `after`) of an order feed is a \
+                         version: a non-negative integer",
+                    )
+                })
+            })
+            .transpose()?;
+        let resumable = match after {
+            Some(after) => {
+                let logged = read::logged_order(&state.pool, order_id)
+                    .await
+                    .map_err(db)?
+                    .filter(|o| can_see_order_of(&p, &o.customer_id, o.store_id))
+                    .ok_or_else(ApiError::order_not_found)?;
+                // an id past the order's version is not one of its messages (another order's,
+                // or from before a restore): the client gets the order as it stands instead
+                i64::try_from(after).ok().filter(|&a| a <= logged.version)
+            }
+            None => None,
+        };
+        let start = if let Some(after) = resumable {
+            OrderStart::After(after)
         } else {
             let order = fresh_order(state, &p, order_id, None).await?;
             let version = order.summary.version;
-            let detail = detail_view(order)?.to_json().unwrap_or_default();
+            let detail = detail_view(order)?
+                .to_json()
+                .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("an order's detail as JSON")))?;
             OrderStart::Snapshot { version, detail }
         };
         let messages = state
@@ -74,7 +94,7 @@ pub async fn order_live(
             .order(order_id, start)
             .await
             .map_err(ApiError::Unavailable)?;
-        Ok::<_, ApiError>(respond(transport, messages))
+        Ok::<_, ApiError>(respond(transport, messages, expiry(&p)))
     };
     Ok(open.await?)
 }
@@ -117,7 +137,7 @@ pub async fn store_live(
             .store(store_id, after)
             .await
             .map_err(ApiError::Unavailable)?;
-        Ok::<_, ApiError>(respond(transport, messages))
+        Ok::<_, ApiError>(respond(transport, messages, expiry(&p)))
     };
     Ok(open.await?)
 }
@@ -151,7 +171,11 @@ fn transport(req: &Request, ws: Option<WebSocket>) -> Result<Transport, ApiError
     }
 }
 
-fn respond(transport: Transport, messages: mpsc::Receiver<LiveMessage>) -> Response {
+fn respond(
+    transport: Transport,
+    messages: mpsc::Receiver<LiveMessage>,
+    expires: Instant,
+) -> Response {
     match transport {
         Transport::Sse => {
             let events = futures::stream::unfold(messages, |mut messages| async move {
@@ -160,7 +184,9 @@ fn respond(transport: Transport, messages: mpsc::Receiver<LiveMessage>) -> Respo
                     .event_type(m.kind)
                     .id(m.id);
                 Some((event, messages))
-            });
+            })
+            // the feed ends with the token; the client reconnects with a fresh one
+            .take_until(tokio::time::sleep_until(expires));
             let mut response = SSE::new(events).keep_alive(KEEP_ALIVE).into_response();
             response.headers_mut().insert(
                 header::CACHE_CONTROL,
@@ -169,41 +195,63 @@ fn respond(transport: Transport, messages: mpsc::Receiver<LiveMessage>) -> Respo
             response
         }
         Transport::WebSocket(ws) => ws
-            .on_upgrade(move |socket| pump(socket, messages))
+            .on_upgrade(move |socket| pump(socket, messages, expires))
             .into_response(),
     }
 }
 
-/// Sends the feed's messages as text frames until either side ends; pings while idle. A feed
-/// that ends from the service's side (stopping, or the database failed) closes the socket,
-/// so the client reconnects and resumes.
-async fn pump(socket: WebSocketStream, mut messages: mpsc::Receiver<LiveMessage>) {
+/// When the caller's token expires, as a deadline for its feed.
+fn expiry(p: &Principal) -> Instant {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    // far enough for "never" without overflowing the clock
+    let left = p.expires_at.saturating_sub(now).min(10 * 365 * 24 * 3600);
+    Instant::now() + Duration::from_secs(left)
+}
+
+/// How long a frame may wait for a client that stopped reading before the socket is given up.
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Sends the feed's messages as text frames until either side ends, the token expires, or the
+/// client stops reading for [`SEND_TIMEOUT`]; pings while idle. A feed that ends from the
+/// service's side (stopping, the token expired, the database failed) closes the socket, so the
+/// client reconnects and resumes.
+async fn pump(
+    socket: WebSocketStream,
+    mut messages: mpsc::Receiver<LiveMessage>,
+    expires: Instant,
+) {
     let (mut sink, mut incoming) = socket.split();
     let mut ping = tokio::time::interval(KEEP_ALIVE);
     ping.tick().await;
+    let token_expiry = tokio::time::sleep_until(expires);
+    tokio::pin!(token_expiry);
     loop {
-        tokio::select! {
-            message = messages.recv() => {
-                let Some(m) = message else {
-                    let _ = sink.send(Message::Close(None)).await;
-                    return;
-                };
-                let frame = serde_json::json!({"type": m.kind, "id": m.id, "data": m.data});
-                if sink.send(Message::Text(frame.to_string())).await.is_err() {
-                    return;
+        let frame = tokio::select! {
+            message = messages.recv() => match message {
+                Some(m) => {
+                    let frame = serde_json::json!({"type": m.kind, "id": m.id, "data": m.data});
+                    Message::Text(frame.to_string())
                 }
-            }
+                None => break,
+            },
             frame = incoming.next() => match frame {
                 None | Some(Err(_) | Ok(Message::Close(_))) => return,
-                Some(Ok(_)) => {}
+                Some(Ok(_)) => continue,
             },
-            _ = ping.tick() => {
-                if sink.send(Message::Ping(Vec::new())).await.is_err() {
-                    return;
-                }
-            }
+            _ = ping.tick() => Message::Ping(Vec::new()),
+            () = &mut token_expiry => break,
+        };
+        if !matches!(
+            tokio::time::timeout(SEND_TIMEOUT, sink.send(frame)).await,
+            Ok(Ok(()))
+        ) {
+            return;
         }
     }
+    let _ = tokio::time::timeout(SEND_TIMEOUT, sink.send(Message::Close(None))).await;
 }
 
 /// The caller, from `Authorization: Bearer` or, failing that, `?access_token=`.

@@ -36,14 +36,20 @@ use crate::telemetry::Metrics;
 /// Name of the follower's reader (metric label).
 pub const READER: &str = "live";
 
-/// Batches a feed may fall behind the follower before it catches up from the database.
-const BROADCAST_CAPACITY: usize = 256;
+/// Batches a feed may fall behind the follower before it catches up from the database, by
+/// default (`APP__LIVE__BROADCAST_BATCHES`).
+pub const BROADCAST_BATCHES: usize = 256;
 
 /// Orders whose store the follower remembers (then it forgets them all and starts again).
 const STORE_CACHE_ENTRIES: usize = 100_000;
 
 /// Events read per catch-up query.
 const CATCH_UP_BATCH: u32 = 500;
+
+/// How long a store feed's catch-up waits for its reads to reach where the follower stood
+/// (events the follower read that a later read still holds back behind a transaction that
+/// began before it): then the feed ends and the client resumes.
+const CATCH_UP_PATIENCE: Duration = Duration::from_secs(5);
 
 /// One order event as the feeds carry it.
 #[derive(Debug, Clone)]
@@ -148,6 +154,8 @@ struct Inner {
     pool: PgPool,
     metrics: Arc<Metrics>,
     appended: AppendSignal,
+    /// Batches of the broadcast a feed may fall behind.
+    broadcast_batches: usize,
     /// The running follower, while any feed is open.
     follower: Mutex<Option<Follower>>,
     /// Turns true when the service stops: every feed ends.
@@ -170,6 +178,18 @@ struct Subscription {
     batches: broadcast::Receiver<Arc<[LiveEvent]>>,
     /// Every event after this reaches `batches` (or a lag tells it did not).
     since: Cursor,
+    /// Where the follower stands now (the end of its last broadcast batch).
+    position: watch::Receiver<Cursor>,
+    /// Turns true when the service stops.
+    closing: watch::Receiver<bool>,
+}
+
+impl Subscription {
+    /// Resolves when the service stops (at once if it already has).
+    async fn closed(closing: &mut watch::Receiver<bool>) {
+        // the sender lives as long as the feeds: an error is the same as closing
+        let _ = closing.wait_for(|closing| *closing).await;
+    }
 }
 
 impl Drop for Subscription {
@@ -188,12 +208,20 @@ impl Drop for Subscription {
 }
 
 impl LiveFeeds {
-    pub fn new(pool: PgPool, metrics: Arc<Metrics>, appended: AppendSignal) -> Self {
+    /// The feeds of a process that reads the log from `pool` and is woken by `appended`; a
+    /// feed whose client falls `broadcast_batches` batches behind catches up from the database.
+    pub fn new(
+        pool: PgPool,
+        metrics: Arc<Metrics>,
+        appended: AppendSignal,
+        broadcast_batches: usize,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 pool,
                 metrics,
                 appended,
+                broadcast_batches: broadcast_batches.max(1),
                 follower: Mutex::new(None),
                 closing: watch::Sender::new(false),
             }),
@@ -218,11 +246,12 @@ impl LiveFeeds {
 
     /// Joins the broadcast, starting the follower at the end of the log when none runs.
     async fn subscribe(&self) -> anyhow::Result<Subscription> {
-        anyhow::ensure!(!*self.inner.closing.borrow(), "the service is stopping");
         let mut start = None;
         loop {
             {
                 let mut follower = self.lock_follower();
+                // under the lock: `close` takes the follower under it too, so none starts after
+                anyhow::ensure!(!*self.inner.closing.borrow(), "the service is stopping");
                 if follower.is_none() {
                     if let Some(at) = start {
                         *follower = Some(self.start_follower(at));
@@ -233,6 +262,8 @@ impl LiveFeeds {
                         feeds: self.clone(),
                         batches: f.batches.subscribe(),
                         since: *f.position.borrow(),
+                        position: f.position.subscribe(),
+                        closing: self.inner.closing.subscribe(),
                     });
                 }
             }
@@ -243,7 +274,7 @@ impl LiveFeeds {
     }
 
     fn start_follower(&self, at: Cursor) -> Follower {
-        let (batches, _) = broadcast::channel(BROADCAST_CAPACITY);
+        let (batches, _) = broadcast::channel(self.inner.broadcast_batches);
         let position = Arc::new(watch::Sender::new(at));
         let (stop, stopped) = watch::channel(false);
         let handler = Broadcaster {
@@ -472,7 +503,6 @@ impl OrderFeed {
                 version
             }
         };
-        let mut closing = self.feeds.inner.closing.subscribe();
         if self.catch_up(&mut last).await? == Gone::Yes {
             return Ok(());
         }
@@ -509,7 +539,7 @@ impl OrderFeed {
                     }
                     Err(broadcast::error::RecvError::Closed) => return Ok(()),
                 },
-                _ = closing.changed() => return Ok(()),
+                () = Subscription::closed(&mut subscription.closing) => return Ok(()),
                 () = self.out.closed() => return Ok(()),
             }
         }
@@ -568,12 +598,10 @@ impl StoreFeed {
         mut subscription: Subscription,
         after: Option<Cursor>,
     ) -> anyhow::Result<()> {
-        let mut closing = self.feeds.inner.closing.subscribe();
         let mut last = match after {
-            Some(at) => {
+            Some(mut at) => {
                 self.feeds.caught_up("store", "resume");
-                let mut at = at;
-                if self.catch_up(&mut at).await? == Gone::Yes {
+                if self.catch_up(&mut at, subscription.since).await? == Gone::Yes {
                     return Ok(());
                 }
                 at
@@ -599,43 +627,61 @@ impl StoreFeed {
                     }
                     Err(broadcast::error::RecvError::Lagged(_)) => {
                         self.feeds.caught_up("store", "lagged");
-                        if self.catch_up(&mut last).await? == Gone::Yes {
+                        let now = *subscription.position.borrow();
+                        if self.catch_up(&mut last, now).await? == Gone::Yes {
                             return Ok(());
                         }
                     }
                     Err(broadcast::error::RecvError::Closed) => return Ok(()),
                 },
-                _ = closing.changed() => return Ok(()),
+                () = Subscription::closed(&mut subscription.closing) => return Ok(()),
                 () = self.out.closed() => return Ok(()),
             }
         }
     }
 
-    /// Sends the store's events after `at` from the log (below its horizon, as every reader
-    /// reads it), moving `at` past everything read.
-    async fn catch_up(&self, at: &mut Cursor) -> anyhow::Result<Gone> {
-        let mut conn = self.feeds.inner.pool.acquire().await?;
+    /// Sends the store's events after `at` from the log, moving `at` past everything read, at
+    /// least up to `until` (where the follower stood: the broadcast brings what comes after).
+    /// Holds a connection only while it reads, never while the client is slow to take a
+    /// message.
+    async fn catch_up(&self, at: &mut Cursor, until: Cursor) -> anyhow::Result<Gone> {
         let mut stores = HashMap::new();
+        let patience = tokio::time::Instant::now() + CATCH_UP_PATIENCE;
         loop {
-            let tail = read_tail(&mut conn, *at, i64::from(CATCH_UP_BATCH), None)
-                .await
-                .context("reading the log")?;
-            let Some(end) = tail.last else {
-                return Ok(Gone::No);
+            let (tail, events) = {
+                let mut conn = self.feeds.inner.pool.acquire().await?;
+                let tail = read_tail(&mut conn, *at, i64::from(CATCH_UP_BATCH), None)
+                    .await
+                    .context("reading the log")?;
+                if stores.len() > STORE_CACHE_ENTRIES {
+                    stores.clear();
+                }
+                let events = with_stores(&mut conn, &tail.events, &mut stores).await?;
+                (tail, events)
             };
-            for e in with_stores(&mut conn, &tail.events, &mut stores).await? {
-                if e.store_id == Some(self.store_id)
-                    && self
-                        .send(LiveMessage::event(store_feed_id(e.at), &e)?)
-                        .await
-                        .is_err()
+            for e in events.iter().filter(|e| e.store_id == Some(self.store_id)) {
+                if self
+                    .send(LiveMessage::event(store_feed_id(e.at), e)?)
+                    .await
+                    .is_err()
                 {
                     return Ok(Gone::Yes);
                 }
             }
-            *at = end;
+            if let Some(end) = tail.last {
+                *at = end;
+            }
             if tail.scanned < CATCH_UP_BATCH as usize {
-                return Ok(Gone::No);
+                if *at >= until {
+                    return Ok(Gone::No);
+                }
+                // this read's horizon is behind the follower's: a transaction that began
+                // meanwhile still runs; the events up to `until` are committed, look again
+                anyhow::ensure!(
+                    tokio::time::Instant::now() < patience,
+                    "the log's horizon stayed behind the live feed follower"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }
     }

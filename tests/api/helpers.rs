@@ -298,11 +298,17 @@ pub struct Who {
 
 impl TestApp {
     pub fn token(&self, sub: &str, roles: &[Role], stores: &[Uuid]) -> Who {
+        self.token_valid_for(sub, roles, stores, Duration::from_secs(600))
+    }
+    pub fn token_valid_for(
+        &self,
+        sub: &str,
+        roles: &[Role],
+        stores: &[Uuid],
+        ttl: Duration,
+    ) -> Who {
         Who {
-            token: self
-                .minter
-                .mint(sub, roles, stores, Duration::from_secs(600))
-                .expect("mint"),
+            token: self.minter.mint(sub, roles, stores, ttl).expect("mint"),
             sub: sub.to_owned(),
         }
     }

@@ -5,12 +5,15 @@
 use std::time::Duration;
 
 use futures::StreamExt as _;
+use order_service::http::auth::Role;
+use order_service::workers::live::{LiveMessage, OrderStart};
 use reqwest::Method;
 use serde_json::{json, Value};
+use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite;
 use uuid::Uuid;
 
-use crate::helpers::{spawn_app, TestApp, Who};
+use crate::helpers::{spawn_app, spawn_app_with, TestApp, Who};
 
 /// Longer than any wait for a message on a working feed.
 const PATIENCE: Duration = Duration::from_secs(15);
@@ -330,29 +333,150 @@ async fn the_websocket_feed_sends_the_same_messages_as_frames() {
     socket.close(None).await.expect("close");
 }
 
+/// The service's `/metrics` page.
+async fn metrics_text(app: &TestApp) -> String {
+    app.client
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text")
+}
+
+/// The value of the sample `name` (with its labels) on a metrics page; 0 when absent.
+fn gauge(text: &str, name: &str) -> i64 {
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The next `n` messages of a feed opened in-process.
+async fn receive(feed: &mut mpsc::Receiver<LiveMessage>, n: usize) -> Vec<LiveMessage> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let m = tokio::time::timeout(PATIENCE, feed.recv())
+            .await
+            .expect("a message in time")
+            .expect("the feed stays open");
+        out.push(m);
+    }
+    out
+}
+
+#[tokio::test]
+async fn feeds_whose_client_stops_reading_catch_up_from_the_database_without_a_gap() {
+    // Arrange: a broadcast one batch deep; an order feed and a store feed, opened in-process,
+    // whose messages nobody takes yet (a feed holds 64, then it stops taking batches).
+    let app = spawn_app_with(|s| s.live.broadcast_batches = 1).await;
+    let store = app.store_with_products().await;
+    app.add_products(store, 30).await;
+    let admin = app.admin();
+    let order = app.draft_with_tea(&admin, store).await;
+    let live = &app.app_state.live;
+    let mut order_feed = live
+        .order(order, OrderStart::After(2))
+        .await
+        .expect("order feed");
+    let mut store_feed = live.store(store, None).await.expect("store feed");
+
+    // Act: 90 changes, each its own batch, then the client reads again.
+    for i in 0..90 {
+        app.add_item(&admin, order, &format!("P{}", i % 30 + 1), 1)
+            .await
+            .assert_status(200);
+    }
+    let of_order = receive(&mut order_feed, 90).await;
+    let of_store = receive(&mut store_feed, 90).await;
+
+    // Assert: both fell behind, and still carry every version once, in order.
+    let versions = |ms: &[LiveMessage]| -> Vec<i64> {
+        ms.iter()
+            .map(|m| m.data["version"].as_i64().expect("version"))
+            .collect()
+    };
+    assert_eq!(versions(&of_order), (3..=92).collect::<Vec<_>>());
+    assert_eq!(versions(&of_store), (3..=92).collect::<Vec<_>>());
+    let ids: Vec<&str> = of_order.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(ids.first(), Some(&"3"));
+    let page = metrics_text(&app).await;
+    for feed in ["order", "store"] {
+        let lagged = format!("live_catch_ups_total{{feed=\"{feed}\",reason=\"lagged\"}}");
+        assert!(gauge(&page, &lagged) >= 1, "{feed}: {page}");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        order_feed.try_recv().is_err(),
+        "nothing more on the order feed"
+    );
+    assert!(
+        store_feed.try_recv().is_err(),
+        "nothing more on the store feed"
+    );
+}
+
+#[tokio::test]
+async fn a_resume_id_the_order_never_reached_gets_the_snapshot() {
+    // Arrange: an order at version 2, and a client with an id from elsewhere.
+    let app = spawn_app().await;
+    let store = app.store_with_products().await;
+    let alice = app.customer("alice");
+    let order = app.draft_with_tea(&alice, store).await;
+
+    // Act
+    let mut feed = Sse::open(
+        &app,
+        &format!("/v1/orders/{order}/live"),
+        &alice,
+        Some("41"),
+    )
+    .await;
+    let first = feed.next().await;
+
+    // Assert: the order as it stands, whose id is what to resume with from now on.
+    assert_eq!(first.kind, "snapshot");
+    assert_eq!(first.id, "2");
+    assert_eq!(first.data["version"], 2);
+    feed.assert_quiet().await;
+}
+
+#[tokio::test]
+async fn a_feed_ends_when_the_token_that_opened_it_expires() {
+    // Arrange: a token good for two more seconds.
+    let app = spawn_app().await;
+    let store = app.store_with_products().await;
+    let alice = app.customer("alice");
+    let order = app.draft_with_tea(&alice, store).await;
+    let brief = app.token_valid_for("alice", &[Role::Customer], &[], Duration::from_secs(2));
+    let mut feed = Sse::open(&app, &format!("/v1/orders/{order}/live"), &brief, None).await;
+    assert_eq!(feed.next().await.kind, "snapshot");
+    let opened = std::time::Instant::now();
+
+    // Act: read until the service ends the stream.
+    let ended = tokio::time::timeout(PATIENCE, async {
+        while feed.response.chunk().await.expect("readable").is_some() {}
+    })
+    .await;
+
+    // Assert: it ended, at the expiry rather than at once.
+    assert!(ended.is_ok(), "the feed outlived its token");
+    assert!(
+        opened.elapsed() >= Duration::from_millis(500),
+        "{:?}",
+        opened.elapsed()
+    );
+}
+
 #[tokio::test]
 async fn a_closed_feed_is_counted_and_its_follower_stops() {
     let app = spawn_app().await;
     let store = app.store_with_products().await;
     let admin = app.admin();
     let order = app.draft_with_tea(&admin, store).await;
-    let gauge = |text: &str, name: &str| -> i64 {
-        text.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    let metrics = async || {
-        app.client
-            .get(format!("{}/metrics", app.address))
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text")
-    };
+    let metrics = async || metrics_text(&app).await;
 
     let mut feed = Sse::open(&app, &format!("/v1/orders/{order}/live"), &admin, None).await;
     feed.next().await;
@@ -409,6 +533,13 @@ async fn live_feeds_refuse_like_the_rest_of_the_api() {
             &order_feed,
             Some(app.customer("bob")),
             sse,
+            404,
+            "order-not-found",
+        ),
+        Case::new(
+            &order_feed,
+            Some(app.customer("bob")),
+            &[("accept", "text/event-stream"), ("last-event-id", "1")],
             404,
             "order-not-found",
         ),
