@@ -49,6 +49,12 @@ pub async fn pgbench_insert(
     sqlx::query("create table if not exists bench_baseline_events (like events including all)")
         .execute(&service.pool)
         .await?;
+    // every run from an empty table: a bigger one is a slower baseline (its random keys touch
+    // more index pages, each written in full to the WAL once after a checkpoint)
+    sqlx::query("truncate bench_baseline_events")
+        .execute(&service.pool)
+        .await?;
+    sqlx::query("checkpoint").execute(&service.pool).await?;
     let script = format!(
         "insert into bench_baseline_events (aggregate_type, aggregate_id, sequence, event_type, \
          event_version, payload, metadata) values ('Order', gen_random_uuid()::text, 1, \

@@ -38,6 +38,19 @@ impl Outcome {
         self.latency.value_at_quantile(q) as f64 / 1000.0
     }
 
+    /// This run and `other` as one: counts and time added, latencies pooled.
+    pub fn absorb(&mut self, other: &Self) {
+        self.ok += other.ok;
+        self.errors += other.errors;
+        if self.first_error.is_none() {
+            self.first_error.clone_from(&other.first_error);
+        }
+        self.elapsed += other.elapsed;
+        self.latency
+            .add(&other.latency)
+            .expect("histograms of the same bounds");
+    }
+
     pub fn to_json(&self) -> Value {
         json!({
             "name": self.name,

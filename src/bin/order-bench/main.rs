@@ -119,7 +119,8 @@ async fn run(
     let only_baselines = args.scenario == Which::Baselines;
     // the seed's writes flushed before anything is measured
     scenarios::settle(svc).await?;
-    let needs_insert = only_baselines || wants(Which::AddItem) || wants(Which::Commands);
+    // (add-item measures its own, interleaved with its rounds)
+    let needs_insert = only_baselines || wants(Which::Commands);
     let pg_insert = if needs_insert {
         Some(baseline::pgbench_insert(svc, k.concurrency, k.duration).await?)
     } else {
@@ -158,10 +159,7 @@ async fn run(
     if args.scenario != Which::Baselines {
         if wants(Which::AddItem) {
             settle().await?;
-            add(
-                scenarios::add_item(svc, k, pg_insert.as_ref()).await?,
-                &mut rows,
-            );
+            add(scenarios::add_item(svc, k).await?, &mut rows);
         }
         if wants(Which::Commands) {
             settle().await?;
