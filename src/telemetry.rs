@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use prometheus::{
-    GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry,
 };
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
@@ -151,6 +152,13 @@ pub struct Metrics {
     pub live_catch_ups: IntCounterVec,
     /// Live feeds ended by a failure (the database), by feed; their clients resume.
     pub live_feed_failures: IntCounterVec,
+    /// Commands per append statement (the group writer, `store::append`).
+    pub append_batch_commands: Histogram,
+    /// Time per append statement, queueing excluded.
+    pub append_seconds: Histogram,
+    /// Batches written command by command because one of them conflicted (or the statement
+    /// failed).
+    pub append_batches_apart: IntCounter,
 }
 
 impl Metrics {
@@ -336,6 +344,28 @@ impl Metrics {
             ),
             &["feed", "reason"],
         )?;
+        let append_batch_commands = Histogram::with_opts(
+            HistogramOpts::new(
+                "event_append_batch_commands",
+                "Commands whose events one append statement wrote",
+            )
+            .buckets(vec![
+                1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 500.0,
+            ]),
+        )?;
+        let append_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "event_append_seconds",
+                "Time per append statement (its commit included, queueing excluded)",
+            )
+            .buckets(vec![
+                0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+            ]),
+        )?;
+        let append_batches_apart = IntCounter::with_opts(Opts::new(
+            "event_append_batches_apart_total",
+            "Append batches written command by command after a conflict or a failure",
+        ))?;
         let live_feed_failures = IntCounterVec::new(
             Opts::new(
                 "live_feed_failures_total",
@@ -373,6 +403,9 @@ impl Metrics {
             Box::new(live_messages.clone()),
             Box::new(live_catch_ups.clone()),
             Box::new(live_feed_failures.clone()),
+            Box::new(append_batch_commands.clone()),
+            Box::new(append_seconds.clone()),
+            Box::new(append_batches_apart.clone()),
         ] {
             registry.register(c)?;
         }
@@ -407,7 +440,21 @@ impl Metrics {
             live_messages,
             live_catch_ups,
             live_feed_failures,
+            append_batch_commands,
+            append_seconds,
+            append_batches_apart,
         }))
+    }
+
+    /// One append statement: how many commands it wrote, how long it took, and whether it was
+    /// written command by command instead.
+    pub fn observe_append(&self, commands: usize, took: std::time::Duration, apart: bool) {
+        #[expect(clippy::cast_precision_loss, reason = "a count for a histogram")]
+        self.append_batch_commands.observe(commands as f64);
+        self.append_seconds.observe(took.as_secs_f64());
+        if apart {
+            self.append_batches_apart.inc();
+        }
     }
 
     /// The Prometheus text exposition of every metric.

@@ -1,12 +1,14 @@
-//! The event store's repository: postgres-es for reading, one statement for appending.
+//! The event store's repository: postgres-es for reading, the group writer for appending.
 //!
 //! postgres-es appends a command's events in its own transaction, one `INSERT` per event:
-//! `BEGIN`, N inserts, `COMMIT`, so N + 2 round trips for every command. [`EventLog`] appends
-//! them all with a single `INSERT ... SELECT FROM unnest(...)`, which PostgreSQL runs atomically
-//! in its own implicit transaction: one round trip, whatever N. The primary key
+//! `BEGIN`, N inserts, `COMMIT`, so N + 2 round trips for every command. [`EventLog`] hands
+//! them to the [`Appender`], which writes the events of concurrent commands in one statement
+//! and one commit, each command's all or none (`store::append`). The primary key
 //! `(aggregate_type, aggregate_id, sequence)` still turns a concurrent writer of the same
 //! sequence into an optimistic-lock conflict. Reads are postgres-es' own. After each append the
 //! log readers are woken through the [`AppendSignal`].
+
+use std::sync::Arc;
 
 use cqrs_es::persist::{
     PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot,
@@ -16,29 +18,25 @@ use postgres_es::PostgresEventRepository;
 use serde_json::Value;
 use sqlx::PgPool;
 
+use super::append::{Appender, Rows};
 use crate::log::AppendSignal;
+use crate::telemetry::Metrics;
 
 /// The event store's repository (see the module docs).
 pub struct EventLog {
-    pool: PgPool,
     reads: PostgresEventRepository,
-    appended: AppendSignal,
+    appender: Appender,
 }
 
 impl EventLog {
-    pub fn new(pool: PgPool, appended: AppendSignal) -> Self {
+    /// Reads from `pool`; appends through a group writer of its own on the current runtime.
+    pub fn new(pool: PgPool, appended: AppendSignal, metrics: Arc<Metrics>) -> Self {
         Self {
             reads: PostgresEventRepository::new(pool.clone()),
-            pool,
-            appended,
+            appender: Appender::start(pool, appended, metrics),
         }
     }
 }
-
-const APPEND: &str = "insert into events
-    (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
-    select * from unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[],
-                         $6::jsonb[], $7::jsonb[])";
 
 impl PersistedEventRepository for EventLog {
     async fn get_events<A: Aggregate>(
@@ -79,49 +77,20 @@ impl PersistedEventRepository for EventLog {
         if events.is_empty() {
             return Ok(());
         }
-        let n = events.len();
-        let (
-            mut types,
-            mut ids,
-            mut sequences,
-            mut names,
-            mut versions,
-            mut payloads,
-            mut metadata,
-        ) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
+        let mut rows = Rows::default();
         for e in events {
-            types.push(A::TYPE);
-            ids.push(e.aggregate_id.as_str());
-            sequences.push(
+            rows.types.push(A::TYPE);
+            rows.ids.push(e.aggregate_id.clone());
+            rows.sequences.push(
                 i64::try_from(e.sequence)
                     .map_err(|e| PersistenceError::UnknownError(Box::new(e)))?,
             );
-            names.push(e.event_type.as_str());
-            versions.push(e.event_version.as_str());
-            payloads.push(&e.payload);
-            metadata.push(&e.metadata);
+            rows.names.push(e.event_type.clone());
+            rows.versions.push(e.event_version.clone());
+            rows.payloads.push(e.payload.clone());
+            rows.metadata.push(e.metadata.clone());
         }
-        sqlx::query(APPEND)
-            .bind(&types)
-            .bind(&ids)
-            .bind(&sequences)
-            .bind(&names)
-            .bind(&versions)
-            .bind(&payloads)
-            .bind(&metadata)
-            .execute(&self.pool)
-            .await
-            .map_err(persistence_error)?;
-        self.appended.appended();
-        Ok(())
+        self.appender.append(rows).await
     }
 
     async fn stream_events<A: Aggregate>(
@@ -133,20 +102,5 @@ impl PersistedEventRepository for EventLog {
 
     async fn stream_all_events<A: Aggregate>(&self) -> Result<ReplayStream, PersistenceError> {
         self.reads.stream_all_events::<A>().await
-    }
-}
-
-/// A duplicate `(aggregate_type, aggregate_id, sequence)` is another writer that got there
-/// first: the optimistic-lock conflict the command retries on.
-fn persistence_error(e: sqlx::Error) -> PersistenceError {
-    let conflict = e
-        .as_database_error()
-        .is_some_and(|db| db.code().as_deref() == Some("23505"));
-    if conflict {
-        PersistenceError::OptimisticLockError
-    } else if super::sqlx_unavailable(&e) {
-        PersistenceError::ConnectionError(Box::new(e))
-    } else {
-        PersistenceError::UnknownError(Box::new(e))
     }
 }

@@ -2,6 +2,7 @@
 //! statement: [`event_log`]) with the command
 //! executor for orders, the catalog tables, and the connection pool they share.
 
+pub mod append;
 pub mod catalog;
 pub mod event_log;
 pub mod locks;

@@ -135,7 +135,11 @@ impl OrderRepository {
         Self {
             // Pure event-store mode: postgres-es 0.5's snapshot and aggregate-store modes
             // apply events twice.
-            store: PersistedEventStore::new_event_store(EventLog::new(pool, appended)),
+            store: PersistedEventStore::new_event_store(EventLog::new(
+                pool,
+                appended,
+                metrics.clone(),
+            )),
             catalog,
             metrics,
             locks: KeyedLocks::default(),

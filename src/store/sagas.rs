@@ -56,7 +56,11 @@ impl SagaRepository {
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
-            store: PersistedEventStore::new_event_store(EventLog::new(pool, appended)),
+            store: PersistedEventStore::new_event_store(EventLog::new(
+                pool,
+                appended,
+                metrics.clone(),
+            )),
             policy,
             locks: KeyedLocks::default(),
             metrics,

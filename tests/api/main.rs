@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod append;
 mod asyncapi;
 mod auth_matrix;
 mod catalog_cache;

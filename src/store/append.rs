@@ -1,0 +1,230 @@
+//! Group append: the events of concurrent commands in one statement and one commit.
+//!
+//! Every command appends its events in one statement (`insert … select from unnest`), in its
+//! own implicit transaction. Under load that is a statement, a commit and a WAL flush per
+//! command, and PostgreSQL spends more on those than on the rows. [`Appender`] queues each
+//! command's rows and writes whatever has queued while earlier writes were running, up to
+//! [`MAX_BATCH_ROWS`], as one statement:
+//!
+//! * **All or nothing per batch.** The statement inserts with `on conflict do nothing` and
+//!   divides by zero unless every row went in, so a batch with one conflicting command writes
+//!   nothing. Then each of its commands is appended on its own, as without batching: the
+//!   conflicting one gets its optimistic-lock conflict (and is decided again), the others
+//!   succeed. A command's events are never written in part.
+//! * **Log order is each command's order.** Rows keep their order in the statement, so each
+//!   command's events get ascending positions, in sequence order, in one transaction (the
+//!   log's order is transaction, then position).
+//! * **Bounded.** At most [`FLUSHES_IN_FLIGHT`] statements run at once; what arrives meanwhile
+//!   waits for the next one, which is how batches form (nothing waits on a timer).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use cqrs_es::persist::PersistenceError;
+use serde_json::Value;
+use sqlx::PgPool;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tracing::Instrument as _;
+
+use crate::log::AppendSignal;
+use crate::telemetry::Metrics;
+
+/// Rows of one statement at most (a command larger than this is a batch of its own).
+pub const MAX_BATCH_ROWS: usize = 500;
+
+/// Append statements running at once (each holds a pooled connection while it runs).
+pub const FLUSHES_IN_FLIGHT: usize = 4;
+
+/// One command's events: `insert … select from unnest`, one transaction.
+const APPEND_ONE: &str = "insert into events
+    (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+    select * from unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[],
+                         $6::jsonb[], $7::jsonb[])";
+
+/// Several commands' events, all or none: a conflicting row is skipped by `on conflict`, and
+/// then the count differs and the division by zero aborts the statement (SQLSTATE 22012).
+const APPEND_ALL: &str = "with appended as (
+      insert into events
+        (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+        select * from unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[],
+                             $6::jsonb[], $7::jsonb[])
+        on conflict (aggregate_type, aggregate_id, sequence) do nothing
+        returning 1)
+    select 1 / (count(*) = $8)::int from appended";
+
+/// The rows of one or more commands, column by column.
+#[derive(Debug, Default)]
+pub struct Rows {
+    pub types: Vec<&'static str>,
+    pub ids: Vec<String>,
+    pub sequences: Vec<i64>,
+    pub names: Vec<String>,
+    pub versions: Vec<String>,
+    pub payloads: Vec<Value>,
+    pub metadata: Vec<Value>,
+}
+
+impl Rows {
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    fn extend_from(&mut self, other: &Self) {
+        self.types.extend_from_slice(&other.types);
+        self.ids.extend_from_slice(&other.ids);
+        self.sequences.extend_from_slice(&other.sequences);
+        self.names.extend_from_slice(&other.names);
+        self.versions.extend_from_slice(&other.versions);
+        self.payloads.extend_from_slice(&other.payloads);
+        self.metadata.extend_from_slice(&other.metadata);
+    }
+}
+
+/// A command's rows waiting for their statement, and where its outcome goes.
+struct Pending {
+    rows: Rows,
+    done: oneshot::Sender<Result<(), PersistenceError>>,
+}
+
+/// Queues appends for the group writer (see the module docs). Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Appender {
+    queue: mpsc::UnboundedSender<Pending>,
+}
+
+impl Appender {
+    /// Starts the writer on the current runtime; it stops when the last clone is dropped.
+    pub fn start(pool: PgPool, appended: AppendSignal, metrics: Arc<Metrics>) -> Self {
+        let (queue, pending) = mpsc::unbounded_channel();
+        tokio::spawn(write(pool, appended, metrics, pending));
+        Self { queue }
+    }
+
+    /// Appends one command's rows, atomically; a duplicate sequence is an
+    /// [`PersistenceError::OptimisticLockError`].
+    pub async fn append(&self, rows: Rows) -> Result<(), PersistenceError> {
+        let (done, outcome) = oneshot::channel();
+        self.queue
+            .send(Pending { rows, done })
+            .map_err(|_| unavailable("the event writer has stopped"))?;
+        outcome
+            .await
+            .map_err(|_| unavailable("the event writer stopped during the append"))?
+    }
+}
+
+fn unavailable(why: &str) -> PersistenceError {
+    PersistenceError::ConnectionError(why.into())
+}
+
+/// The writer: takes what has queued, writes it, at most [`FLUSHES_IN_FLIGHT`] at once.
+async fn write(
+    pool: PgPool,
+    appended: AppendSignal,
+    metrics: Arc<Metrics>,
+    mut pending: mpsc::UnboundedReceiver<Pending>,
+) {
+    let slots = Arc::new(Semaphore::new(FLUSHES_IN_FLIGHT));
+    while let Some(first) = pending.recv().await {
+        // a free slot first: while none is, the queue fills, and the next batch is larger
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+            return;
+        };
+        let mut rows = first.rows.len();
+        let mut batch = vec![first];
+        while rows < MAX_BATCH_ROWS {
+            match pending.try_recv() {
+                Ok(p) => {
+                    rows += p.rows.len();
+                    batch.push(p);
+                }
+                Err(_) => break,
+            }
+        }
+        let (pool, appended, metrics) = (pool.clone(), appended.clone(), Arc::clone(&metrics));
+        let span = tracing::debug_span!("event_log.append", commands = batch.len(), rows);
+        tokio::spawn(
+            async move {
+                flush(&pool, &metrics, batch).await;
+                appended.appended();
+                drop(slot);
+            }
+            .instrument(span),
+        );
+    }
+}
+
+/// Writes `batch` in one statement, or each of its commands on its own when that fails.
+async fn flush(pool: &PgPool, metrics: &Metrics, batch: Vec<Pending>) {
+    let started = Instant::now();
+    let commands = batch.len();
+    if commands == 1 {
+        let p = batch.into_iter().next().expect("one");
+        let _ = p.done.send(append_one(pool, &p.rows).await);
+        metrics.observe_append(1, started.elapsed(), false);
+        return;
+    }
+    let mut all = Rows::default();
+    for p in &batch {
+        all.extend_from(&p.rows);
+    }
+    let together = sqlx::query(APPEND_ALL)
+        .bind(&all.types)
+        .bind(&all.ids)
+        .bind(&all.sequences)
+        .bind(&all.names)
+        .bind(&all.versions)
+        .bind(&all.payloads)
+        .bind(&all.metadata)
+        .bind(i64::try_from(all.len()).unwrap_or(i64::MAX))
+        .execute(pool)
+        .await;
+    let apart = together.is_err();
+    if apart {
+        // a conflict (or a failure): nothing was written; each command as if alone
+        let outcomes = batch.iter().map(|p| append_one(pool, &p.rows));
+        let outcomes = futures::future::join_all(outcomes).await;
+        for (p, outcome) in batch.into_iter().zip(outcomes) {
+            let _ = p.done.send(outcome);
+        }
+    } else {
+        for p in batch {
+            let _ = p.done.send(Ok(()));
+        }
+    }
+    metrics.observe_append(commands, started.elapsed(), apart);
+}
+
+async fn append_one(pool: &PgPool, rows: &Rows) -> Result<(), PersistenceError> {
+    sqlx::query(APPEND_ONE)
+        .bind(&rows.types)
+        .bind(&rows.ids)
+        .bind(&rows.sequences)
+        .bind(&rows.names)
+        .bind(&rows.versions)
+        .bind(&rows.payloads)
+        .bind(&rows.metadata)
+        .execute(pool)
+        .await
+        .map(|_| ())
+        .map_err(persistence_error)
+}
+
+/// A duplicate `(aggregate_type, aggregate_id, sequence)` is another writer that got there
+/// first: the optimistic-lock conflict the command retries on.
+fn persistence_error(e: sqlx::Error) -> PersistenceError {
+    let conflict = e
+        .as_database_error()
+        .is_some_and(|db| db.code().as_deref() == Some("23505"));
+    if conflict {
+        PersistenceError::OptimisticLockError
+    } else if super::sqlx_unavailable(&e) {
+        PersistenceError::ConnectionError(Box::new(e))
+    } else {
+        PersistenceError::UnknownError(Box::new(e))
+    }
+}
