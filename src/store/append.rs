@@ -15,12 +15,21 @@
 //!   command's events get ascending positions, in sequence order, in one transaction (the
 //!   log's order is transaction, then position).
 //! * **Bounded.** At most [`FLUSHES_IN_FLIGHT`] statements run at once; what arrives meanwhile
-//!   waits for the next one, which is how batches form (nothing waits on a timer).
+//!   waits for the next one, which is how batches form (nothing waits on a timer). At most
+//!   [`QUEUE_COMMANDS`] commands wait; more wait to be queued.
+//! * **Unknown stays unknown.** Only PostgreSQL refusing the statement (its guard, a
+//!   constraint, a data exception) sends the commands one by one. Any other failure, a lost
+//!   connection above all, may have come after the commit: every command of the batch gets it
+//!   as it is (503, outcome unknown), as a single command's append would, and none is written
+//!   again.
+//! * **A command given up is not written.** One whose caller stopped waiting before its batch
+//!   formed (the request was dropped) is left out.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use cqrs_es::persist::PersistenceError;
+use futures::StreamExt as _;
 use serde_json::Value;
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot, Semaphore};
@@ -32,8 +41,12 @@ use crate::telemetry::Metrics;
 /// Rows of one statement at most (a command larger than this is a batch of its own).
 pub const MAX_BATCH_ROWS: usize = 500;
 
-/// Append statements running at once (each holds a pooled connection while it runs).
+/// Append statements running at once (each holds a pooled connection while it runs), also
+/// when a batch is written command by command.
 pub const FLUSHES_IN_FLIGHT: usize = 4;
+
+/// Commands waiting for a batch at most.
+pub const QUEUE_COMMANDS: usize = 4096;
 
 /// One command's events: `insert … select from unnest`, one transaction.
 const APPEND_ONE: &str = "insert into events
@@ -93,13 +106,13 @@ struct Pending {
 /// Queues appends for the group writer (see the module docs). Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Appender {
-    queue: mpsc::UnboundedSender<Pending>,
+    queue: mpsc::Sender<Pending>,
 }
 
 impl Appender {
     /// Starts the writer on the current runtime; it stops when the last clone is dropped.
     pub fn start(pool: PgPool, appended: AppendSignal, metrics: Arc<Metrics>) -> Self {
-        let (queue, pending) = mpsc::unbounded_channel();
+        let (queue, pending) = mpsc::channel(QUEUE_COMMANDS);
         tokio::spawn(write(pool, appended, metrics, pending));
         Self { queue }
     }
@@ -110,6 +123,7 @@ impl Appender {
         let (done, outcome) = oneshot::channel();
         self.queue
             .send(Pending { rows, done })
+            .await
             .map_err(|_| unavailable("the event writer has stopped"))?;
         outcome
             .await
@@ -126,7 +140,7 @@ async fn write(
     pool: PgPool,
     appended: AppendSignal,
     metrics: Arc<Metrics>,
-    mut pending: mpsc::UnboundedReceiver<Pending>,
+    mut pending: mpsc::Receiver<Pending>,
 ) {
     let slots = Arc::new(Semaphore::new(FLUSHES_IN_FLIGHT));
     while let Some(first) = pending.recv().await {
@@ -144,6 +158,10 @@ async fn write(
                 }
                 Err(_) => break,
             }
+        }
+        batch.retain(|p| !p.done.is_closed());
+        if batch.is_empty() {
+            continue;
         }
         let (pool, appended, metrics) = (pool.clone(), appended.clone(), Arc::clone(&metrics));
         let span = tracing::debug_span!("event_log.append", commands = batch.len(), rows);
@@ -183,20 +201,59 @@ async fn flush(pool: &PgPool, metrics: &Metrics, batch: Vec<Pending>) {
         .bind(i64::try_from(all.len()).unwrap_or(i64::MAX))
         .execute(pool)
         .await;
-    let apart = together.is_err();
-    if apart {
-        // a conflict (or a failure): nothing was written; each command as if alone
-        let outcomes = batch.iter().map(|p| append_one(pool, &p.rows));
-        let outcomes = futures::future::join_all(outcomes).await;
-        for (p, outcome) in batch.into_iter().zip(outcomes) {
-            let _ = p.done.send(outcome);
+    let apart = match together {
+        Ok(_) => {
+            for p in batch {
+                let _ = p.done.send(Ok(()));
+            }
+            false
         }
-    } else {
-        for p in batch {
-            let _ = p.done.send(Ok(()));
+        Err(e) if written_nothing(&e) => {
+            // a conflict: nothing was written; each command as if alone, a few at a time
+            futures::stream::iter(batch)
+                .map(|p| async move {
+                    let outcome = append_one(pool, &p.rows).await;
+                    let _ = p.done.send(outcome);
+                })
+                .buffer_unordered(FLUSHES_IN_FLIGHT)
+                .collect::<()>()
+                .await;
+            true
         }
-    }
+        Err(e) => {
+            // maybe committed, maybe not: nobody may write these rows again on a guess
+            let kind = persistence_error(e);
+            for p in batch {
+                let _ = p.done.send(Err(same_failure(&kind)));
+            }
+            false
+        }
+    };
     metrics.observe_append(commands, started.elapsed(), apart);
+}
+
+/// Whether PostgreSQL refused the batch statement itself, so it wrote nothing and one of its
+/// commands may be the cause: its guard (22012: a conflict skipped a row), another data
+/// exception (22), an integrity violation (23), a transaction rollback (40). Anything else
+/// (no answer, a lost connection, a shutdown) may have come after the commit.
+fn written_nothing(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(sqlx::error::DatabaseError::code)
+        .is_some_and(|code| matches!(code.get(..2), Some("22" | "23" | "40")))
+}
+
+/// `e` again, for one more of the commands it happened to.
+fn same_failure(e: &PersistenceError) -> PersistenceError {
+    match e {
+        PersistenceError::OptimisticLockError => PersistenceError::OptimisticLockError,
+        PersistenceError::ConnectionError(e) => {
+            PersistenceError::ConnectionError(e.to_string().into())
+        }
+        PersistenceError::DeserializationError(e) => {
+            PersistenceError::DeserializationError(e.to_string().into())
+        }
+        PersistenceError::UnknownError(e) => PersistenceError::UnknownError(e.to_string().into()),
+    }
 }
 
 async fn append_one(pool: &PgPool, rows: &Rows) -> Result<(), PersistenceError> {

@@ -116,3 +116,79 @@ async fn concurrent_commands_share_one_statement_and_one_transaction() {
     assert!((metrics.append_batch_commands.get_sample_sum() - 21.0).abs() < f64::EPSILON);
     assert_eq!(metrics.append_batches_apart.get(), 0);
 }
+
+#[tokio::test]
+async fn a_command_the_database_refuses_fails_alone() {
+    // Arrange
+    let app = spawn_app().await;
+    let metrics = Metrics::new().expect("metrics");
+    let appender = Appender::start(app.pool.clone(), AppendSignal::default(), metrics.clone());
+    let orders: Vec<String> = (0..6).map(|_| Uuid::new_v4().to_string()).collect();
+
+    // Act: one batch, and in it a command with a sequence the table's check refuses (>= 1).
+    let outcomes = futures::future::join_all(orders.iter().enumerate().map(|(i, o)| {
+        let sequences: &[i64] = if i == 3 { &[0] } else { &[1] };
+        appender.append(rows(o, sequences))
+    }))
+    .await;
+
+    // Assert: that one failed, not as a conflict; the others are written.
+    for (i, (order, outcome)) in orders.iter().zip(&outcomes).enumerate() {
+        if i == 3 {
+            assert!(
+                matches!(outcome, Err(PersistenceError::UnknownError(_))),
+                "{outcome:?}"
+            );
+            assert!(written(&app.pool, order).await.is_empty());
+        } else {
+            assert!(outcome.is_ok(), "{outcome:?}");
+            assert_eq!(written(&app.pool, order).await.len(), 1);
+        }
+    }
+    assert_eq!(metrics.append_batches_apart.get(), 1);
+}
+
+#[tokio::test]
+async fn when_the_outcome_is_unknown_every_command_of_the_batch_says_so_and_none_is_retried() {
+    // Arrange: a writer whose database cannot be reached (nothing listens on port 1).
+    let metrics = Metrics::new().expect("metrics");
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .acquire_timeout(std::time::Duration::from_millis(300))
+        .connect_lazy("postgres://postgres@127.0.0.1:1/none")
+        .expect("lazy pool");
+    let appender = Appender::start(pool, AppendSignal::default(), metrics.clone());
+    let orders: Vec<String> = (0..5).map(|_| Uuid::new_v4().to_string()).collect();
+
+    // Act
+    let outcomes =
+        futures::future::join_all(orders.iter().map(|o| appender.append(rows(o, &[1])))).await;
+
+    // Assert: unavailable (503 upstream), for each; no command-by-command second try.
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, Err(PersistenceError::ConnectionError(_)))),
+        "{outcomes:?}"
+    );
+    assert_eq!(metrics.append_batches_apart.get(), 0);
+}
+
+#[tokio::test]
+async fn a_command_whose_caller_gave_up_before_its_batch_is_not_written() {
+    // Arrange
+    let app = spawn_app().await;
+    let metrics = Metrics::new().expect("metrics");
+    let appender = Appender::start(app.pool.clone(), AppendSignal::default(), metrics);
+    let (dropped, kept) = (Uuid::new_v4().to_string(), Uuid::new_v4().to_string());
+
+    // Act: one append queued, then its caller gone (a dropped request), then another.
+    {
+        let mut given_up = std::pin::pin!(appender.append(rows(&dropped, &[1])));
+        assert!(futures::poll!(given_up.as_mut()).is_pending(), "queued");
+    }
+    appender.append(rows(&kept, &[1])).await.expect("kept");
+
+    // Assert
+    assert!(written(&app.pool, &dropped).await.is_empty());
+    assert_eq!(written(&app.pool, &kept).await.len(), 1);
+}
