@@ -86,6 +86,21 @@ impl Rows {
         self.ids.is_empty()
     }
 
+    /// `query` with the seven columns bound as `$1` to `$7`.
+    fn bound_to<'q>(
+        &'q self,
+        query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        query
+            .bind(&self.types)
+            .bind(&self.ids)
+            .bind(&self.sequences)
+            .bind(&self.names)
+            .bind(&self.versions)
+            .bind(&self.payloads)
+            .bind(&self.metadata)
+    }
+
     fn extend_from(&mut self, other: &Self) {
         self.types.extend_from_slice(&other.types);
         self.ids.extend_from_slice(&other.ids);
@@ -190,14 +205,8 @@ async fn flush(pool: &PgPool, metrics: &Metrics, batch: Vec<Pending>) {
     for p in &batch {
         all.extend_from(&p.rows);
     }
-    let together = sqlx::query(APPEND_ALL)
-        .bind(&all.types)
-        .bind(&all.ids)
-        .bind(&all.sequences)
-        .bind(&all.names)
-        .bind(&all.versions)
-        .bind(&all.payloads)
-        .bind(&all.metadata)
+    let together = all
+        .bound_to(sqlx::query(APPEND_ALL))
         .bind(i64::try_from(all.len()).unwrap_or(i64::MAX))
         .execute(pool)
         .await;
@@ -257,14 +266,7 @@ fn same_failure(e: &PersistenceError) -> PersistenceError {
 }
 
 async fn append_one(pool: &PgPool, rows: &Rows) -> Result<(), PersistenceError> {
-    sqlx::query(APPEND_ONE)
-        .bind(&rows.types)
-        .bind(&rows.ids)
-        .bind(&rows.sequences)
-        .bind(&rows.names)
-        .bind(&rows.versions)
-        .bind(&rows.payloads)
-        .bind(&rows.metadata)
+    rows.bound_to(sqlx::query(APPEND_ONE))
         .execute(pool)
         .await
         .map(|_| ())
