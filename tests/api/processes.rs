@@ -240,10 +240,11 @@ async fn a_rebuild_after_a_thousand_orders_equals_the_live_read_models() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_projector_killed_mid_batch_resumes_without_duplicates_or_losses() {
-    // Arrange: a backlog, no projector yet.
+    // Arrange: a backlog of several of the projector's batches (2,000 events each: with
+    // fewer, the last one can finish before a kill lands), no projector yet.
     let app = spawn_app_with(|s| s.workers.projector = false).await;
     let store = app.store_with_products().await;
-    workload(&app, store, 400, 11).await;
+    workload(&app, store, 1_200, 11).await;
     let last: i64 = sqlx::query_scalar("select max(position) from events")
         .fetch_one(&app.pool)
         .await
