@@ -53,9 +53,7 @@ pub async fn order_live(
     Data(state): Data<&AppState>,
 ) -> poem::Result<Response> {
     let open = async {
-        let p = principal(req, state)?;
-        let order_id = uuid_of(&id)?;
-        let transport = transport(req, ws)?;
+        let (p, order_id, transport) = opening(req, state, &id, ws)?;
         let after = resume_id(req)
             .map(|raw| {
                 raw.trim().parse::<u64>().map_err(|_| {
@@ -108,9 +106,7 @@ pub async fn store_live(
     Data(state): Data<&AppState>,
 ) -> poem::Result<Response> {
     let open = async {
-        let p = principal(req, state)?;
-        let store_id = uuid_of(&id)?;
-        let transport = transport(req, ws)?;
+        let (p, store_id, transport) = opening(req, state, &id, ws)?;
         state
             .catalog
             .store(store_id)
@@ -140,6 +136,16 @@ pub async fn store_live(
         Ok::<_, ApiError>(respond(transport, messages, expiry(&p)))
     };
     Ok(open.await?)
+}
+
+/// What every feed checks first: the caller, the id in the path, the transport asked for.
+fn opening(
+    req: &Request,
+    state: &AppState,
+    id: &str,
+    ws: Option<WebSocket>,
+) -> Result<(Principal, Uuid, Transport), ApiError> {
+    Ok((principal(req, state)?, uuid_of(id)?, transport(req, ws)?))
 }
 
 /// How the client wants the feed.

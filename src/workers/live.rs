@@ -43,6 +43,10 @@ pub const BROADCAST_BATCHES: usize = 256;
 /// Orders whose store the follower remembers (then it forgets them all and starts again).
 const STORE_CACHE_ENTRIES: usize = 100_000;
 
+/// Messages a feed holds for a client that reads slowly; then it stops taking batches (and,
+/// falling behind the broadcast, catches up later).
+const FEED_BUFFER: usize = 64;
+
 /// Events read per catch-up query.
 const CATCH_UP_BATCH: u32 = 500;
 
@@ -308,17 +312,16 @@ impl LiveFeeds {
         order_id: Uuid,
         start: OrderStart,
     ) -> anyhow::Result<mpsc::Receiver<LiveMessage>> {
-        let subscription = self.subscribe().await?;
-        let (out, messages) = mpsc::channel(64);
-        let feed = OrderFeed {
-            feeds: self.clone(),
-            order_id,
-            out,
-        };
-        self.spawn_feed("order", order_id, async move {
-            feed.run(subscription, start).await
-        });
-        Ok(messages)
+        let feeds = self.clone();
+        self.open("order", order_id, move |subscription, out| {
+            let feed = OrderFeed {
+                feeds,
+                order_id,
+                out,
+            };
+            async move { feed.run(subscription, start).await }
+        })
+        .await
     }
 
     /// Opens the feed of one store's orders: every event of them after `after` (a store feed
@@ -328,16 +331,32 @@ impl LiveFeeds {
         store_id: Uuid,
         after: Option<Cursor>,
     ) -> anyhow::Result<mpsc::Receiver<LiveMessage>> {
+        let feeds = self.clone();
+        self.open("store", store_id, move |subscription, out| {
+            let feed = StoreFeed {
+                feeds,
+                store_id,
+                out,
+            };
+            async move { feed.run(subscription, after).await }
+        })
+        .await
+    }
+
+    /// Joins the broadcast and runs the feed `run` makes of it (of the order or store `id`),
+    /// sending to the returned channel.
+    async fn open<Feed>(
+        &self,
+        kind: &'static str,
+        id: Uuid,
+        run: impl FnOnce(Subscription, mpsc::Sender<LiveMessage>) -> Feed,
+    ) -> anyhow::Result<mpsc::Receiver<LiveMessage>>
+    where
+        Feed: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
         let subscription = self.subscribe().await?;
-        let (out, messages) = mpsc::channel(64);
-        let feed = StoreFeed {
-            feeds: self.clone(),
-            store_id,
-            out,
-        };
-        self.spawn_feed("store", store_id, async move {
-            feed.run(subscription, after).await
-        });
+        let (out, messages) = mpsc::channel(FEED_BUFFER);
+        self.spawn_feed(kind, id, run(subscription, out));
         Ok(messages)
     }
 
