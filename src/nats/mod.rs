@@ -18,6 +18,8 @@ pub const SAGA_COMMANDS: &str = "SAGA_COMMANDS";
 pub const SAGA_REPLIES: &str = "SAGA_REPLIES";
 /// Replies that could never be processed (`dead.replies.>`), kept for inspection.
 pub const DEAD_LETTERS: &str = "DEAD_LETTERS";
+/// Every stream of a deployment (each named with its prefix, see [`Nats::stream_name`]).
+pub const STREAMS: [&str; 4] = [ORDER_EVENTS, SAGA_COMMANDS, SAGA_REPLIES, DEAD_LETTERS];
 
 /// JetStream de-duplicates by `Nats-Msg-Id` within this window. It must exceed the longest time
 /// a relay can take to re-publish after a crash (restart + catch-up); 10 minutes, deliberately

@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use super::dice::{Dice, Roll};
 use super::*;
-use crate::nats::{DEAD_LETTERS, ORDER_EVENTS, SAGA_REPLIES};
+use crate::nats::{SAGA_REPLIES, STREAMS};
 
 /// How long to wait for a reply that should come.
 const REPLY_WAIT: Duration = Duration::from_secs(10);
@@ -214,7 +214,7 @@ impl Harness {
             Some(simulator) => simulator.stop().await.expect("stopping the simulator"),
             None => Books::default(),
         };
-        for base in [ORDER_EVENTS, SAGA_COMMANDS, SAGA_REPLIES, DEAD_LETTERS] {
+        for base in STREAMS {
             self.nats
                 .js
                 .delete_stream(self.nats.stream_name(base))

@@ -102,15 +102,10 @@ impl Drop for TestApp {
         }
         // Streams of a saga test's prefix are its own: remove them.
         if let (Some(url), true) = (self.settings.nats_url.clone(), self.settings.workers.sagas) {
-            let names: Vec<String> = [
-                "ORDER_EVENTS",
-                "SAGA_COMMANDS",
-                "SAGA_REPLIES",
-                "DEAD_LETTERS",
-            ]
-            .iter()
-            .map(|b| order_service::nats::Nats::stream_name_for(&self.settings.nats.prefix, b))
-            .collect();
+            let names: Vec<String> = order_service::nats::STREAMS
+                .iter()
+                .map(|b| order_service::nats::Nats::stream_name_for(&self.settings.nats.prefix, b))
+                .collect();
             tokio::spawn(async move {
                 if let Ok(client) = async_nats::connect(url).await {
                     let js = async_nats::jetstream::new(client);

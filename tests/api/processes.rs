@@ -495,12 +495,7 @@ async fn sagas_survive_crashes(n: usize, kills: usize, seed: u64) {
     assert_eq!(books.authorized_minor(), expected_money);
     assert_eq!(books.captured_minor(), 0);
     let js = async_nats::jetstream::new(nats.client.clone());
-    for base in [
-        "ORDER_EVENTS",
-        "SAGA_COMMANDS",
-        "SAGA_REPLIES",
-        "DEAD_LETTERS",
-    ] {
+    for base in order_service::nats::STREAMS {
         let _ = js.delete_stream(nats.stream_name(base)).await;
     }
 }

@@ -288,6 +288,14 @@ impl Service {
             .execute(&mut admin)
             .await?;
         let _ = std::fs::remove_file(&self.log);
+        // The run's streams too: left behind, every later run's nats-server carried them.
+        let js = async_nats::jetstream::new(async_nats::connect(&self.nats_url).await?);
+        for base in order_service::nats::STREAMS {
+            let name = order_service::nats::Nats::stream_name_for(&self.prefix, base);
+            if let Err(e) = js.delete_stream(&name).await {
+                eprintln!("could not delete stream {name}: {e}");
+            }
+        }
         Ok(())
     }
 }
