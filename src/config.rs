@@ -43,6 +43,11 @@ pub struct WorkerSettings {
     pub projector: bool,
     /// Run the saga machinery: reactor, relay, reply consumer, deadline worker (needs NATS).
     pub sagas: bool,
+    /// The projector starts a batch at most this often (ms) while it keeps up, so events
+    /// appended close together share one batch: its statements cost about the same for 4
+    /// events as for 40. Read models trail by up to this much more; 0 applies every append
+    /// at once.
+    pub projector_batch_interval_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -228,6 +233,7 @@ impl Default for Settings {
             workers: WorkerSettings {
                 projector: true,
                 sagas: true,
+                projector_batch_interval_ms: crate::workers::projector::BATCH_INTERVAL_MS,
             },
             live: LiveSettings {
                 broadcast_batches: crate::workers::live::BROADCAST_BATCHES,

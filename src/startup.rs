@@ -175,9 +175,18 @@ impl Application {
             appended.clone(),
             stopping.clone(),
         ));
+        workers.spawn(crate::log::wake::listen_to_other_processes(
+            self.state.pool.clone(),
+            appended.clone(),
+            stopping.clone(),
+        ));
         if self.workers.projector {
-            let reader = Projector::reader(self.state.pool.clone(), self.state.metrics.clone())
-                .woken_by(appended.clone());
+            let reader = Projector::reader(
+                self.state.pool.clone(),
+                self.state.metrics.clone(),
+                Duration::from_millis(self.workers.projector_batch_interval_ms),
+            )
+            .woken_by(appended.clone());
             workers.spawn(reader.run(Projector::live(), stopping.clone()));
         }
         if let Some(nats) = &self.nats {

@@ -20,10 +20,10 @@
 //! * **Single active reader** per name: the leader holds `pg_try_advisory_lock` on a dedicated
 //!   connection, and runs every batch on that connection; if the process or connection dies,
 //!   the lock goes with it and a standby takes over within `lock_retry`.
-//! * **Wake-up** at once on appends of this process ([`AppendSignal`]), on `LISTEN
-//!   events_appended` for other processes' appends (sent outside their transactions, see
-//!   [`wake`]), soon again while committed events wait behind an older open transaction, and
-//!   by polling as a fallback.
+//! * **Wake-up** at once on appends of this process ([`AppendSignal`]), on `NOTIFY
+//!   events_appended` from other processes (sent outside their transactions, heard on one
+//!   connection per process, see [`wake`]), soon again while committed events wait behind an
+//!   older open transaction, and by polling as a fallback.
 
 mod cursor;
 mod reader;

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use sqlx::postgres::PgListener;
 use sqlx::{Connection as _, PgConnection, PgPool};
 use tokio::sync::watch;
 
@@ -82,6 +81,11 @@ pub struct ReaderConfig {
     pub wanted: Option<Vec<String>>,
     /// Where the handler's effects land, and so how the checkpoint is kept.
     pub checkpoints: Checkpoints,
+    /// After a batch that was not full, the next read starts no sooner than this after the
+    /// previous one: events appended meanwhile wait and share a batch. Zero (the default)
+    /// reads as soon as anything is appended. A reader that is behind (full batches) never
+    /// waits.
+    pub batch_interval: Duration,
 }
 
 impl ReaderConfig {
@@ -93,6 +97,7 @@ impl ReaderConfig {
             lock_retry: Duration::from_secs(1),
             wanted: None,
             checkpoints: Checkpoints::WithEachBatch,
+            batch_interval: Duration::ZERO,
         }
     }
 
@@ -139,7 +144,8 @@ impl LogReader {
         self
     }
 
-    /// Also wakes on appends of this process (without it: `LISTEN` and polling only).
+    /// Wakes on appends of this process, and on other processes' that this process hears of
+    /// (see [`super::wake`]); without it, the reader polls.
     #[must_use]
     pub fn woken_by(mut self, appended: AppendSignal) -> Self {
         self.appended = Some(appended);
@@ -218,10 +224,6 @@ impl LogReader {
             .await?;
         tracing::info!(reader = name, "log reader is active");
         self.metrics.reader_leader.with_label_values(&[name]).set(1);
-        let mut listener = PgListener::connect_with(&self.pool)
-            .await
-            .context("LISTEN connection")?;
-        listener.listen(super::wake::CHANNEL).await?;
         // without a local signal: a receiver that never changes
         let (never, idle) = watch::channel(0_u64);
         let mut local = self.appended.as_ref().map_or(idle, AppendSignal::subscribe);
@@ -253,6 +255,7 @@ impl LogReader {
                 conn.close().await.ok();
                 return Ok(());
             }
+            let read_at = Instant::now();
             let (read, held_back) = self.step(&mut conn, handler, &mut at).await?;
             self.save_if_due(&mut conn, at, &mut saved, false).await?;
             position.send_if_modified(|p| std::mem::replace(p, at) != at);
@@ -281,7 +284,6 @@ impl LogReader {
                 pause = pause.min(interval.saturating_sub(saved.1.elapsed()));
             }
             tokio::select! {
-                n = listener.recv() => { n.context("LISTEN connection lost")?; }
                 changed = local.changed() => {
                     if changed.is_err() {
                         // the signal is gone (shutting down): poll from now on
@@ -290,6 +292,13 @@ impl LogReader {
                 }
                 () = tokio::time::sleep(pause) => {}
                 _ = shutdown.changed() => {}
+            }
+            let gather = self.config.batch_interval.saturating_sub(read_at.elapsed());
+            if !gather.is_zero() {
+                tokio::select! {
+                    () = tokio::time::sleep(gather) => {}
+                    _ = shutdown.changed() => {}
+                }
             }
         }
     }

@@ -596,3 +596,93 @@ async fn a_log_readers_open_transaction_holds_no_event_back_any_other_does() {
     }
     batch.rollback().await.expect("rollback");
 }
+
+/// Appends of one process wake the readers of another through one `NOTIFY` per burst, which
+/// the sender's own listener skips; a process alone on its database sends none (each would
+/// be a transaction no one hears).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_wake_other_processes_and_a_process_alone_notifies_no_one() {
+    use order_service::log::wake::{self, AppendSignal};
+    let (app, pool) = database().await;
+    drop(app);
+    let listeners = |pool: PgPool| async move {
+        sqlx::query_scalar::<_, i64>(
+            "select count(*) from pg_stat_activity
+              where datname = current_database()
+                and application_name like 'order-service append listener %'",
+        )
+        .fetch_one(&pool)
+        .await
+        .expect("pg_stat_activity")
+    };
+    // the test app's own listener goes with it
+    for _ in 0..200 {
+        if listeners(pool.clone()).await == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(listeners(pool.clone()).await, 0);
+    let mut observer = sqlx::postgres::PgListener::connect_with(&pool)
+        .await
+        .expect("observer");
+    observer.listen(wake::CHANNEL).await.expect("listen");
+    let (_stop, stopping) = tokio::sync::watch::channel(false);
+    let (a, b) = (AppendSignal::default(), AppendSignal::default());
+    tokio::spawn(wake::forward_to_other_processes(
+        pool.clone(),
+        a.clone(),
+        stopping.clone(),
+    ));
+    tokio::spawn(wake::listen_to_other_processes(
+        pool.clone(),
+        a.clone(),
+        stopping.clone(),
+    ));
+    let mut a_woken = a.subscribe();
+    let mut b_woken = b.subscribe();
+    for _ in 0..200 {
+        if listeners(pool.clone()).await == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(listeners(pool.clone()).await, 1, "A listens");
+
+    // A alone: its readers wake, nothing is sent
+    a.appended();
+    assert!(a_woken.has_changed().expect("open"));
+    a_woken.mark_unchanged();
+    let heard = tokio::time::timeout(Duration::from_millis(500), observer.recv()).await;
+    assert!(heard.is_err(), "a process alone sent a NOTIFY: {heard:?}");
+
+    // B listens: from A's next look on, A's appends reach it, once per burst
+    tokio::spawn(wake::listen_to_other_processes(
+        pool.clone(),
+        b.clone(),
+        stopping.clone(),
+    ));
+    for _ in 0..200 {
+        if listeners(pool.clone()).await == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    a.appended();
+    a_woken.mark_unchanged();
+    tokio::time::timeout(Duration::from_secs(5), observer.recv())
+        .await
+        .expect("A notified, B listening")
+        .expect("notification");
+    tokio::time::timeout(Duration::from_secs(5), b_woken.changed())
+        .await
+        .expect("B's readers woken by A's append")
+        .expect("open");
+    // A's own notification came back to A's listener too, and was skipped
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !a_woken.has_changed().expect("open"),
+        "A's readers were woken again by A's own notification"
+    );
+}
