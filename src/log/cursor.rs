@@ -82,6 +82,24 @@ pub struct Tail {
     pub held_back: bool,
 }
 
+/// The oldest transaction of snapshot `snap` that may still append events, or the snapshot's
+/// `xmax` if none: its running transactions except those of log readers' connections (whose
+/// `application_name` is the given parameter, [`READER_APPLICATION_NAME`]). `backend_xid` is
+/// a 32-bit xid; the snapshot's are 64-bit (epoch and xid). Reads `pg_stat_activity`.
+macro_rules! horizon {
+    ($readers:literal) => {
+        concat!(
+            "coalesce((select min(x) from pg_snapshot_xip(snap) as x
+                        where x::text::bigint % 4294967296 not in
+                              (select backend_xid::text::bigint from pg_stat_activity
+                                where application_name = ",
+            $readers,
+            " and backend_xid is not null)),
+                      pg_snapshot_xmax(snap))"
+        )
+    };
+}
+
 /// The `application_name` of log readers' leader connections, which never append to the log.
 pub const READER_APPLICATION_NAME: &str = "order-service log reader";
 
@@ -115,17 +133,14 @@ pub async fn read_tail(
     // read is never missed; such events are all after any checkpoint (a checkpoint lies below
     // an earlier horizon, and the horizon never moves back). `max()` reads one entry at the
     // end of the (tx_id, position) index; an `exists` was planned as a sequential scan.
-    let rows = sqlx::query(
-        "with s as materialized (select pg_current_snapshot() as snap,
+    let rows = sqlx::query(concat!(
+        r#"with s as materialized (select pg_current_snapshot() as snap,
                                         (select max(tx_id) from events) as newest),
               h as materialized (select newest, case
                 when newest is null or newest < pg_snapshot_xmin(snap) then pg_snapshot_xmin(snap)
-                else coalesce(
-                      (select min(x) from pg_snapshot_xip(snap) as x
-                        where x::text::bigint % 4294967296 not in
-                              (select backend_xid::text::bigint from pg_stat_activity
-                                where application_name = $5 and backend_xid is not null)),
-                      pg_snapshot_xmax(snap))
+                else "#,
+        horizon!("$5"),
+        r#"
                 end as xmin from s)
          select coalesce(h.newest >= h.xmin, false) as held_back,
                 e.tx_id::text as tx_id, e.position, e.wanted, e.event_id, e.aggregate_type,
@@ -144,8 +159,8 @@ pub async fn read_tail(
                  limit $3) e on true
           -- qualified: a bare `tx_id` would name the text column of the select list, and
           -- sort `1000` before `999`
-          order by e.tx_id, e.position",
-    )
+          order by e.tx_id, e.position"#
+    ))
     .bind(after.tx_id.to_string())
     .bind(after.position)
     .bind(limit)
@@ -182,11 +197,18 @@ pub async fn read_tail(
 /// Where a reader that starts "now" stands: before the events of every transaction still
 /// running (and of every later one), after those of every transaction that has ended. A few
 /// events committed just before may follow it too (by transactions younger than the oldest
-/// running one); none that commits later is left behind it.
+/// running one that may append); none that commits later is left behind it. Log readers'
+/// transactions are passed over, as in [`read_tail`]: a projector batch running when a live
+/// feed opened made the feed repeat what was appended before it.
 pub async fn end_of_log(conn: &mut PgConnection) -> Result<Cursor, sqlx::Error> {
-    let xmin: String = sqlx::query_scalar("select pg_snapshot_xmin(pg_current_snapshot())::text")
-        .fetch_one(conn)
-        .await?;
+    let xmin: String = sqlx::query_scalar(concat!(
+        "with s as materialized (select pg_current_snapshot() as snap) select (",
+        horizon!("$1"),
+        ")::text from s"
+    ))
+    .bind(READER_APPLICATION_NAME)
+    .fetch_one(conn)
+    .await?;
     Ok(Cursor {
         tx_id: xmin.parse().map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
         // positions start at 1: the running transaction `xmin` itself is after this
