@@ -64,8 +64,9 @@ pub struct DatabaseSettings {
     pub acquire_timeout_ms: u64,
     /// Run pending migrations at start-up (`serve`); `dev` always migrates.
     pub migrate_on_start: bool,
-    /// Orders kept in memory as this process's last command left them, so the next command
-    /// on one needs no load (0: none). Checked by the append's version, never trusted alone.
+    /// Orders, and as many sagas, kept in memory as this process's last command left them, so
+    /// the next command on one needs no load (0: none). Checked by the append's version,
+    /// never trusted alone.
     pub order_cache_entries: usize,
 }
 

@@ -14,8 +14,8 @@ use crate::http::auth::JwtVerifier;
 use crate::log::{AppendSignal, LogReader};
 use crate::nats::Nats;
 use crate::state::AppState;
+use crate::store::cache::{OrderCache, SagaCache};
 use crate::store::catalog::CatalogRepository;
-use crate::store::order_cache::OrderCache;
 use crate::store::orders::OrderRepository;
 use crate::store::sagas::SagaRepository;
 use crate::telemetry::Metrics;
@@ -95,6 +95,7 @@ impl Application {
             appended.clone(),
             policy,
             metrics.clone(),
+            SagaCache::new(settings.database.order_cache_entries),
         ));
         let nats = if settings.workers.sagas {
             let url = settings.nats_url.as_deref().context(

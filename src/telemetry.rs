@@ -103,6 +103,7 @@ pub struct Metrics {
     /// Order cache lookups of commands: `hit`, `miss`, `stale` (a hit that had to be loaded
     /// again: the append found a newer version, or the command did not append).
     pub order_cache: IntCounterVec,
+    pub saga_cache: IntCounterVec,
     /// Events appended to the store, by event type.
     pub events_appended: IntCounterVec,
     /// Database pool: connections open, and idle.
@@ -213,6 +214,13 @@ impl Metrics {
             Opts::new(
                 "order_cache_lookups_total",
                 "Order state looked up in the command cache, by outcome (hit, miss, stale)",
+            ),
+            &["outcome"],
+        )?;
+        let saga_cache = IntCounterVec::new(
+            Opts::new(
+                "saga_cache_lookups_total",
+                "Saga state looked up in the command cache, by outcome (hit, miss, stale)",
             ),
             &["outcome"],
         )?;
@@ -381,6 +389,7 @@ impl Metrics {
             Box::new(command_stage_seconds.clone()),
             Box::new(command_retries.clone()),
             Box::new(order_cache.clone()),
+            Box::new(saga_cache.clone()),
             Box::new(events_appended.clone()),
             Box::new(db_pool_size.clone()),
             Box::new(db_pool_idle.clone()),
@@ -418,6 +427,7 @@ impl Metrics {
             command_stage_seconds,
             command_retries,
             order_cache,
+            saga_cache,
             events_appended,
             db_pool_size,
             db_pool_idle,

@@ -3,10 +3,10 @@
 //! executor for orders, the catalog tables, and the connection pool they share.
 
 pub mod append;
+pub mod cache;
 pub mod catalog;
 pub mod event_log;
 pub mod locks;
-pub mod order_cache;
 pub mod orders;
 pub mod sagas;
 

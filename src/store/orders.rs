@@ -20,10 +20,10 @@ use order_domain::{
 use rand::Rng as _;
 use sqlx::PgPool;
 
+use super::cache::OrderCache;
 use super::catalog::CatalogRepository;
 use super::event_log::EventLog;
 use super::locks::KeyedLocks;
-use super::order_cache::OrderCache;
 use crate::log::AppendSignal;
 use crate::telemetry::Metrics;
 
@@ -237,7 +237,7 @@ impl OrderRepository {
                 }
                 (answer, None) => {
                     // Decided on a cached order without appending: decide again on the
-                    // order as stored (see `order_cache`).
+                    // order as stored (see `cache`).
                     drop(answer);
                     self.metrics.order_cache.with_label_values(&["stale"]).inc();
                     continue;

@@ -1,6 +1,7 @@
 //! The saga store: `OrderSaga` aggregates (id = order id) in the same event store as orders,
 //! executed like orders are: load, decide (pure, with the saga policy), append, retrying on a
-//! concurrent append. Its `...Requested` events are what the relay turns into participant
+//! concurrent append; the saga as the last command left it comes from the [`SagaCache`] when
+//! it is there. Its `...Requested` events are what the relay turns into participant
 //! commands: one log, one relay, one dedupe key.
 
 use std::collections::HashMap;
@@ -13,6 +14,7 @@ use order_domain::OrderId;
 use order_sagas::{OrderSaga, SagaCommand, SagaError, SagaEvent, SagaPolicy};
 use sqlx::PgPool;
 
+use super::cache::SagaCache;
 use super::event_log::EventLog;
 use super::locks::KeyedLocks;
 use crate::log::AppendSignal;
@@ -38,6 +40,7 @@ pub struct SagaRepository {
     policy: SagaPolicy,
     locks: KeyedLocks<OrderId>,
     metrics: Arc<Metrics>,
+    cache: SagaCache,
 }
 
 impl std::fmt::Debug for SagaRepository {
@@ -54,6 +57,7 @@ impl SagaRepository {
         appended: AppendSignal,
         policy: SagaPolicy,
         metrics: Arc<Metrics>,
+        cache: SagaCache,
     ) -> Self {
         Self {
             store: PersistedEventStore::new_event_store(EventLog::new(
@@ -64,6 +68,7 @@ impl SagaRepository {
             policy,
             locks: KeyedLocks::default(),
             metrics,
+            cache,
         }
     }
 
@@ -93,17 +98,28 @@ impl SagaRepository {
         let _guard = self.locks.lock(order).await;
         let id = order.to_string();
         let mut backoff = Duration::from_millis(2);
-        for attempt in 1..=MAX_ATTEMPTS {
-            let events =
-                self.store.load_events(&id).await.map_err(|e| {
-                    SagaExecuteError::Store(anyhow::anyhow!("loading saga {id}: {e}"))
-                })?;
-            let version = events.len();
-            let mut saga = OrderSaga::default();
-            for e in events {
-                saga.apply(e.payload);
+        let mut cached = self.cache.get(order);
+        if self.cache.enabled() {
+            let outcome = if cached.is_some() { "hit" } else { "miss" };
+            self.metrics.saga_cache.with_label_values(&[outcome]).inc();
+        }
+        let mut attempt = 0;
+        while attempt < MAX_ATTEMPTS {
+            attempt += 1;
+            let from_cache = cached.is_some();
+            let (mut saga, version) = match cached.take() {
+                Some(state) => state,
+                None => self.stored(&id).await?,
+            };
+            let decided = saga.decide(command, &self.policy);
+            if from_cache && !matches!(&decided, Ok(events) if !events.is_empty()) {
+                // Decided on a cached saga without appending: decide again on the saga as
+                // stored (see `cache`), without counting an attempt.
+                self.metrics.saga_cache.with_label_values(&["stale"]).inc();
+                attempt -= 1;
+                continue;
             }
-            let new_events = saga.decide(command, &self.policy).map_err(|e| {
+            let new_events = decided.map_err(|e| {
                 if let SagaError::ReplyIgnored { reason } = &e {
                     self.metrics
                         .saga_replies_ignored
@@ -133,21 +149,46 @@ impl SagaRepository {
                             .saga_events
                             .with_label_values(&[e.change.event_type()])
                             .inc();
+                        saga.apply(e.clone());
                     }
+                    self.cache.put(order, (saga, version + new_events.len()));
                     return Ok(new_events);
                 }
-                Err(AggregateError::AggregateConflict) if attempt < MAX_ATTEMPTS => {
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_millis(50));
+                Err(AggregateError::AggregateConflict) => {
+                    self.cache.forget(order);
+                    if from_cache {
+                        // someone else appended: decide again on the saga as stored
+                        self.metrics.saga_cache.with_label_values(&["stale"]).inc();
+                    }
+                    if attempt < MAX_ATTEMPTS {
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_millis(50));
+                    }
                 }
-                Err(AggregateError::AggregateConflict) => return Err(SagaExecuteError::Conflict),
                 Err(e) => {
+                    // whether it was written is unknown: the next command loads
+                    self.cache.forget(order);
                     return Err(SagaExecuteError::Store(anyhow::anyhow!(
                         "appending to saga {id}: {e}"
-                    )))
+                    )));
                 }
             }
         }
         Err(SagaExecuteError::Conflict)
+    }
+
+    /// The saga of `id` as stored, with its version.
+    async fn stored(&self, id: &str) -> Result<(OrderSaga, usize), SagaExecuteError> {
+        let events = self
+            .store
+            .load_events(id)
+            .await
+            .map_err(|e| SagaExecuteError::Store(anyhow::anyhow!("loading saga {id}: {e}")))?;
+        let version = events.len();
+        let mut saga = OrderSaga::default();
+        for e in events {
+            saga.apply(e.payload);
+        }
+        Ok((saga, version))
     }
 }

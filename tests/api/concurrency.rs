@@ -448,3 +448,75 @@ async fn a_replay_is_not_answered_to_a_caller_who_cannot_see_the_order() {
         .await
         .assert_status(403);
 }
+
+/// A saga command decided on this process's cached saga after another replica moved the saga
+/// on is decided again on the saga as stored.
+#[tokio::test]
+async fn a_replica_with_an_older_copy_of_the_saga_decides_on_the_stored_one() {
+    use order_sagas::{OrderSnapshot, SagaCommand, StockItem};
+    let app = spawn_app().await;
+    let replica = app.replica().await;
+    let lookups = |outcome: &str| {
+        app.app_state
+            .metrics
+            .saga_cache
+            .with_label_values(&[outcome])
+            .get()
+    };
+    let order = order_domain::OrderId::new();
+    let now = chrono::Utc::now();
+    let start = SagaCommand::Start {
+        order: OrderSnapshot {
+            order_id: order,
+            store_id: order_domain::StoreId::from_uuid(uuid::Uuid::from_u128(7)),
+            customer_id: order_domain::CustomerId::parse("alice").expect("customer"),
+            currency: order_domain::Currency::parse("EUR").expect("currency"),
+            total_minor: 450,
+            lines: vec![StockItem {
+                sku: order_domain::Sku::parse("TEA").expect("sku"),
+                quantity: order_domain::Quantity::parse(1).expect("quantity"),
+            }],
+        },
+        now,
+    };
+    let metadata = std::collections::HashMap::new;
+    let started = app
+        .app_state
+        .sagas
+        .execute(order, &start, metadata())
+        .await
+        .expect("started");
+    assert!(!started.is_empty());
+    assert_eq!(lookups("miss"), 1);
+
+    // the replica cancels: the first process's copy is now behind
+    let cancel = SagaCommand::OrderCancelled { now };
+    let compensating = replica
+        .app_state
+        .sagas
+        .execute(order, &cancel, metadata())
+        .await
+        .expect("cancelled on the replica");
+    assert!(!compensating.is_empty());
+    let events_before = app.event_count().await;
+
+    // on its stale copy the first process would compensate a second time
+    let again = app
+        .app_state
+        .sagas
+        .execute(order, &cancel, metadata())
+        .await
+        .expect("cancel again");
+    assert!(again.is_empty(), "decided on the stale copy: {again:?}");
+    assert_eq!(app.event_count().await, events_before);
+    assert_eq!((lookups("hit"), lookups("stale")), (1, 1));
+
+    // and the stored saga is cached again only by a command that appends: this one looks again
+    let _ = app
+        .app_state
+        .sagas
+        .execute(order, &cancel, metadata())
+        .await
+        .expect("cancel a third time");
+    assert_eq!(lookups("miss"), 2);
+}
