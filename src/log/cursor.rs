@@ -117,8 +117,7 @@ pub async fn read_tail(
     // transactions of log readers' connections (marked by their `application_name`): they
     // never append events, so no event can still commit below them, and the projector, busy
     // most of the time under load, would otherwise make every other reader wait for each of
-    // its batches. `backend_xid` is a 32-bit xid; the snapshot's are 64-bit (epoch and xid).
-    // A reader transaction that ended and was followed by another between the snapshot and
+    // its batches (see `horizon!`). A reader transaction that ended and was followed by another between the snapshot and
     // the look at `pg_stat_activity` is simply not excluded (a lower horizon, never a higher).
     //
     // Telling readers apart costs a copy of every backend's status (`pg_stat_activity`,

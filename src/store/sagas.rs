@@ -74,15 +74,7 @@ impl SagaRepository {
 
     /// The saga of `order` as it stands (not started: `OrderSaga::default()`).
     pub async fn load(&self, order: OrderId) -> anyhow::Result<OrderSaga> {
-        let events = self
-            .store
-            .load_events(&order.to_string())
-            .await
-            .map_err(|e| anyhow::anyhow!("loading saga {order}: {e}"))?;
-        let mut saga = OrderSaga::default();
-        for e in events {
-            saga.apply(e.payload);
-        }
+        let (saga, _) = self.stored(&order.to_string()).await?;
         Ok(saga)
     }
 

@@ -479,44 +479,34 @@ async fn a_replica_with_an_older_copy_of_the_saga_decides_on_the_stored_one() {
         },
         now,
     };
-    let metadata = std::collections::HashMap::new;
-    let started = app
-        .app_state
-        .sagas
-        .execute(order, &start, metadata())
-        .await
-        .expect("started");
+    let execute = |on: &crate::helpers::TestApp, command: &SagaCommand| {
+        let sagas = on.app_state.sagas.clone();
+        let command = command.clone();
+        async move {
+            sagas
+                .execute(order, &command, std::collections::HashMap::new())
+                .await
+        }
+    };
+    let started = execute(&app, &start).await.expect("started");
     assert!(!started.is_empty());
     assert_eq!(lookups("miss"), 1);
 
     // the replica cancels: the first process's copy is now behind
     let cancel = SagaCommand::OrderCancelled { now };
-    let compensating = replica
-        .app_state
-        .sagas
-        .execute(order, &cancel, metadata())
+    let compensating = execute(&replica, &cancel)
         .await
         .expect("cancelled on the replica");
     assert!(!compensating.is_empty());
     let events_before = app.event_count().await;
 
     // on its stale copy the first process would compensate a second time
-    let again = app
-        .app_state
-        .sagas
-        .execute(order, &cancel, metadata())
-        .await
-        .expect("cancel again");
+    let again = execute(&app, &cancel).await.expect("cancel again");
     assert!(again.is_empty(), "decided on the stale copy: {again:?}");
     assert_eq!(app.event_count().await, events_before);
     assert_eq!((lookups("hit"), lookups("stale")), (1, 1));
 
     // and the stored saga is cached again only by a command that appends: this one looks again
-    let _ = app
-        .app_state
-        .sagas
-        .execute(order, &cancel, metadata())
-        .await
-        .expect("cancel a third time");
+    let _ = execute(&app, &cancel).await.expect("cancel a third time");
     assert_eq!(lookups("miss"), 2);
 }
