@@ -352,6 +352,15 @@ impl TestApp {
         read(req.send().await.expect("request sent")).await
     }
 
+    /// The service's `/metrics` page (asked without a token, as a scraper asks).
+    pub async fn metrics_page(&self) -> String {
+        let page = self
+            .raw(self.client.get(format!("{}/metrics", self.address)))
+            .await;
+        page.assert_status(200);
+        page.text
+    }
+
     pub async fn get(&self, path: &str, who: &Who) -> Answer {
         self.send(Method::GET, path, Some(who), None, &[]).await
     }
@@ -518,6 +527,15 @@ async fn read(resp: reqwest::Response) -> Answer {
         body,
         text,
     }
+}
+
+/// The value of the sample `name` (with its labels) on a metrics page; 0 when absent.
+pub fn sample(page: &str, name: &str) -> i64 {
+    page.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Read models as rows of JSON, table by table, in a stable order: for comparing a live

@@ -386,36 +386,25 @@ async fn health_and_metrics_answer_without_a_token() {
     let store = app.store_with_products().await;
     let alice = app.customer("alice");
     app.create_order(&alice, store).await;
-    let metrics = app
-        .raw(app.client.get(format!("{}/metrics", app.address)))
-        .await;
-    metrics.assert_status(200);
+    let metrics = app.metrics_page().await;
     assert!(
-        metrics
-            .text
-            .contains("order_commands_total{command=\"CreateOrder\",outcome=\"accepted\"} 1"),
-        "{}",
-        metrics.text
+        metrics.contains("order_commands_total{command=\"CreateOrder\",outcome=\"accepted\"} 1"),
+        "{metrics}"
     );
-    assert!(metrics
-        .text
-        .contains("events_appended_total{event_type=\"OrderCreated\"} 1"));
+    assert!(metrics.contains("events_appended_total{event_type=\"OrderCreated\"} 1"));
     // Log reader metrics: the projector is active and reports its lag.
     app.wait_for_projector(std::time::Duration::from_secs(10))
         .await;
-    let metrics = app
-        .raw(app.client.get(format!("{}/metrics", app.address)))
-        .await;
+    let metrics = app.metrics_page().await;
     for name in [
         "log_reader_active{reader=\"projector\"} 1",
         "log_reader_lag_events{reader=\"projector\"}",
         "log_reader_lag_seconds{reader=\"projector\"}",
         "log_reader_apply_seconds_count{reader=\"projector\"}",
     ] {
-        assert!(metrics.text.contains(name), "{name} missing from /metrics");
+        assert!(metrics.contains(name), "{name} missing from /metrics");
     }
     assert!(metrics
-        .text
         .contains("http_requests_total{method=\"POST\",route=\"createOrder\",status=\"201\"} 1"));
 }
 

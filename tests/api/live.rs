@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite;
 use uuid::Uuid;
 
-use crate::helpers::{spawn_app, spawn_app_with, TestApp, Who};
+use crate::helpers::{sample, spawn_app, spawn_app_with, TestApp, Who};
 
 /// Longer than any wait for a message on a working feed.
 const PATIENCE: Duration = Duration::from_secs(15);
@@ -333,27 +333,6 @@ async fn the_websocket_feed_sends_the_same_messages_as_frames() {
     socket.close(None).await.expect("close");
 }
 
-/// The service's `/metrics` page.
-async fn metrics_text(app: &TestApp) -> String {
-    app.client
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text")
-}
-
-/// The value of the sample `name` (with its labels) on a metrics page; 0 when absent.
-fn gauge(text: &str, name: &str) -> i64 {
-    text.lines()
-        .find(|l| l.starts_with(name))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
 /// The next `n` messages of a feed opened in-process.
 async fn receive(feed: &mut mpsc::Receiver<LiveMessage>, n: usize) -> Vec<LiveMessage> {
     let mut out = Vec::with_capacity(n);
@@ -402,10 +381,10 @@ async fn feeds_whose_client_stops_reading_catch_up_from_the_database_without_a_g
     assert_eq!(versions(&of_store), (3..=92).collect::<Vec<_>>());
     let ids: Vec<&str> = of_order.iter().map(|m| m.id.as_str()).collect();
     assert_eq!(ids.first(), Some(&"3"));
-    let page = metrics_text(&app).await;
+    let page = app.metrics_page().await;
     for feed in ["order", "store"] {
         let lagged = format!("live_catch_ups_total{{feed=\"{feed}\",reason=\"lagged\"}}");
-        assert!(gauge(&page, &lagged) >= 1, "{feed}: {page}");
+        assert!(sample(&page, &lagged) >= 1, "{feed}: {page}");
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
@@ -476,14 +455,18 @@ async fn a_closed_feed_is_counted_and_its_follower_stops() {
     let store = app.store_with_products().await;
     let admin = app.admin();
     let order = app.draft_with_tea(&admin, store).await;
-    let metrics = async || metrics_text(&app).await;
+    let metrics = async || app.metrics_page().await;
 
     let mut feed = Sse::open(&app, &format!("/v1/orders/{order}/live"), &admin, None).await;
     feed.next().await;
     let open = metrics().await;
-    assert_eq!(gauge(&open, "live_feeds_open{feed=\"order\"}"), 1, "{open}");
     assert_eq!(
-        gauge(&open, "log_reader_active{reader=\"live\"}"),
+        sample(&open, "live_feeds_open{feed=\"order\"}"),
+        1,
+        "{open}"
+    );
+    assert_eq!(
+        sample(&open, "log_reader_active{reader=\"live\"}"),
         1,
         "{open}"
     );
@@ -496,8 +479,8 @@ async fn a_closed_feed_is_counted_and_its_follower_stops() {
             .await
             .assert_status(200);
         let now = metrics().await;
-        if gauge(&now, "live_feeds_open{feed=\"order\"}") == 0
-            && gauge(&now, "log_reader_active{reader=\"live\"}") == 0
+        if sample(&now, "live_feeds_open{feed=\"order\"}") == 0
+            && sample(&now, "log_reader_active{reader=\"live\"}") == 0
         {
             break;
         }

@@ -150,15 +150,11 @@ async fn a_reply_that_meets_a_database_outage_is_applied_once_the_database_is_ba
         info.config.max_deliver, -1,
         "the server must not stop redelivering"
     );
-    let metrics = app
-        .raw(app.client.get(format!("{}/metrics", app.address)))
-        .await;
+    let metrics = app.metrics_page().await;
     assert!(
-        metrics
-            .text
-            .contains("saga_reply_transient_failures_total{cause=\"store\"}"),
+        metrics.contains("saga_reply_transient_failures_total{cause=\"store\"}"),
         "{}",
-        metrics.text
+        metrics
     );
 }
 

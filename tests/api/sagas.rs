@@ -405,15 +405,12 @@ async fn an_unprocessable_reply_is_dead_lettered_and_others_go_on() {
         reason.is_some_and(|r| r.contains("unparseable")),
         "dead letters say why"
     );
-    let metrics = app
-        .raw(app.client.get(format!("{}/metrics", app.address)))
-        .await;
+    let metrics = app.metrics_page().await;
     assert!(
         metrics
-            .text
             .contains("nats_consumed_total{consumer=\"saga-replies\",outcome=\"dead_lettered\"} 1"),
         "{}",
-        metrics.text
+        metrics
     );
 }
 
