@@ -77,7 +77,8 @@ pub struct ReaderConfig {
     /// How often a standby tries to take the lock.
     pub lock_retry: Duration,
     /// The only event types the handler sees (`None`: all). The others are passed over
-    /// without reading their payloads.
+    /// without reading their payloads, and this process's appends of only them wake no read
+    /// (the next read, woken or at the poll, passes them over).
     pub wanted: Option<Vec<String>>,
     /// Where the handler's effects land, and so how the checkpoint is kept.
     pub checkpoints: Checkpoints,
@@ -226,7 +227,11 @@ impl LogReader {
         self.metrics.reader_leader.with_label_values(&[name]).set(1);
         // without a local signal: a receiver that never changes
         let (never, idle) = watch::channel(0_u64);
-        let mut local = self.appended.as_ref().map_or(idle, AppendSignal::subscribe);
+        let mut local = match (&self.appended, &self.config.wanted) {
+            (None, _) => idle,
+            (Some(signal), None) => signal.subscribe(),
+            (Some(signal), Some(wanted)) => signal.subscribe_to(wanted),
+        };
         let mut held_back_pause = HELD_BACK_FIRST;
 
         let mut at = if per_process {

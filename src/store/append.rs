@@ -178,12 +178,19 @@ async fn write(
         if batch.is_empty() {
             continue;
         }
+        let mut event_types: Vec<String> = Vec::new();
+        for name in batch.iter().flat_map(|p| &p.rows.names) {
+            if !event_types.contains(name) {
+                event_types.push(name.clone());
+            }
+        }
         let (pool, appended, metrics) = (pool.clone(), appended.clone(), Arc::clone(&metrics));
         let span = tracing::debug_span!("event_log.append", commands = batch.len(), rows);
         tokio::spawn(
             async move {
                 flush(&pool, &metrics, batch).await;
-                appended.appended();
+                let event_types: Vec<&str> = event_types.iter().map(String::as_str).collect();
+                appended.appended(&event_types);
                 drop(slot);
             }
             .instrument(span),

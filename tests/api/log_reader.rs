@@ -650,7 +650,7 @@ async fn appends_wake_other_processes_and_a_process_alone_notifies_no_one() {
     assert_eq!(listeners(pool.clone()).await, 1, "A listens");
 
     // A alone: its readers wake, nothing is sent
-    a.appended();
+    a.appended(&["ItemAdded"]);
     assert!(a_woken.has_changed().expect("open"));
     a_woken.mark_unchanged();
     let heard = tokio::time::timeout(Duration::from_millis(500), observer.recv()).await;
@@ -669,7 +669,7 @@ async fn appends_wake_other_processes_and_a_process_alone_notifies_no_one() {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     tokio::time::sleep(Duration::from_millis(1_100)).await;
-    a.appended();
+    a.appended(&["ItemAdded"]);
     a_woken.mark_unchanged();
     tokio::time::timeout(Duration::from_secs(5), observer.recv())
         .await
