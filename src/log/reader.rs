@@ -227,11 +227,9 @@ impl LogReader {
         self.metrics.reader_leader.with_label_values(&[name]).set(1);
         // without a local signal: a receiver that never changes
         let (never, idle) = watch::channel(0_u64);
-        let mut local = match (&self.appended, &self.config.wanted) {
-            (None, _) => idle,
-            (Some(signal), None) => signal.subscribe(),
-            (Some(signal), Some(wanted)) => signal.subscribe_to(wanted),
-        };
+        let mut local = self.appended.as_ref().map_or(idle, |signal| {
+            signal.subscribe(self.config.wanted.as_deref())
+        });
         let mut held_back_pause = HELD_BACK_FIRST;
 
         let mut at = if per_process {

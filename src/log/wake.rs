@@ -4,7 +4,7 @@
 //! notification-queue lock, held until the commit is flushed (migration 0006). Instead the
 //! event store calls [`AppendSignal::appended`] after each append commits:
 //! * the readers of this process wake at once (a [`watch`] channel, no database involved),
-//!   those that act on some event types only ([`AppendSignal::subscribe_to`]) only when the
+//!   those that act on some event types only (see [`AppendSignal::subscribe`]) only when the
 //!   append has one of them (the saga reactor wants one event of about five per saga);
 //! * [`forward_to_other_processes`] sends one `NOTIFY events_appended` per burst of appends, in
 //!   a transaction of its own that writes nothing, for the readers of other replicas, while
@@ -38,47 +38,47 @@ pub const CHANNEL: &str = "events_appended";
 /// clone; every clone is the same signal.
 #[derive(Debug, Clone)]
 pub struct AppendSignal {
-    /// Changes on every append.
-    local: Arc<watch::Sender<u64>>,
-    /// Readers of some event types only, each with the signal that changes on appends of them.
-    narrow: Arc<RwLock<Vec<Interest>>>,
+    /// The readers of this process: what each acts on, and the signal that wakes it.
+    readers: Arc<RwLock<Vec<Interest>>>,
     outbound: Arc<Notify>,
     /// This process, as the payload of its notifications.
     process: Arc<str>,
 }
 
-/// The event types a reader acts on, and the signal that wakes it.
+/// The event types a reader acts on (`None`: all), and the signal that wakes it.
 #[derive(Debug)]
 struct Interest {
-    event_types: Vec<String>,
+    event_types: Option<Vec<String>>,
     wake: watch::Sender<u64>,
+}
+
+impl Interest {
+    fn raise(&self) {
+        self.wake.send_modify(|n| *n = n.wrapping_add(1));
+    }
 }
 
 impl Default for AppendSignal {
     fn default() -> Self {
         Self {
-            local: Arc::new(watch::Sender::new(0)),
-            narrow: Arc::default(),
+            readers: Arc::default(),
             outbound: Arc::new(Notify::new()),
             process: Uuid::new_v4().simple().to_string().into(),
         }
     }
 }
 
-fn raise(signal: &watch::Sender<u64>) {
-    signal.send_modify(|n| *n = n.wrapping_add(1));
-}
-
 impl AppendSignal {
     /// Called after events of `event_types` (repeats allowed) were committed.
-    pub fn appended(&self, event_types: &[&str]) {
-        raise(&self.local);
-        for interest in self.interests().iter() {
-            if event_types
-                .iter()
-                .any(|t| interest.event_types.iter().any(|wanted| wanted == t))
-            {
-                raise(&interest.wake);
+    pub fn appended(&self, event_types: &[impl AsRef<str>]) {
+        for reader in self.readers().iter() {
+            let wanted = reader.event_types.as_ref().is_none_or(|wanted| {
+                event_types
+                    .iter()
+                    .any(|t| wanted.iter().any(|w| w == t.as_ref()))
+            });
+            if wanted {
+                reader.raise();
             }
         }
         // stores one permit when the forwarder is busy: bursts coalesce into one NOTIFY
@@ -88,32 +88,24 @@ impl AppendSignal {
     /// Another process appended (events of any type): wakes every reader of this process (and
     /// tells no one else).
     fn heard(&self) {
-        raise(&self.local);
-        for interest in self.interests().iter() {
-            raise(&interest.wake);
-        }
+        self.readers().iter().for_each(Interest::raise);
     }
 
-    fn interests(&self) -> std::sync::RwLockReadGuard<'_, Vec<Interest>> {
+    fn readers(&self) -> std::sync::RwLockReadGuard<'_, Vec<Interest>> {
         // a panic while holding the lock leaves the list whole: take it as it is
-        self.narrow.read().unwrap_or_else(PoisonError::into_inner)
+        self.readers.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// A receiver that changes on every append of this process, and on every notification of
-    /// another process's appends that [`listen_to_other_processes`] hears.
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.local.subscribe()
-    }
-
-    /// A receiver that changes on appends of this process with an event of `event_types`, and
-    /// on every notification of another process's appends (which does not say what they were).
-    pub fn subscribe_to(&self, event_types: &[String]) -> watch::Receiver<u64> {
+    /// A receiver that changes on appends of this process with an event of `event_types`
+    /// (`None`: on every append), and on every notification of another process's appends
+    /// that [`listen_to_other_processes`] hears (which does not say what they were).
+    pub fn subscribe(&self, event_types: Option<&[String]>) -> watch::Receiver<u64> {
         let (wake, woken) = watch::channel(0);
-        let mut narrow = self.narrow.write().unwrap_or_else(PoisonError::into_inner);
+        let mut readers = self.readers.write().unwrap_or_else(PoisonError::into_inner);
         // readers whose term ended
-        narrow.retain(|i| i.wake.receiver_count() > 0);
-        narrow.push(Interest {
-            event_types: event_types.to_vec(),
+        readers.retain(|r| r.wake.receiver_count() > 0);
+        readers.push(Interest {
+            event_types: event_types.map(<[String]>::to_vec),
             wake,
         });
         woken
@@ -235,8 +227,8 @@ mod tests {
     #[test]
     fn readers_of_some_types_wake_only_for_them_and_for_every_other_process() {
         let signal = AppendSignal::default();
-        let mut every = signal.subscribe();
-        let mut placed = signal.subscribe_to(&["OrderPlaced".to_owned()]);
+        let mut every = signal.subscribe(None);
+        let mut placed = signal.subscribe(Some(&["OrderPlaced".to_owned()]));
 
         signal.appended(&["SagaStarted", "ReservationRequested"]);
         assert!(every.has_changed().expect("open"));
@@ -261,8 +253,8 @@ mod tests {
     #[test]
     fn a_reader_whose_term_ended_is_forgotten_at_the_next_subscription() {
         let signal = AppendSignal::default();
-        drop(signal.subscribe_to(&["OrderPlaced".to_owned()]));
-        let _kept = signal.subscribe_to(&["OrderPlaced".to_owned()]);
-        assert_eq!(signal.interests().len(), 1);
+        drop(signal.subscribe(Some(&["OrderPlaced".to_owned()])));
+        let _kept = signal.subscribe(Some(&["OrderPlaced".to_owned()]));
+        assert_eq!(signal.readers().len(), 1);
     }
 }

@@ -178,24 +178,30 @@ async fn write(
         if batch.is_empty() {
             continue;
         }
-        let mut event_types: Vec<String> = Vec::new();
-        for name in batch.iter().flat_map(|p| &p.rows.names) {
-            if !event_types.contains(name) {
-                event_types.push(name.clone());
-            }
-        }
         let (pool, appended, metrics) = (pool.clone(), appended.clone(), Arc::clone(&metrics));
         let span = tracing::debug_span!("event_log.append", commands = batch.len(), rows);
         tokio::spawn(
             async move {
+                // here, not in the writer's loop, which every append waits for
+                let event_types = event_types(&batch);
                 flush(&pool, &metrics, batch).await;
-                let event_types: Vec<&str> = event_types.iter().map(String::as_str).collect();
                 appended.appended(&event_types);
                 drop(slot);
             }
             .instrument(span),
         );
     }
+}
+
+/// The event types of `batch`, each once (what the readers woken by the append look for).
+fn event_types(batch: &[Pending]) -> Vec<String> {
+    let mut types: Vec<String> = Vec::new();
+    for name in batch.iter().flat_map(|p| &p.rows.names) {
+        if !types.contains(name) {
+            types.push(name.clone());
+        }
+    }
+    types
 }
 
 /// Writes `batch` in one statement, or each of its commands on its own when that fails.

@@ -639,8 +639,8 @@ async fn appends_wake_other_processes_and_a_process_alone_notifies_no_one() {
         a.clone(),
         stopping.clone(),
     ));
-    let mut a_woken = a.subscribe();
-    let mut b_woken = b.subscribe();
+    let mut a_woken = a.subscribe(None);
+    let mut b_woken = b.subscribe(None);
     for _ in 0..200 {
         if listeners(pool.clone()).await == 1 {
             break;
