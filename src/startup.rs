@@ -14,7 +14,6 @@ use crate::http::auth::JwtVerifier;
 use crate::log::{AppendSignal, LogReader};
 use crate::nats::Nats;
 use crate::state::AppState;
-use crate::store::cache::{OrderCache, SagaCache};
 use crate::store::catalog::CatalogRepository;
 use crate::store::orders::OrderRepository;
 use crate::store::sagas::SagaRepository;
@@ -79,7 +78,7 @@ impl Application {
             appended.clone(),
             catalog.clone(),
             metrics.clone(),
-            OrderCache::new(settings.database.order_cache_entries),
+            settings.database.order_cache_entries,
         );
         let policy = SagaPolicy {
             step_timeout: chrono::Duration::milliseconds(
@@ -95,7 +94,7 @@ impl Application {
             appended.clone(),
             policy,
             metrics.clone(),
-            SagaCache::new(settings.database.order_cache_entries),
+            settings.database.order_cache_entries,
         ));
         let nats = if settings.workers.sagas {
             let url = settings.nats_url.as_deref().context(

@@ -5,6 +5,8 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row as _};
 use uuid::Uuid;
 
+use super::event::{self, Aggregate, Decoded};
+
 /// Where a reader stands: the last `(tx_id, position)` it has durably processed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Cursor {
@@ -21,6 +23,8 @@ pub struct LogEvent {
     pub event_id: Uuid,
     pub aggregate_type: String,
     pub aggregate_id: String,
+    /// The aggregate, typed from `aggregate_type` and `aggregate_id` once, as it was read.
+    pub aggregate: Aggregate,
     pub sequence: i64,
     pub event_type: String,
     pub payload: serde_json::Value,
@@ -36,16 +40,31 @@ impl LogEvent {
         }
     }
 
+    /// The payload as its aggregate's event (an error names the event).
+    pub fn decode(&self) -> anyhow::Result<Decoded> {
+        event::decode(self.aggregate, &self.payload).map_err(|e| {
+            anyhow::anyhow!(
+                "event {} ({} of {}) does not decode: {e}",
+                self.event_id,
+                self.event_type,
+                self.aggregate_type
+            )
+        })
+    }
+
     fn from_row(row: &PgRow) -> Result<Self, sqlx::Error> {
         let tx_id: String = row.try_get("tx_id")?;
+        let aggregate_type: String = row.try_get("aggregate_type")?;
+        let aggregate_id: String = row.try_get("aggregate_id")?;
         Ok(Self {
+            aggregate: Aggregate::of(&aggregate_type, &aggregate_id),
+            aggregate_type,
+            aggregate_id,
             tx_id: tx_id
                 .parse()
                 .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
             position: row.try_get("position")?,
             event_id: row.try_get("event_id")?,
-            aggregate_type: row.try_get("aggregate_type")?,
-            aggregate_id: row.try_get("aggregate_id")?,
             sequence: row.try_get("sequence")?,
             event_type: row.try_get("event_type")?,
             payload: row.try_get("payload")?,

@@ -26,6 +26,7 @@
 //!   older open transaction, and by polling as a fallback.
 
 mod cursor;
+mod event;
 mod reader;
 mod status;
 pub mod wake;
@@ -34,6 +35,7 @@ pub use cursor::{
     end_of_log, lag, load_checkpoint, read_batch, read_tail, reset_checkpoint, save_checkpoint,
     Cursor, LogEvent, Tail, READER_APPLICATION_NAME,
 };
+pub use event::{Aggregate, Decoded};
 pub use reader::{Checkpoints, LogHandler, LogReader, ReaderConfig};
 pub use status::{statuses, ReaderStatus};
 pub use wake::AppendSignal;

@@ -1,6 +1,6 @@
 //! Aggregates as this process's last command left them: the next command on one starts from
-//! here instead of loading its events, one round trip fewer. Orders ([`OrderCache`]) and sagas
-//! ([`SagaCache`]) each have one.
+//! here instead of loading its events, one round trip fewer. Every [`super::executor::Executor`]
+//! has one.
 //!
 //! A cached aggregate is never trusted alone. A command decided on one can only ever append,
 //! and the append's `(aggregate, sequence)` key fails if anyone appended meanwhile (another
@@ -13,14 +13,6 @@ use std::hash::Hash;
 use std::sync::Mutex;
 
 use hashlink::LruCache;
-use order_domain::{Order, OrderId};
-use order_sagas::OrderSaga;
-
-/// Orders by id.
-pub type OrderCache = AggregateCache<OrderId, Order>;
-
-/// Sagas by their order's id, with their version (events so far).
-pub type SagaCache = AggregateCache<OrderId, (OrderSaga, usize)>;
 
 /// Least recently used aggregates, at most `capacity` of them (0: caches nothing).
 pub struct AggregateCache<K, V> {

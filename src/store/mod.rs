@@ -6,6 +6,7 @@ pub mod append;
 pub mod cache;
 pub mod catalog;
 pub mod event_log;
+pub mod executor;
 pub mod locks;
 pub mod orders;
 pub mod sagas;

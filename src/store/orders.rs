@@ -1,34 +1,24 @@
-//! The order command executor: load the order's events, authorize against the loaded state,
-//! resolve catalog prices, decide, append, in one optimistic step (DESIGN §4, §5).
+//! Order commands: the order's part of the one [`Executor`] (authorize against the loaded
+//! state, replay a retried request, `If-Match`, catalog prices, the domain's decision), and the
+//! command metrics (DESIGN §4, §5).
 //!
 //! Round trips per command: one select of the order's events (none when this process's last
-//! command on the order left it in the [`OrderCache`]), catalog prices from memory (or one
-//! select), and one insert of all new events. Commands on one order queue behind each other inside a process (a lock per order
-//! id), so a burst on one order does not turn into a retry storm; across replicas a unique-key
-//! collision on `(aggregate, sequence)` means another writer won, and the command is decided
-//! again on the new state, a bounded number of times.
+//! command on the order left it in the executor's cache), catalog prices from memory (or one
+//! select), and one insert of all new events.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use cqrs_es::persist::{EventStoreAggregateContext, PersistedEventStore};
-use cqrs_es::{Aggregate as _, AggregateError, EventEnvelope, EventStore as _};
-use order_domain::{
-    CommandMark, Decision, Envelope, Order, OrderCommand, OrderError, OrderEvent, OrderId,
-};
-use rand::Rng as _;
+use cqrs_es::{Aggregate as _, EventEnvelope};
+use order_domain::{CommandMark, Decision, Envelope, Order, OrderCommand, OrderError, OrderId};
 use sqlx::PgPool;
 
-use super::cache::OrderCache;
 use super::catalog::CatalogRepository;
 use super::event_log::EventLog;
-use super::locks::KeyedLocks;
+use super::executor::{Decide, Decided, Executor, ExecutorMetrics, Failure, Outcome};
 use crate::log::AppendSignal;
 use crate::telemetry::Metrics;
-
-/// Attempts of one command before a conflict is reported to the client.
-const MAX_ATTEMPTS: u32 = 8;
 
 /// Who asked for a change, and in which trace: stored as every event's metadata.
 #[derive(Debug, Clone, Default)]
@@ -95,11 +85,9 @@ pub enum ExecuteError<E> {
 
 /// Executes order commands against the event store.
 pub struct OrderRepository {
-    store: PersistedEventStore<EventLog, Order>,
+    executor: Executor<OrderId, Order>,
     catalog: CatalogRepository,
     metrics: Arc<Metrics>,
-    locks: KeyedLocks<OrderId>,
-    cache: OrderCache,
 }
 
 impl std::fmt::Debug for OrderRepository {
@@ -108,66 +96,130 @@ impl std::fmt::Debug for OrderRepository {
     }
 }
 
-/// What a command comes to on one state of its order.
-enum Next {
-    /// Append these events; the order after them.
-    Append(Vec<OrderEvent>, Box<Order>),
-    /// Nothing to append, nothing replayed.
-    Unchanged,
-    /// The command was executed before, when the order reached `version`.
+/// An order's refusals: the caller's authorization, the domain's rules, `If-Match`.
+enum Refusal<E> {
+    Denied(E),
+    Refused(OrderError),
+    VersionMismatch { expected: u64, actual: u64 },
+}
+
+/// Nothing to append: either nothing changed, or the request is a retry of the one that
+/// brought the order to `version`.
+enum Unchanged {
+    Nothing,
     Replay { version: u64 },
 }
 
-/// An order as loaded: its state and the events it was folded from.
-struct Loaded {
-    order: Order,
-    events: Vec<EventEnvelope<Order>>,
+/// The order's part of executing one command (see [`Executor`]): authorization, replay,
+/// `If-Match`, catalog prices and the domain's decision.
+struct OrderDecider<'a, F> {
+    envelope: &'a Envelope,
+    expected_version: Option<u64>,
+    authorize: &'a F,
+    catalog: &'a CatalogRepository,
+}
+
+impl<E: Send, F> Decide<Order> for OrderDecider<'_, F>
+where
+    F: Fn(&Order) -> Result<(), E> + Sync,
+{
+    type Answer = Unchanged;
+    type Refusal = Refusal<E>;
+
+    async fn decide(
+        &self,
+        order: &Order,
+        _version: usize,
+    ) -> Result<Decided<Order, Unchanged>, Failure<Refusal<E>>> {
+        let refused = |r| Failure::Refused(r);
+        if order.exists() {
+            (self.authorize)(order).map_err(|e| refused(Refusal::Denied(e)))?;
+        }
+        // A retry is answered as the original was, whatever has happened since.
+        if let Some(version) = order
+            .replay_of(self.envelope.mark)
+            .map_err(|e| refused(Refusal::Refused(e)))?
+        {
+            return Ok(Decided::Answer(Unchanged::Replay { version }));
+        }
+        if let (Some(expected), true) = (self.expected_version, order.exists()) {
+            if expected != order.version() {
+                return Err(refused(Refusal::VersionMismatch {
+                    expected,
+                    actual: order.version(),
+                }));
+            }
+        }
+        let prices = match order.catalog_lookup(&self.envelope.command) {
+            Some((store, skus)) => self.catalog.prices(store, &skus).await.map_err(|e| {
+                if super::is_unavailable(&e) {
+                    Failure::Unavailable(e)
+                } else {
+                    Failure::Store(e)
+                }
+            })?,
+            None => order_domain::PriceList::new(),
+        };
+        match order
+            .decide(self.envelope, &prices)
+            .map_err(|e| refused(Refusal::Refused(e)))?
+        {
+            Decision::Replayed { version } => Ok(Decided::Answer(Unchanged::Replay { version })),
+            Decision::Events(events) if events.is_empty() => {
+                Ok(Decided::Answer(Unchanged::Nothing))
+            }
+            Decision::Events(events) => Ok(Decided::Append(events)),
+        }
+    }
 }
 
 impl OrderRepository {
+    /// `cache_entries`: orders kept as this process's last command left them (0: none).
     pub fn new(
         pool: PgPool,
         appended: AppendSignal,
         catalog: CatalogRepository,
         metrics: Arc<Metrics>,
-        cache: OrderCache,
+        cache_entries: usize,
     ) -> Self {
+        let executor_metrics = ExecutorMetrics {
+            cache: metrics.order_cache.clone(),
+            appended: metrics.events_appended.clone(),
+            retries: Some(metrics.command_retries.clone()),
+            stages: Some(metrics.command_stage_seconds.clone()),
+        };
         Self {
-            // Pure event-store mode: postgres-es 0.5's snapshot and aggregate-store modes
-            // apply events twice.
-            store: PersistedEventStore::new_event_store(EventLog::new(
-                pool,
-                appended,
-                metrics.clone(),
-            )),
+            executor: Executor::new(
+                EventLog::new(pool, appended, metrics.clone()),
+                cache_entries,
+                executor_metrics,
+            ),
             catalog,
             metrics,
-            locks: KeyedLocks::default(),
-            cache,
         }
     }
 
     /// Loads an order's current state (`None` if it was never created).
     #[tracing::instrument(skip_all, fields(order_id = %id))]
     pub async fn load(&self, id: OrderId) -> anyhow::Result<Option<Order>> {
-        let loaded = self
-            .load_events::<std::convert::Infallible>(id)
-            .await
-            .map_err(anyhow_of)?;
-        Ok(Some(loaded.order).filter(Order::exists))
+        let loaded = self.executor.load(id).await.map_err(|e| match e {
+            Failure::Unavailable(e) | Failure::Store(e) => e,
+            other => anyhow::anyhow!(other.to_string()),
+        })?;
+        Ok(Some(loaded.state).filter(Order::exists))
     }
 
     /// Runs `request`: `authorize` sees the loaded order before anything is decided and may
     /// refuse; a replayed request is authorized the same way as the original.
     #[tracing::instrument(skip_all, fields(order_id = %request.order_id, command = request.command.name()))]
-    pub async fn execute<E>(
+    pub async fn execute<E: Send>(
         &self,
         request: CommandRequest,
-        authorize: impl Fn(&Order) -> Result<(), E>,
+        authorize: impl Fn(&Order) -> Result<(), E> + Sync,
     ) -> Result<Executed, ExecuteError<E>> {
         let name = request.command.name();
         let started = Instant::now();
-        let result = self.execute_inner(request, authorize).await;
+        let result = self.execute_unmeasured(request, authorize).await;
         let outcome = match &result {
             Ok(e) if e.replayed => "replayed",
             Ok(_) => "accepted",
@@ -186,12 +238,11 @@ impl OrderRepository {
         result
     }
 
-    async fn execute_inner<E>(
+    async fn execute_unmeasured<E: Send>(
         &self,
         request: CommandRequest,
-        authorize: impl Fn(&Order) -> Result<(), E>,
+        authorize: impl Fn(&Order) -> Result<(), E> + Sync,
     ) -> Result<Executed, ExecuteError<E>> {
-        let started_at_entry = Instant::now();
         if let OrderCommand::CreateOrder(create) = &request.command {
             if create.order_id != request.order_id {
                 return Err(ExecuteError::Store(anyhow::anyhow!(
@@ -201,256 +252,65 @@ impl OrderRepository {
                 )));
             }
         }
-        let aggregate_id = request.order_id.to_string();
+        let name = request.command.name();
         let envelope = Envelope {
             command: request.command,
             mark: request.mark,
         };
-        let metadata = request.metadata.into_map();
-        let stages = Stages::new(&self.metrics);
-        let _guard = self.locks.lock(request.order_id).await;
-        let mut stage = stages.done("lock", started_at_entry);
-        let mut cached = self.cache.get(request.order_id);
-        if self.cache.enabled() {
-            let outcome = if cached.is_some() { "hit" } else { "miss" };
-            self.metrics.order_cache.with_label_values(&[outcome]).inc();
-        }
-        let mut backoff = Duration::from_millis(2);
-        for attempt in 1..=MAX_ATTEMPTS {
-            // `events` is `None` for an order from the cache
-            let (order, events) = if let Some(order) = cached.take() {
-                (order, None)
-            } else {
-                let Loaded { order, events } = self.load_events(request.order_id).await?;
-                (order, Some(events))
-            };
-            stage = stages.done("load", stage);
-            let decided = self
-                .decide(&order, &envelope, request.expected_version, &authorize)
-                .await;
-            stage = stages.done("decide", stage);
-            let (new_events, after) = match (decided, &events) {
-                (Ok(Next::Append(new_events, after)), _) => (new_events, after),
-                // an outage does not depend on the order's state
-                (Err(e @ (ExecuteError::Unavailable(_) | ExecuteError::Store(_))), _) => {
-                    return Err(e)
-                }
-                (answer, None) => {
-                    // Decided on a cached order without appending: decide again on the
-                    // order as stored (see `cache`).
-                    drop(answer);
-                    self.metrics.order_cache.with_label_values(&["stale"]).inc();
-                    continue;
-                }
-                (Ok(Next::Unchanged), Some(_)) => {
-                    return Ok(Executed {
-                        order,
-                        replayed: false,
-                    })
-                }
-                (Ok(Next::Replay { version }), Some(events)) => {
-                    return Ok(replayed(events, version))
-                }
-                (Err(e), Some(_)) => return Err(e),
-            };
-            let types: Vec<String> = new_events
-                .iter()
-                .map(|e| e.change.event_type().to_owned())
-                .collect();
-            let context = EventStoreAggregateContext {
-                aggregate_id: aggregate_id.clone(),
-                current_sequence: usize::try_from(order.version()).unwrap_or(usize::MAX),
-                // Only snapshot modes read the context's aggregate; ours is event-store mode.
-                aggregate: order,
-                current_snapshot: None,
-            };
-            let committed = self
-                .store
-                .commit(new_events, context, metadata.clone())
-                .await;
-            stage = stages.done("append", stage);
-            match committed {
-                Ok(_) => {
-                    for t in &types {
-                        self.metrics.events_appended.with_label_values(&[t]).inc();
-                    }
-                    self.cache.put(request.order_id, (*after).clone());
-                    return Ok(Executed {
-                        order: *after,
-                        replayed: false,
-                    });
-                }
-                Err(AggregateError::AggregateConflict) if attempt < MAX_ATTEMPTS => {
-                    self.cache.forget(request.order_id);
-                    self.metrics
-                        .command_retries
-                        .with_label_values(&[envelope.command.name()])
-                        .inc();
-                    if events.is_none() {
-                        self.metrics.order_cache.with_label_values(&["stale"]).inc();
-                        // another writer appended since this process last did: no backoff,
-                        // the order is simply loaded
-                        continue;
-                    }
-                    // Someone else appended first. With If-Match the client asked for exactly
-                    // the version it saw, so the next round reports the mismatch.
-                    let jitter = rand::rng()
-                        .random_range(0..=u64::try_from(backoff.as_micros()).unwrap_or(u64::MAX));
-                    tokio::time::sleep(backoff + Duration::from_micros(jitter)).await;
-                    backoff = (backoff * 2).min(Duration::from_millis(50));
-                    stage = stages.done("backoff", stage);
-                }
-                Err(AggregateError::AggregateConflict) => {
-                    self.cache.forget(request.order_id);
-                    return Err(ExecuteError::Conflict);
-                }
-                Err(e) => {
-                    self.cache.forget(request.order_id);
-                    return Err(store_error(e));
-                }
-            }
-        }
-        Err(ExecuteError::Conflict)
-    }
-
-    /// What `envelope` does to `order`: authorization, replay, `If-Match`, catalog prices and
-    /// the domain's decision.
-    async fn decide<E>(
-        &self,
-        order: &Order,
-        envelope: &Envelope,
-        expected_version: Option<u64>,
-        authorize: impl Fn(&Order) -> Result<(), E>,
-    ) -> Result<Next, ExecuteError<E>> {
-        if order.exists() {
-            authorize(order).map_err(ExecuteError::Denied)?;
-        }
-        // A retry is answered as the original was, whatever has happened since.
-        if let Some(version) = order
-            .replay_of(envelope.mark)
-            .map_err(ExecuteError::Refused)?
-        {
-            return Ok(Next::Replay { version });
-        }
-        if let (Some(expected), true) = (expected_version, order.exists()) {
-            if expected != order.version() {
-                return Err(ExecuteError::VersionMismatch {
-                    expected,
-                    actual: order.version(),
-                });
-            }
-        }
-        let prices = match order.catalog_lookup(&envelope.command) {
-            Some((store, skus)) => self.catalog.prices(store, &skus).await.map_err(|e| {
-                if super::is_unavailable(&e) {
-                    ExecuteError::Unavailable(e)
-                } else {
-                    ExecuteError::Store(e)
-                }
-            })?,
-            None => order_domain::PriceList::new(),
+        let decider = OrderDecider {
+            envelope: &envelope,
+            expected_version: request.expected_version,
+            authorize: &authorize,
+            catalog: &self.catalog,
         };
-        match order
-            .decide(envelope, &prices)
-            .map_err(ExecuteError::Refused)?
-        {
-            Decision::Replayed { version } => Ok(Next::Replay { version }),
-            Decision::Events(new_events) if new_events.is_empty() => Ok(Next::Unchanged),
-            Decision::Events(new_events) => {
-                let mut after = order.clone();
-                for e in &new_events {
-                    after.apply(e.clone());
-                }
-                Ok(Next::Append(new_events, Box::new(after)))
+        let outcome = self
+            .executor
+            .execute(
+                request.order_id,
+                name,
+                &decider,
+                request.metadata.into_map(),
+            )
+            .await;
+        match outcome {
+            Ok(Outcome::Appended { state, .. }) => Ok(Executed {
+                order: state,
+                replayed: false,
+            }),
+            Ok(Outcome::Answered {
+                answer: Unchanged::Nothing,
+                loaded,
+            }) => Ok(Executed {
+                order: loaded.state,
+                replayed: false,
+            }),
+            Ok(Outcome::Answered {
+                answer: Unchanged::Replay { version },
+                loaded,
+            }) => Ok(replayed(&loaded.events, version)),
+            Err(Failure::Refused(Refusal::Denied(e))) => Err(ExecuteError::Denied(e)),
+            Err(Failure::Refused(Refusal::Refused(e))) => Err(ExecuteError::Refused(e)),
+            Err(Failure::Refused(Refusal::VersionMismatch { expected, actual })) => {
+                Err(ExecuteError::VersionMismatch { expected, actual })
             }
+            Err(Failure::Conflict) => Err(ExecuteError::Conflict),
+            Err(Failure::Unavailable(e)) => Err(ExecuteError::Unavailable(e)),
+            Err(Failure::Store(e)) => Err(ExecuteError::Store(e)),
         }
-    }
-
-    async fn load_events<E>(&self, id: OrderId) -> Result<Loaded, ExecuteError<E>> {
-        let events = self
-            .store
-            .load_events(&id.to_string())
-            .await
-            .map_err(store_error)?;
-        Ok(Loaded {
-            order: fold(events.iter()),
-            events,
-        })
-    }
-}
-
-/// Observes how long each stage of a command took, into `order_command_stage_seconds`.
-struct Stages<'a> {
-    histogram: &'a prometheus::HistogramVec,
-}
-
-impl<'a> Stages<'a> {
-    fn new(metrics: &'a Metrics) -> Self {
-        Self {
-            histogram: &metrics.command_stage_seconds,
-        }
-    }
-
-    /// Records `stage` as having run since `since`; returns now, the start of the next stage.
-    fn done(&self, stage: &str, since: Instant) -> Instant {
-        let now = Instant::now();
-        self.histogram
-            .with_label_values(&[stage])
-            .observe(now.duration_since(since).as_secs_f64());
-        now
     }
 }
 
 /// The answer to a replayed request: the order as the original request left it.
 fn replayed(events: &[EventEnvelope<Order>], version: u64) -> Executed {
-    Executed {
-        order: fold(
-            events
-                .iter()
-                .take(usize::try_from(version).unwrap_or(usize::MAX)),
-        ),
-        replayed: true,
-    }
-}
-
-fn fold<'a>(events: impl Iterator<Item = &'a EventEnvelope<Order>>) -> Order {
     let mut order = Order::default();
-    for e in events {
+    for e in events
+        .iter()
+        .take(usize::try_from(version).unwrap_or(usize::MAX))
+    {
         order.apply(e.payload.clone());
     }
-    order
-}
-
-fn store_error<E>(e: AggregateError<OrderError>) -> ExecuteError<E> {
-    match e {
-        AggregateError::DatabaseConnectionError(e) => {
-            ExecuteError::Unavailable(anyhow::anyhow!(e).context("database connection"))
-        }
-        AggregateError::UserError(e) => ExecuteError::Refused(e),
-        AggregateError::UnexpectedError(e) => {
-            // Keep the concrete sqlx error in the chain (anyhow hides a boxed one from
-            // downcasts), so callers can tell an outage from a bug.
-            let (e, unavailable) = match e.downcast::<sqlx::Error>() {
-                Ok(sqlx) => {
-                    let unavailable = super::sqlx_unavailable(&sqlx);
-                    (anyhow::Error::new(*sqlx), unavailable)
-                }
-                Err(other) => (anyhow::anyhow!(other), false),
-            };
-            let e = e.context("event store");
-            if unavailable {
-                ExecuteError::Unavailable(e)
-            } else {
-                ExecuteError::Store(e)
-            }
-        }
-        other => ExecuteError::Store(anyhow::anyhow!(other.to_string())),
-    }
-}
-
-fn anyhow_of<E>(e: ExecuteError<E>) -> anyhow::Error {
-    match e {
-        ExecuteError::Unavailable(e) | ExecuteError::Store(e) => e,
-        other => anyhow::anyhow!(other.to_string()),
+    Executed {
+        order,
+        replayed: true,
     }
 }

@@ -8,11 +8,10 @@ use anyhow::Context as _;
 use order_domain::OrderEvent;
 use order_projections::{Record, Recorded, SagaRecorded, SCHEMA, SHADOW_SCHEMA};
 use order_sagas::{SagaChange, SagaEvent};
-use serde::Deserialize as _;
 use sqlx::{Connection as _, PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::log::{Cursor, LogEvent, LogHandler, LogReader, ReaderConfig};
+use crate::log::{self, Cursor, LogEvent, LogHandler, LogReader, ReaderConfig};
 use crate::telemetry::Metrics;
 
 /// Name of the projector's reader (checkpoint row, lock, metric label).
@@ -113,31 +112,18 @@ enum Decoded<'a> {
 impl<'a> Decoded<'a> {
     /// The decoded event, or `None` for an aggregate no read model follows.
     fn from_log(e: &'a LogEvent) -> anyhow::Result<Option<Self>> {
-        Ok(match e.aggregate_type.as_str() {
-            "Order" => Some(Self::Order {
-                event: OrderEvent::deserialize(&e.payload).with_context(|| {
-                    format!("event {} ({}) does not decode", e.event_id, e.event_type)
-                })?,
-                order_id: e
-                    .aggregate_id
-                    .parse()
-                    .with_context(|| format!("order id {}", e.aggregate_id))?,
+        Ok(match e.decode()? {
+            log::Decoded::Order { order_id, event } => Some(Self::Order {
+                order_id: order_id.as_uuid(),
                 log: e,
+                event,
             }),
-            "OrderSaga" => Some(Self::Saga {
-                event: SagaEvent::deserialize(&e.payload).with_context(|| {
-                    format!(
-                        "saga event {} ({}) does not decode",
-                        e.event_id, e.event_type
-                    )
-                })?,
-                order_id: e
-                    .aggregate_id
-                    .parse()
-                    .with_context(|| format!("saga id {}", e.aggregate_id))?,
+            log::Decoded::Saga { order_id, event } => Some(Self::Saga {
+                order_id: order_id.as_uuid(),
                 log: e,
+                event,
             }),
-            _ => None,
+            log::Decoded::Other => None,
         })
     }
 

@@ -9,10 +9,9 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use bytes::Bytes;
-use order_sagas::SagaEvent;
 use sqlx::PgConnection;
 
-use crate::log::{Checkpoints, LogEvent, LogHandler, ReaderConfig};
+use crate::log::{Aggregate, Checkpoints, Decoded, LogEvent, LogHandler, ReaderConfig};
 use crate::nats::headers::{self, Envelope};
 use crate::nats::{Nats, ORDER_EVENTS, SAGA_COMMANDS};
 use crate::telemetry::Metrics;
@@ -46,23 +45,22 @@ impl Relay {
             .get("traceparent")
             .and_then(serde_json::Value::as_str);
         let id = e.event_id.to_string();
-        match e.aggregate_type.as_str() {
-            "Order" => {
+        match e.aggregate {
+            Aggregate::Order(order_id) => {
                 let kind = format!("orders.{}", e.event_type);
                 // The event's own fields, plus where it belongs: subscribers need no lookup.
                 let mut body = e.payload.clone();
                 if let Some(map) = body.as_object_mut() {
-                    map.insert("order_id".into(), e.aggregate_id.clone().into());
+                    map.insert("order_id".into(), order_id.to_string().into());
                     map.insert("version".into(), e.sequence.into());
                     map.insert("event_id".into(), id.clone().into());
                     map.insert("recorded_at".into(), e.recorded_at.to_rfc3339().into());
                 }
                 Ok(Some(Outgoing {
                     stream: ORDER_EVENTS,
-                    subject: self.nats.subject(&format!(
-                        "orders.events.{}.{}",
-                        e.aggregate_id, e.event_type
-                    )),
+                    subject: self
+                        .nats
+                        .subject(&format!("orders.events.{order_id}.{}", e.event_type)),
                     headers: headers::build(&Envelope {
                         id: &id,
                         kind: &kind,
@@ -73,9 +71,10 @@ impl Relay {
                     body: Bytes::from(serde_json::to_vec(&body)?),
                 }))
             }
-            "OrderSaga" => {
-                let event: SagaEvent = serde_json::from_value(e.payload.clone())
-                    .with_context(|| format!("saga event {} does not decode", e.event_id))?;
+            Aggregate::Saga(_) => {
+                let Decoded::Saga { event, .. } = e.decode()? else {
+                    anyhow::bail!("event {} is not a saga's", e.event_id);
+                };
                 let Some(command) = event.change.participant_command() else {
                     return Ok(None);
                 };
@@ -92,7 +91,7 @@ impl Relay {
                     body: Bytes::from(command.to_json()?),
                 }))
             }
-            _ => Ok(None),
+            Aggregate::Other => Ok(None),
         }
     }
 }

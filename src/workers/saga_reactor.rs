@@ -10,14 +10,13 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use anyhow::Context as _;
 use chrono::Utc;
 use futures::stream::{FuturesUnordered, StreamExt as _};
-use order_domain::{OrderCommand, OrderError, OrderEvent, OrderId};
-use order_sagas::{OrderSnapshot, SagaChange, SagaCommand, SagaError, SagaEvent};
+use order_domain::{OrderCommand, OrderError, OrderId};
+use order_sagas::{OrderSnapshot, SagaChange, SagaCommand, SagaError};
 use sqlx::PgConnection;
 
-use crate::log::{Checkpoints, LogEvent, LogHandler, ReaderConfig};
+use crate::log::{Aggregate, Checkpoints, Decoded, LogEvent, LogHandler, ReaderConfig};
 use crate::store::orders::{CommandRequest, EventMetadata, ExecuteError, OrderRepository};
 use crate::store::sagas::{SagaExecuteError, SagaRepository};
 
@@ -58,9 +57,13 @@ impl LogHandler for SagaReactor {
     /// fails and is offered again, which what already happened absorbs.
     async fn handle(&mut self, _tx: &mut PgConnection, batch: &[LogEvent]) -> anyhow::Result<()> {
         let mut per_order: Vec<Vec<&LogEvent>> = Vec::new();
-        let mut index: HashMap<&str, usize> = HashMap::new();
+        let mut index: HashMap<OrderId, usize> = HashMap::new();
         for e in batch {
-            let at = *index.entry(e.aggregate_id.as_str()).or_insert_with(|| {
+            // only orders' and sagas' events are wanted; both are keyed by the order's id
+            let Some(order) = e.aggregate.order_id() else {
+                continue;
+            };
+            let at = *index.entry(order).or_insert_with(|| {
                 per_order.push(Vec::new());
                 per_order.len() - 1
             });
@@ -123,29 +126,31 @@ impl SagaReactor {
     }
 
     async fn react(&self, e: &LogEvent) -> anyhow::Result<()> {
-        match e.aggregate_type.as_str() {
-            "Order" => self.on_order_event(e).await,
-            "OrderSaga" => self.on_saga_event(e).await,
-            _ => Ok(()),
+        match e.aggregate {
+            Aggregate::Order(order) => self.on_order_event(order, e).await,
+            Aggregate::Saga(order) => self.on_saga_event(order, e).await,
+            Aggregate::Other => Ok(()),
         }
     }
 
     // Every type matched here and in `on_saga_event` is in `WANTED`.
-    async fn on_order_event(&self, e: &LogEvent) -> anyhow::Result<()> {
+    async fn on_order_event(&self, order: OrderId, e: &LogEvent) -> anyhow::Result<()> {
         let now = Utc::now();
         let command = match e.event_type.as_str() {
             "OrderPlaced" => {
-                let event: OrderEvent =
-                    serde_json::from_value(e.payload.clone()).context("OrderPlaced payload")?;
-                let order_id = OrderId::from_uuid(e.aggregate_id.parse().context("order id")?);
-                let order = OrderSnapshot::from_order_placed(order_id, &event.change)?;
-                SagaCommand::Start { order, now }
+                let Decoded::Order { event, .. } = e.decode()? else {
+                    anyhow::bail!("event {} is not an order's", e.event_id);
+                };
+                let snapshot = OrderSnapshot::from_order_placed(order, &event.change)?;
+                SagaCommand::Start {
+                    order: snapshot,
+                    now,
+                }
             }
             "OrderCancelled" => SagaCommand::OrderCancelled { now },
             "OrderShipped" | "OrderPickedUp" => SagaCommand::OrderFulfilled { now },
             _ => return Ok(()),
         };
-        let order = OrderId::from_uuid(e.aggregate_id.parse().context("order id")?);
         match self
             .sagas
             .execute(order, &command, metadata_map(caused_by(e)))
@@ -165,12 +170,13 @@ impl SagaReactor {
         }
     }
 
-    async fn on_saga_event(&self, e: &LogEvent) -> anyhow::Result<()> {
+    async fn on_saga_event(&self, order: OrderId, e: &LogEvent) -> anyhow::Result<()> {
         let command = match e.event_type.as_str() {
             "OrderConfirmationDue" => OrderCommand::ConfirmOrder,
             "OrderRejectionDue" => {
-                let event: SagaEvent =
-                    serde_json::from_value(e.payload.clone()).context("saga payload")?;
+                let Decoded::Saga { event, .. } = e.decode()? else {
+                    anyhow::bail!("event {} is not a saga's", e.event_id);
+                };
                 let SagaChange::OrderRejectionDue { reason } = event.change else {
                     anyhow::bail!("event {} is not an OrderRejectionDue", e.event_id);
                 };
@@ -178,7 +184,6 @@ impl SagaReactor {
             }
             _ => return Ok(()),
         };
-        let order = OrderId::from_uuid(e.aggregate_id.parse().context("saga id")?);
         let result = self
             .orders
             .execute::<std::convert::Infallible>(
