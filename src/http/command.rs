@@ -8,7 +8,8 @@ use uuid::Uuid;
 
 use super::auth::Principal;
 use super::problem::ApiError;
-use crate::store::orders::{EventMetadata, ExecuteError};
+use crate::store::executor::Failure;
+use crate::store::orders::{EventMetadata, ExecuteError, Refusal};
 
 /// Namespace of every id this service derives with UUIDv5.
 const ID_NAMESPACE: Uuid = Uuid::from_u128(0x6f72_6465_722d_7365_7276_6963_652d_6964);
@@ -117,16 +118,16 @@ pub fn metadata(
 impl From<ExecuteError<ApiError>> for ApiError {
     fn from(e: ExecuteError<ApiError>) -> Self {
         match e {
-            ExecuteError::Denied(e) => e,
-            ExecuteError::Refused(e) => ApiError::Refused(e),
-            ExecuteError::VersionMismatch { expected, actual } => {
+            Failure::Refused(Refusal::Denied(e)) => e,
+            Failure::Refused(Refusal::Order(e)) => ApiError::Refused(e),
+            Failure::Refused(Refusal::VersionMismatch { expected, actual }) => {
                 ApiError::VersionMismatch { expected, actual }
             }
-            ExecuteError::Conflict => ApiError::Conflict {
+            Failure::Conflict => ApiError::Conflict {
                 retry_after_secs: 1,
             },
-            ExecuteError::Unavailable(e) => ApiError::Unavailable(e),
-            ExecuteError::Store(e) => ApiError::Internal(e),
+            Failure::Unavailable(e) => ApiError::Unavailable(e),
+            Failure::Store(e) => ApiError::Internal(e),
         }
     }
 }

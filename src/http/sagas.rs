@@ -240,7 +240,9 @@ impl SagasApi {
                     retry_after_secs: 1,
                 })
             }
-            Err(SagaExecuteError::Store(e)) => return Err(ApiError::infra(e)),
+            Err(SagaExecuteError::Store(e) | SagaExecuteError::Unavailable(e)) => {
+                return Err(ApiError::infra(e))
+            }
         }
         let saga = state.sagas.load(order).await.map_err(ApiError::infra)?;
         Ok(SagaResponse::Ok(Json(

@@ -70,6 +70,18 @@ pub enum Failure<R> {
     Store(#[source] anyhow::Error),
 }
 
+impl<R> Failure<R> {
+    /// Adds `what` to the cause of an unavailable or failed store.
+    #[must_use]
+    pub fn context(self, what: impl FnOnce() -> String) -> Self {
+        match self {
+            Self::Unavailable(e) => Self::Unavailable(e.context(what())),
+            Self::Store(e) => Self::Store(e.context(what())),
+            other => other,
+        }
+    }
+}
+
 /// The per-aggregate part of executing one command.
 pub trait Decide<A: Aggregate>: Sync {
     /// The answer of a command that appends nothing.

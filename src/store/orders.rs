@@ -66,22 +66,9 @@ pub struct Executed {
     pub replayed: bool,
 }
 
-/// Why a command did not execute. `E` is the caller's authorization error.
-#[derive(Debug, thiserror::Error)]
-pub enum ExecuteError<E> {
-    #[error("not allowed")]
-    Denied(E),
-    #[error(transparent)]
-    Refused(OrderError),
-    #[error("the order is at version {actual}, not {expected}")]
-    VersionMismatch { expected: u64, actual: u64 },
-    #[error("too many concurrent writers on this order")]
-    Conflict,
-    #[error("event store unavailable")]
-    Unavailable(#[source] anyhow::Error),
-    #[error("event store failure")]
-    Store(#[source] anyhow::Error),
-}
+/// Why an order command did not execute: a [`Refusal`], or the executor's conflict and
+/// store failures. `E` is the caller's authorization error.
+pub type ExecuteError<E> = Failure<Refusal<E>>;
 
 /// Executes order commands against the event store.
 pub struct OrderRepository {
@@ -96,10 +83,17 @@ impl std::fmt::Debug for OrderRepository {
     }
 }
 
-/// An order's refusals: the caller's authorization, the domain's rules, `If-Match`.
-enum Refusal<E> {
+/// Why an order command was refused; nothing was stored.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal<E> {
+    /// The caller may not do this to this order.
+    #[error("not allowed")]
     Denied(E),
-    Refused(OrderError),
+    /// The domain's rules refuse it.
+    #[error(transparent)]
+    Order(OrderError),
+    /// `If-Match` named another version.
+    #[error("the order is at version {actual}, not {expected}")]
     VersionMismatch { expected: u64, actual: u64 },
 }
 
@@ -138,7 +132,7 @@ where
         // A retry is answered as the original was, whatever has happened since.
         if let Some(version) = order
             .replay_of(self.envelope.mark)
-            .map_err(|e| refused(Refusal::Refused(e)))?
+            .map_err(|e| refused(Refusal::Order(e)))?
         {
             return Ok(Decided::Answer(Unchanged::Replay { version }));
         }
@@ -162,7 +156,7 @@ where
         };
         match order
             .decide(self.envelope, &prices)
-            .map_err(|e| refused(Refusal::Refused(e)))?
+            .map_err(|e| refused(Refusal::Order(e)))?
         {
             Decision::Replayed { version } => Ok(Decided::Answer(Unchanged::Replay { version })),
             Decision::Events(events) if events.is_empty() => {
@@ -223,9 +217,11 @@ impl OrderRepository {
         let outcome = match &result {
             Ok(e) if e.replayed => "replayed",
             Ok(_) => "accepted",
-            Err(ExecuteError::Denied(_) | ExecuteError::Refused(_)) => "refused",
-            Err(ExecuteError::VersionMismatch { .. } | ExecuteError::Conflict) => "conflict",
-            Err(ExecuteError::Unavailable(_) | ExecuteError::Store(_)) => "error",
+            Err(Failure::Refused(Refusal::Denied(_) | Refusal::Order(_))) => "refused",
+            Err(Failure::Refused(Refusal::VersionMismatch { .. }) | Failure::Conflict) => {
+                "conflict"
+            }
+            Err(Failure::Unavailable(_) | Failure::Store(_)) => "error",
         };
         self.metrics
             .commands
@@ -245,7 +241,7 @@ impl OrderRepository {
     ) -> Result<Executed, ExecuteError<E>> {
         if let OrderCommand::CreateOrder(create) = &request.command {
             if create.order_id != request.order_id {
-                return Err(ExecuteError::Store(anyhow::anyhow!(
+                return Err(Failure::Store(anyhow::anyhow!(
                     "CreateOrder for {} sent to aggregate {}",
                     create.order_id,
                     request.order_id
@@ -288,14 +284,7 @@ impl OrderRepository {
                 answer: Unchanged::Replay { version },
                 loaded,
             }) => Ok(replayed(&loaded.events, version)),
-            Err(Failure::Refused(Refusal::Denied(e))) => Err(ExecuteError::Denied(e)),
-            Err(Failure::Refused(Refusal::Refused(e))) => Err(ExecuteError::Refused(e)),
-            Err(Failure::Refused(Refusal::VersionMismatch { expected, actual })) => {
-                Err(ExecuteError::VersionMismatch { expected, actual })
-            }
-            Err(Failure::Conflict) => Err(ExecuteError::Conflict),
-            Err(Failure::Unavailable(e)) => Err(ExecuteError::Unavailable(e)),
-            Err(Failure::Store(e)) => Err(ExecuteError::Store(e)),
+            Err(e) => Err(e),
         }
     }
 }

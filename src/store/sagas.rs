@@ -15,16 +15,9 @@ use super::executor::{Decide, Decided, Executor, ExecutorMetrics, Failure, Outco
 use crate::log::AppendSignal;
 use crate::telemetry::Metrics;
 
-#[derive(Debug, thiserror::Error)]
-pub enum SagaExecuteError {
-    /// The saga refused the command (e.g. an ignored reply); nothing was stored.
-    #[error(transparent)]
-    Refused(SagaError),
-    #[error("too many concurrent writers on this saga")]
-    Conflict,
-    #[error("event store failure")]
-    Store(#[source] anyhow::Error),
-}
+/// Why a saga command did not execute: the saga refused it (e.g. an ignored reply; nothing
+/// was stored), or the executor's conflict or store failures.
+pub type SagaExecuteError = Failure<SagaError>;
 
 /// Executes saga commands against the event store.
 pub struct SagaRepository {
@@ -93,10 +86,12 @@ impl SagaRepository {
 
     /// The saga of `order` as it stands (not started: `OrderSaga::default()`).
     pub async fn load(&self, order: OrderId) -> anyhow::Result<OrderSaga> {
-        match self.executor.load(order).await {
-            Ok(loaded) => Ok(loaded.state),
-            Err(e) => Err(store_error(order, "loading", e).into()),
-        }
+        let loaded = self
+            .executor
+            .load(order)
+            .await
+            .map_err(|e| anyhow::Error::new(e).context(format!("loading saga {order}")))?;
+        Ok(loaded.state)
     }
 
     /// Decides `command` on the saga of `order` and appends what it produced; returns the
@@ -126,19 +121,9 @@ impl SagaRepository {
                         .with_label_values(&[reason.code()])
                         .inc();
                 }
-                Err(SagaExecuteError::Refused(e))
+                Err(Failure::Refused(e))
             }
-            Err(Failure::Conflict) => Err(SagaExecuteError::Conflict),
-            Err(e) => Err(store_error(order, "appending to", e)),
+            Err(e) => Err(e.context(|| format!("appending to saga {order}"))),
         }
     }
-}
-
-/// A failure of the event store, naming the saga.
-fn store_error<R>(order: OrderId, doing: &str, e: Failure<R>) -> SagaExecuteError {
-    let cause = match e {
-        Failure::Unavailable(e) | Failure::Store(e) => e,
-        Failure::Refused(_) | Failure::Conflict => anyhow::anyhow!("{e}"),
-    };
-    SagaExecuteError::Store(cause.context(format!("{doing} saga {order}")))
 }

@@ -226,10 +226,12 @@ impl ReplyConsumer {
                 cause: "conflict",
                 reason: SagaExecuteError::Conflict.to_string(),
             },
-            Err(e @ SagaExecuteError::Store(_)) => Outcome::Retry {
-                cause: "store",
-                reason: format!("{:#}", anyhow::Error::new(e)),
-            },
+            Err(e @ (SagaExecuteError::Store(_) | SagaExecuteError::Unavailable(_))) => {
+                Outcome::Retry {
+                    cause: "store",
+                    reason: format!("{:#}", anyhow::Error::new(e)),
+                }
+            }
         }
     }
 

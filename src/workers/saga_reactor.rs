@@ -17,7 +17,8 @@ use order_sagas::{OrderSnapshot, SagaChange, SagaCommand, SagaError};
 use sqlx::PgConnection;
 
 use crate::log::{Aggregate, Checkpoints, Decoded, LogEvent, LogHandler, ReaderConfig};
-use crate::store::orders::{CommandRequest, EventMetadata, ExecuteError, OrderRepository};
+use crate::store::executor::Failure;
+use crate::store::orders::{CommandRequest, EventMetadata, OrderRepository, Refusal};
 use crate::store::sagas::{SagaExecuteError, SagaRepository};
 
 /// Name of the reactor's reader.
@@ -201,7 +202,9 @@ impl SagaReactor {
             Ok(_) => Ok(()),
             // The order moved on (cancelled while the saga decided): the saga compensates on
             // the cancellation, so there is nothing left to do here.
-            Err(ExecuteError::Refused(refusal @ OrderError::IllegalTransition { .. })) => {
+            Err(Failure::Refused(Refusal::Order(
+                refusal @ OrderError::IllegalTransition { .. },
+            ))) => {
                 tracing::info!(order_id = %order, %refusal, "saga verdict arrived after the order moved on");
                 Ok(())
             }
