@@ -2,9 +2,13 @@
 //! it exchanges (DESIGN §7, §8).
 //!
 //! * [`messages`]: the NATS contract as Rust types: participant commands (`inventory.commands.*`,
-//!   `payment.commands.*`), their replies (`*.replies.*`), subjects and deterministic message ids.
+//!   `payment.commands.*`), their replies (`*.replies.*`), subjects and deterministic message ids;
+//!   one file per participant, the envelope and ids apart.
 //! * [`saga`]: the [`OrderSaga`] aggregate: reserve stock → authorize payment → confirm; capture
 //!   and commit on fulfilment; compensations, deadlines, re-sends, `needs_attention`, admin retry.
+//!   Split by concept like `order-domain` (policy, command, error, status, event, state, decide).
+//!
+//! `saga` depends on `messages`, never the other way round.
 //!
 //! Nothing here performs I/O, reads a clock or draws random numbers: time arrives in commands as
 //! `now`, ids are derived (UUIDv5), so the same history and command always decide the same events.

@@ -691,3 +691,44 @@ impl TestApp {
             .expect("count")
     }
 }
+
+impl TestApp {
+    /// Waits until the service's reply consumer has settled every message stored so far in this
+    /// prefix's `SAGA_REPLIES` stream: acked (processed or ignored) or terminated
+    /// (dead-lettered), so whatever those replies do is done and none comes back. The positive
+    /// signal to wait for before asserting that a reply changed nothing; panics after `timeout`.
+    pub async fn wait_for_replies_settled(&self, timeout: Duration) {
+        let url = self
+            .settings
+            .nats_url
+            .clone()
+            .expect("a saga app has a NATS url");
+        let nats = order_service::nats::Nats::connect(&url, &self.settings.nats.prefix)
+            .await
+            .expect("nats");
+        let name = nats.stream_name(order_service::nats::SAGA_REPLIES);
+        let stream = nats.js.get_stream(&name).await.expect("replies stream");
+        let last = stream
+            .get_info()
+            .await
+            .expect("stream info")
+            .state
+            .last_sequence;
+        // The durable consumer the service's reply consumer shares (src/workers/replies.rs).
+        let durable = format!("{name}_order_service");
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let info = stream.consumer_info(&durable).await.expect("consumer info");
+            // Acks and terminations move the floor only once the reply's handling finished.
+            if info.ack_floor.stream_sequence >= last {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the reply consumer settled up to {} of {last} in {timeout:?}",
+                info.ack_floor.stream_sequence
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}

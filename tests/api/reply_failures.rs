@@ -227,6 +227,8 @@ async fn an_unprocessable_reply_waits_while_the_dead_letter_stream_is_unavailabl
             .is_some_and(|r| r.as_str().contains("unparseable")),
         "dead letters say why"
     );
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The reply settled (terminated after its dead-lettering): no delivery of it is in flight
+    // or to come, so a second dead letter would be there by now.
+    app.wait_for_replies_settled(WAIT).await;
     assert_eq!(dead_letters(&nats).await, 1, "dead-lettered more than once");
 }
