@@ -148,14 +148,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn projections(pool: &sqlx::PgPool, action: ProjectionsAction) -> anyhow::Result<()> {
-    use crate::workers::projector;
+    use crate::read_models;
     match action {
         ProjectionsAction::Status => {
             println!(
                 "{:<14} {:>8} {:>10} {:>11} {:>9}  updated",
                 "reader", "active", "position", "lag_events", "lag_s"
             );
-            for s in crate::log::statuses(pool, &[projector::READER]).await? {
+            for s in crate::log::statuses(pool, &[read_models::PROJECTOR]).await? {
                 println!(
                     "{:<14} {:>8} {:>10} {:>11} {:>9.3}  {}",
                     s.name,
@@ -170,10 +170,13 @@ async fn projections(pool: &sqlx::PgPool, action: ProjectionsAction) -> anyhow::
             Ok(())
         }
         ProjectionsAction::Rebuild { name } => {
-            if let Some(name) = name.filter(|n| n != projector::READER) {
-                anyhow::bail!("unknown projection {name:?}; known: {}", projector::READER);
+            if let Some(name) = name.filter(|n| n != read_models::PROJECTOR) {
+                anyhow::bail!(
+                    "unknown projection {name:?}; known: {}",
+                    read_models::PROJECTOR
+                );
             }
-            let report = projector::rebuild(pool).await?;
+            let report = read_models::rebuild(pool).await?;
             println!(
                 "rebuilt read models from {} events in {:.2} s ({:.0} events/s)",
                 report.events,

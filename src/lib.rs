@@ -8,6 +8,7 @@
 //! * [`http`]: the REST API (poem-openapi), auth and problem+json errors.
 //! * [`log`]: the log reader every projection, reactor and relay tails the event store with.
 //! * [`nats`]: JetStream streams, subjects, headers, publish-with-ack.
+//! * [`read_models`]: applying the log to the read models, and rebuilding them.
 //! * [`simulator`]: the inventory and payment participant simulator (`order-service simulate`, tests).
 //! * [`store`]: event store wiring (postgres-es), the order command executor, the catalog.
 //! * [`workers`]: background log readers (the projector).
@@ -20,6 +21,7 @@ pub mod devstack;
 pub mod http;
 pub mod log;
 pub mod nats;
+pub mod read_models;
 pub mod simulator;
 pub mod startup;
 pub mod state;

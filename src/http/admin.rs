@@ -10,8 +10,8 @@ use super::auth::Role;
 use super::problem::ApiError;
 use super::security::BearerAuth;
 use super::ApiTags;
+use crate::read_models;
 use crate::state::AppState;
-use crate::workers::projector;
 
 /// A log reader's position and lag.
 #[derive(Debug, Clone, Object)]
@@ -70,7 +70,7 @@ impl AdminApi {
         auth: BearerAuth,
     ) -> Result<ReadersResponse, ApiError> {
         require_admin(&auth)?;
-        let statuses = crate::log::statuses(&state.pool, &[projector::READER])
+        let statuses = crate::log::statuses(&state.pool, &[read_models::PROJECTOR])
             .await
             .map_err(ApiError::infra)?;
         Ok(ReadersResponse::Ok(Json(
@@ -106,17 +106,19 @@ impl AdminApi {
         auth: BearerAuth,
     ) -> Result<RebuildResponse, ApiError> {
         require_admin(&auth)?;
-        let report = projector::rebuild(&state.pool).await.map_err(|e| match e {
-            projector::RebuildError::AlreadyRunning => ApiError::AlreadyExists {
-                slug: "rebuild-in-progress",
-                detail: e.to_string(),
-            },
-            projector::RebuildError::LiveTablesBusy { .. } => ApiError::AlreadyExists {
-                slug: "read-models-busy",
-                detail: e.to_string(),
-            },
-            projector::RebuildError::Failed(e) => ApiError::infra(e),
-        })?;
+        let report = read_models::rebuild(&state.pool)
+            .await
+            .map_err(|e| match e {
+                read_models::RebuildError::AlreadyRunning => ApiError::AlreadyExists {
+                    slug: "rebuild-in-progress",
+                    detail: e.to_string(),
+                },
+                read_models::RebuildError::LiveTablesBusy { .. } => ApiError::AlreadyExists {
+                    slug: "read-models-busy",
+                    detail: e.to_string(),
+                },
+                read_models::RebuildError::Failed(e) => ApiError::infra(e),
+            })?;
         Ok(RebuildResponse::Ok(Json(RebuildView {
             events: report.events,
             seconds: report.seconds,

@@ -206,7 +206,7 @@ async fn assert_live_equals_rebuild(app: &TestApp) {
         live.iter().any(|(_, rows)| !rows.is_empty()),
         "empty read models prove nothing"
     );
-    let report = order_service::workers::projector::rebuild(&app.pool)
+    let report = order_service::read_models::rebuild(&app.pool)
         .await
         .expect("rebuild");
     assert!(report.events > 0);
@@ -332,7 +332,7 @@ async fn the_comparison_catches_a_read_model_that_differs_from_the_log() {
         .execute(&app.pool)
         .await
         .expect("tamper");
-    order_service::workers::projector::rebuild(&app.pool)
+    order_service::read_models::rebuild(&app.pool)
         .await
         .expect("rebuild");
     // The rebuild restores the truth of the log, so it differs from the tampered copy...

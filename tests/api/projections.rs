@@ -8,7 +8,7 @@ use order_domain::{
 };
 use order_projections::ProjectionError;
 use order_service::log::{read_batch, Cursor, LogEvent};
-use order_service::workers::projector::apply_batch;
+use order_service::read_models::apply_batch;
 use rand::{Rng as _, SeedableRng as _};
 use serde_json::{json, Value};
 use sqlx::PgPool;

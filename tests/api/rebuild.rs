@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use order_service::workers::projector::{rebuild, RebuildError};
+use order_service::read_models::{rebuild, RebuildError};
 use sqlx::{Acquire as _, PgPool};
 use tokio::time::{timeout, Instant};
 

@@ -324,7 +324,7 @@ async fn seed_orders(url: &url::Url, pool: &sqlx::PgPool) -> anyhow::Result<()> 
         String::from_utf8_lossy(&output.stderr)
     );
     for reader in [
-        order_service::workers::projector::READER,
+        order_service::read_models::PROJECTOR,
         order_service::workers::saga_reactor::READER,
         order_service::workers::relay::READER,
     ] {
