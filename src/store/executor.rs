@@ -175,7 +175,7 @@ where
             let outcome = if cached.is_some() { "hit" } else { "miss" };
             self.metrics.cache.with_label_values(&[outcome]).inc();
         }
-        let mut backoff = CONFLICT_BACKOFF_FIRST;
+        let mut backoff = ConflictBackoff(CONFLICT_BACKOFF_FIRST);
         let mut attempt = 0;
         while attempt < MAX_ATTEMPTS {
             // `loaded` is `None` for a state from the cache
@@ -243,11 +243,7 @@ where
                         if let Some(retries) = &self.metrics.retries {
                             retries.with_label_values(&[command]).inc();
                         }
-                        let jitter = rand::rng().random_range(
-                            0..=u64::try_from(backoff.as_micros()).unwrap_or(u64::MAX),
-                        );
-                        tokio::time::sleep(backoff + Duration::from_micros(jitter)).await;
-                        backoff = (backoff * 2).min(CONFLICT_BACKOFF_MAX);
+                        backoff.pause().await;
                         since = stages.done("backoff", since);
                     }
                 }
@@ -277,6 +273,19 @@ where
             version: events.len(),
             events,
         })
+    }
+}
+
+/// The pause after a conflict: doubling up to [`CONFLICT_BACKOFF_MAX`], plus up to as much
+/// again of jitter.
+struct ConflictBackoff(Duration);
+
+impl ConflictBackoff {
+    async fn pause(&mut self) {
+        let jitter =
+            rand::rng().random_range(0..=u64::try_from(self.0.as_micros()).unwrap_or(u64::MAX));
+        tokio::time::sleep(self.0 + Duration::from_micros(jitter)).await;
+        self.0 = (self.0 * 2).min(CONFLICT_BACKOFF_MAX);
     }
 }
 
