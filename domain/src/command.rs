@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::order::OrderStatus;
+use crate::status::OrderStatus;
 use crate::values::{
     Carrier, CustomerId, Email, LineId, Money, Note, OrderId, ProductName, Quantity, Reason,
     ShippingAddress, Sku, StoreId,

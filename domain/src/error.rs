@@ -2,7 +2,7 @@
 
 use thiserror::Error;
 
-use crate::order::OrderStatus;
+use crate::status::OrderStatus;
 use crate::values::{Currency, LineId, Sku};
 
 /// Why an order refused a command. These are answers, not failures: nothing was stored.

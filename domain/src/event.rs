@@ -5,7 +5,7 @@ use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
 
 use crate::command::CommandMark;
-use crate::order::OrderStatus;
+use crate::status::OrderStatus;
 use crate::values::{
     Carrier, Currency, CustomerId, Email, LineId, Note, OrderId, ProductName, Reason,
     ShippingAddress, Sku, StoreId, TrackingNumber,

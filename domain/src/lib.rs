@@ -4,6 +4,7 @@
 //! * [`command`]: what clients and the saga may ask of an order.
 //! * [`event`]: what happened to an order; the only source of truth.
 //! * [`error`]: typed refusals, one variant per broken rule.
+//! * [`status`]: where an order stands ([`OrderStatus`]) and the status machine.
 //! * [`order`]: the [`Order`] aggregate: `decide` (pure) and `apply` (mutation only).
 //!
 //! Nothing here knows HTTP, SQL or NATS. Catalog prices reach the aggregate as a [`PriceList`]
@@ -13,6 +14,7 @@ pub mod command;
 pub mod error;
 pub mod event;
 pub mod order;
+pub mod status;
 pub mod values;
 
 pub use command::{
@@ -20,5 +22,6 @@ pub use command::{
 };
 pub use error::OrderError;
 pub use event::{LineSnapshot, OrderChange, OrderEvent};
-pub use order::{Decision, Order, OrderLine, OrderStatus, Shipment, MAX_LINES};
+pub use order::{Decision, Order, OrderLine, Shipment, MAX_LINES};
+pub use status::OrderStatus;
 pub use values::*;

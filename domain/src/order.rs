@@ -1,16 +1,9 @@
 //! The `Order` aggregate: `decide` is pure and returns events or a refusal; `apply` only
-//! mutates. Status machine (DESIGN §4):
-//!
-//! ```text
-//! draft ─place─► placed ─(saga ok)─► confirmed ─► preparing ─► ready_for_pickup ─► picked_up
-//!   │              │ (saga failed)─► rejected        │  └──────────► shipped ─► delivered
-//!   └─discard      └──────────── cancel ◄────────────┘ (cancel allowed until shipped / picked up)
-//! ```
-//! Shipping is allowed from `preparing` and from `ready_for_pickup` (an uncollected order may
-//! still be sent).
+//! mutates. `decide` checks every move of the status machine drawn in [`crate::status`]: a
+//! command is refused with [`OrderError::IllegalTransition`] unless the order stands in one of
+//! the statuses its arrow starts from.
 
 use std::collections::VecDeque;
-use std::fmt;
 
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
@@ -19,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::command::{CommandMark, CreateOrder, Envelope, NewItem, OrderCommand, PriceList};
 use crate::error::OrderError;
 use crate::event::{LineSnapshot, OrderChange, OrderEvent};
+use crate::status::OrderStatus;
 use crate::values::{
     Carrier, Currency, CustomerId, Email, LineId, Money, OrderId, ProductName, Quantity,
     ShippingAddress, Sku, StoreId, TrackingNumber,
@@ -29,75 +23,6 @@ pub const MAX_LINES: usize = 100;
 
 /// How many idempotent requests an order remembers (older keys may be replayed as new ones).
 pub const REMEMBERED_REQUESTS: usize = 128;
-
-/// Where an order stands. JSON: snake_case.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OrderStatus {
-    #[default]
-    Draft,
-    Placed,
-    Confirmed,
-    Rejected,
-    Preparing,
-    ReadyForPickup,
-    PickedUp,
-    Shipped,
-    Delivered,
-    Cancelled,
-    Discarded,
-}
-
-impl OrderStatus {
-    pub const ALL: [OrderStatus; 11] = [
-        Self::Draft,
-        Self::Placed,
-        Self::Confirmed,
-        Self::Rejected,
-        Self::Preparing,
-        Self::ReadyForPickup,
-        Self::PickedUp,
-        Self::Shipped,
-        Self::Delivered,
-        Self::Cancelled,
-        Self::Discarded,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Draft => "draft",
-            Self::Placed => "placed",
-            Self::Confirmed => "confirmed",
-            Self::Rejected => "rejected",
-            Self::Preparing => "preparing",
-            Self::ReadyForPickup => "ready_for_pickup",
-            Self::PickedUp => "picked_up",
-            Self::Shipped => "shipped",
-            Self::Delivered => "delivered",
-            Self::Cancelled => "cancelled",
-            Self::Discarded => "discarded",
-        }
-    }
-
-    /// Parses the snake_case name.
-    pub fn parse(raw: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|s| s.as_str() == raw)
-    }
-
-    /// Whether an order in this status may still be cancelled.
-    pub fn is_cancellable(self) -> bool {
-        matches!(
-            self,
-            Self::Placed | Self::Confirmed | Self::Preparing | Self::ReadyForPickup
-        )
-    }
-}
-
-impl fmt::Display for OrderStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// One line of an order, with the catalog name and price snapshotted when it was added.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,86 +1,23 @@
 //! Applying recorded events to the read models, a batch at a time: load the rows of every order
-//! and saga the batch touches (one query each), fold the events in memory ([`crate::fold`]),
-//! and write the result with a handful of set-based statements (`unnest` arrays, one upsert per
-//! sales row and batch). The live projector and the rebuild both apply through
+//! and saga the batch touches (one query each, into [`crate::rows`]), fold the events in memory
+//! ([`crate::fold`]), and write the result with a handful of set-based statements (`unnest`
+//! arrays, one upsert per sales row and batch). The live projector and the rebuild both apply through
 //! [`apply_batch`]; [`apply`] and [`apply_saga`] are batches of one.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, NaiveDate, Utc};
-use order_domain::OrderEvent;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::fold::{needs_lines, Fold, Line, OrderRow, OrderState, SagaRow};
+use crate::fold::Fold;
+use crate::record::{Applied, ProjectionError, Record, Recorded, SagaRecorded};
+use crate::rows::{needs_lines, Line, OrderRow, OrderState, SagaRow};
 
 /// Schema of the live read models.
 pub const SCHEMA: &str = "read";
 /// Schema a rebuild fills before it is swapped in.
 pub const SHADOW_SCHEMA: &str = "read_rebuild";
-
-/// One order event as the log recorded it.
-#[derive(Debug, Clone, Copy)]
-pub struct Recorded<'a> {
-    pub order_id: Uuid,
-    pub sequence: i64,
-    pub event: &'a OrderEvent,
-    pub recorded_at: DateTime<Utc>,
-    /// Who caused it (`sub` of the token), from the event metadata.
-    pub principal: Option<&'a str>,
-}
-
-/// One saga event as the log recorded it, reduced to what the saga read model keeps (the saga
-/// events carry their resulting status and next deadline).
-#[derive(Debug, Clone, Copy)]
-pub struct SagaRecorded<'a> {
-    pub order_id: Uuid,
-    pub sequence: i64,
-    pub event_type: &'a str,
-    /// Snake-case saga status after the event.
-    pub status: &'a str,
-    pub deadline_at: Option<DateTime<Utc>>,
-    /// Set by `SagaNeedsAttention`.
-    pub attention: Option<&'a str>,
-    pub recorded_at: DateTime<Utc>,
-}
-
-/// One event of a batch, in log order.
-#[derive(Debug, Clone, Copy)]
-pub enum Record<'a> {
-    Order(Recorded<'a>),
-    Saga(SagaRecorded<'a>),
-}
-
-/// What applying did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Applied {
-    Applied,
-    /// Already applied earlier: nothing changed.
-    Duplicate,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ProjectionError {
-    /// The read model is at `version`, the event is `sequence`: an earlier event is missing.
-    #[error(
-        "order {order_id}: event {sequence} arrived but the read model is at version {version}"
-    )]
-    Gap {
-        order_id: Uuid,
-        sequence: i64,
-        version: i64,
-    },
-    /// The event contradicts the read model in a way a valid log never does (a line added
-    /// twice, two lines of one SKU in a sale); the tables' keys refuse it.
-    #[error("order {order_id}: event {sequence} {what}")]
-    Inconsistent {
-        order_id: Uuid,
-        sequence: i64,
-        what: &'static str,
-    },
-    #[error(transparent)]
-    Database(#[from] sqlx::Error),
-}
 
 /// Folds one order event into the read models (a batch of one). Must run inside a transaction.
 pub async fn apply(conn: &mut PgConnection, e: Recorded<'_>) -> Result<Applied, ProjectionError> {
@@ -135,7 +72,17 @@ async fn load(conn: &mut PgConnection, batch: &[Record<'_>]) -> Result<Fold, sql
             }
         }
     }
+    let mut orders = load_orders(conn, order_ids).await?;
+    load_lines(conn, &mut orders, line_ids).await?;
+    let sagas = load_sagas(conn, saga_ids).await?;
+    Ok(Fold::new(orders, sagas))
+}
 
+/// Loads (and locks) the summary rows of these orders; orders without one are not in the map.
+async fn load_orders(
+    conn: &mut PgConnection,
+    order_ids: BTreeSet<Uuid>,
+) -> Result<BTreeMap<Uuid, OrderRow>, sqlx::Error> {
     let mut orders = BTreeMap::new();
     if !order_ids.is_empty() {
         let rows: Vec<SummaryLoaded> = sqlx::query_as(
@@ -160,6 +107,15 @@ async fn load(conn: &mut PgConnection, batch: &[Record<'_>]) -> Result<Fold, sql
             );
         }
     }
+    Ok(orders)
+}
+
+/// Loads the lines of these orders into their rows.
+async fn load_lines(
+    conn: &mut PgConnection,
+    orders: &mut BTreeMap<Uuid, OrderRow>,
+    line_ids: BTreeSet<Uuid>,
+) -> Result<(), sqlx::Error> {
     // Only orders that exist have lines to load.
     let line_ids: Vec<Uuid> = line_ids
         .into_iter()
@@ -189,7 +145,14 @@ async fn load(conn: &mut PgConnection, batch: &[Record<'_>]) -> Result<Fold, sql
             }
         }
     }
+    Ok(())
+}
 
+/// Loads (and locks) the progress rows of these sagas; sagas without one are not in the map.
+async fn load_sagas(
+    conn: &mut PgConnection,
+    saga_ids: BTreeSet<Uuid>,
+) -> Result<BTreeMap<Uuid, SagaRow>, sqlx::Error> {
     let mut sagas = BTreeMap::new();
     if !saga_ids.is_empty() {
         let rows: Vec<SagaLoaded> = sqlx::query_as(
@@ -215,7 +178,7 @@ async fn load(conn: &mut PgConnection, batch: &[Record<'_>]) -> Result<Fold, sql
             );
         }
     }
-    Ok(Fold::new(orders, sagas))
+    Ok(sagas)
 }
 
 #[derive(sqlx::FromRow)]

@@ -4,7 +4,11 @@
 //!   time ([`apply_batch`]), inside the caller's transaction. Idempotent and order-checked
 //!   through the stored `version`: an event at or below it is a duplicate (skipped), one beyond
 //!   `version + 1` is a gap (an error: the batch is retried, never half-applied).
-//! * [`fold`]: the in-memory half of a batch apply, without a database.
+//! * [`record`]: what a batch holds ([`Record`]s of order and saga events) and what applying
+//!   answers ([`Applied`], [`ProjectionError`]).
+//! * [`rows`]: the read-model rows a batch loads, changes and adds, as plain data.
+//! * [`fold`]: the in-memory half of a batch apply, without a database; `sales` counts the
+//!   daily sales rows for it.
 //! * [`queries`]: what the API reads: order lists, details, lines, history, audit log, reports.
 //!
 //! Writes use unqualified table names; the caller sets `search_path` to the live schema `read`
@@ -13,8 +17,9 @@
 pub mod apply;
 pub mod fold;
 pub mod queries;
+pub mod record;
+pub mod rows;
+mod sales;
 
-pub use apply::{
-    apply, apply_batch, apply_saga, Applied, ProjectionError, Record, Recorded, SagaRecorded,
-    SCHEMA, SHADOW_SCHEMA,
-};
+pub use apply::{apply, apply_batch, apply_saga, SCHEMA, SHADOW_SCHEMA};
+pub use record::{Applied, ProjectionError, Record, Recorded, SagaRecorded};
