@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use order_projections::{SCHEMA, SHADOW_SCHEMA};
 use sqlx::{Connection as _, PgConnection, PgPool};
 
-use super::{apply_batch, PROJECTOR};
+use super::apply::{apply_batch, PROJECTOR};
 use crate::log::{Cursor, LogEvent};
 
 /// Most events per batch (and transaction) of a rebuild.
