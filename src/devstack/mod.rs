@@ -40,9 +40,8 @@
 //! Where each part lives: `postgres.rs` (cluster, server, `createdb`), `nats.rs` (nats-server),
 //! `process.rs` (children, shutdown signals, server logs, readiness), `ports.rs`, `install.rs`
 //! (finding the binaries, install hints), `run_as.rs` (running as root); this file holds the
-//! public entry point, [`DevStack`]. Compiled only with the `devstack`
-//! cargo feature (on by default), so a `--no-default-features` production build carries none of
-//! it.
+//! public entry point, [`DevStack`]. Compiled only with the `devstack` cargo feature (on by
+//! default), so a `--no-default-features` production build carries none of it.
 
 mod install;
 mod nats;
