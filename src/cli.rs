@@ -1,16 +1,23 @@
 //! The `order-service` command line: `serve`, `dev`, `migrate`, `token`, `openapi`.
+//!
+//! `dev` and what only it needs exist with the `devstack` cargo feature (on by default); a
+//! production build without it has no `dev` subcommand (clap then reports it as unrecognized).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+#[cfg(feature = "devstack")]
 use secrecy::{ExposeSecret as _, SecretString};
 use uuid::Uuid;
 
 use crate::config::{LogFormat, Settings};
+#[cfg(feature = "devstack")]
 use crate::devstack::DevStack;
-use crate::http::auth::{random_secret, Role, TokenMinter};
+#[cfg(feature = "devstack")]
+use crate::http::auth::random_secret;
+use crate::http::auth::{Role, TokenMinter};
 use crate::startup::{shutdown_signal, Application};
 
 #[derive(Debug, Parser)]
@@ -29,6 +36,7 @@ pub enum Command {
     Serve,
     /// Development: embedded PostgreSQL and nats-server when DATABASE_URL / NATS_URL are unset,
     /// migrations, the API; prints the Swagger URL and an admin token.
+    #[cfg(feature = "devstack")]
     Dev {
         /// Where the embedded services keep their data.
         #[arg(long, default_value = ".data")]
@@ -84,6 +92,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let app = Application::build(&settings).await?;
             app.run_until_stopped(shutdown_signal()).await
         }
+        #[cfg(feature = "devstack")]
         Command::Dev { data_dir } => dev(settings, &data_dir).await,
         Command::Migrate => {
             init_logs(&settings, LogFormat::Pretty)?;
@@ -189,6 +198,7 @@ async fn projections(pool: &sqlx::PgPool, action: ProjectionsAction) -> anyhow::
 }
 
 /// The dev signing secret, kept in the data dir so tokens survive a restart of `dev`.
+#[cfg(feature = "devstack")]
 fn dev_secret(data_dir: &std::path::Path) -> anyhow::Result<SecretString> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
@@ -219,6 +229,7 @@ fn init_logs(settings: &Settings, default: LogFormat) -> anyhow::Result<()> {
 }
 
 /// `dev`: fills in whatever is not configured with embedded services and a fresh secret.
+#[cfg(feature = "devstack")]
 async fn dev(mut settings: Settings, data_dir: &std::path::Path) -> anyhow::Result<()> {
     init_logs(&settings, LogFormat::Pretty)?;
     let needs_stack = settings.database_url.is_none() || settings.nats_url.is_none();

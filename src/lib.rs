@@ -12,11 +12,13 @@
 //! * [`simulator`]: the inventory and payment participant simulator (`order-service simulate`, tests).
 //! * [`store`]: event store wiring (postgres-es), the order command executor, the catalog.
 //! * [`workers`]: background log readers (the projector).
-//! * [`devstack`]: the embedded PostgreSQL + nats-server launcher used by `dev` and tests.
+//! * `devstack`: the embedded PostgreSQL + nats-server launcher used by `dev` and tests (cargo
+//!   feature `devstack`, on by default; production builds leave it out).
 //! * [`cli`]: the `order-service` command line.
 
 pub mod cli;
 pub mod config;
+#[cfg(feature = "devstack")]
 pub mod devstack;
 pub mod http;
 pub mod log;

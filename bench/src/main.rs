@@ -7,7 +7,8 @@
 //! `--json`). Loopback only; every phase is bounded by `--duration`.
 //!
 //! ```sh
-//! cargo build --release --bins && ./target/release/order-bench suite --json bench.json
+//! cargo build --release --bin order-service --bin order-bench
+//! ./target/release/order-bench suite --json bench.json
 //! ```
 
 mod baseline;

@@ -351,51 +351,13 @@ pub async fn saga(svc: &Arc<Service>, k: Knobs, js: Option<&Baseline>) -> anyhow
     settle(svc).await?;
     let after = Scrape::fetch(&svc.client, &svc.base).await?;
     let ids = std::mem::take(&mut *ids.lock().expect("not poisoned"));
-    let rows: Vec<(f64, f64)> = sqlx::query_as(
-        "select extract(epoch from c.recorded_at - p.recorded_at)::float8,
-                extract(epoch from p.recorded_at)::float8
-           from events p
-           join events c on c.aggregate_type = 'Order' and c.aggregate_id = p.aggregate_id
-                        and c.event_type = 'OrderConfirmed'
-          where p.aggregate_type = 'Order' and p.aggregate_id = any($1)
-            and p.event_type = 'OrderPlaced'",
-    )
-    .bind(&ids)
-    .fetch_all(&svc.pool)
-    .await?;
-    anyhow::ensure!(
-        rows.len() == ids.len(),
-        "{} of {} orders confirmed",
-        rows.len(),
-        ids.len()
-    );
-    let mut latency = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
-    for (seconds, _) in &rows {
-        #[expect(
-            clippy::cast_possible_truncation,
-            clippy::cast_sign_loss,
-            reason = "µs"
-        )]
-        latency.saturating_record((seconds * 1e6).max(1.0) as u64);
-    }
+    let (rows, latency) = confirmations(svc, &ids).await?;
     #[expect(clippy::cast_precision_loss, reason = "ms for people")]
     let ms = |q: f64| latency.value_at_quantile(q) as f64 / 1000.0;
     let hops = saga_hops(svc, &ids).await?;
     let by_second = by_second(&rows);
     let diff = after.since(&before);
-    let mut lag = serde_json::Map::new();
-    let mut worst_lag: f64 = 0.0;
-    for reader in diff.label_values("log_reader_event_delay_seconds", "reader") {
-        let h: Hist = diff.hist("log_reader_event_delay_seconds", Some(("reader", &reader)));
-        if h.count >= 1.0 {
-            let p99 = h.quantile(0.99) * 1000.0;
-            worst_lag = worst_lag.max(p99);
-            lag.insert(
-                reader,
-                json!({"p50_ms": h.quantile(0.5) * 1000.0, "p99_ms": p99, "events": h.count}),
-            );
-        }
-    }
+    let (lag, worst_lag) = reader_lag(&diff);
     let max_row = max.as_ref().map(|m| {
         Row::figure(
             "saga max (sagas)",
@@ -439,6 +401,60 @@ pub async fn saga(svc: &Arc<Service>, k: Knobs, js: Option<&Baseline>) -> anyhow
                      "by_second": by_second,
                      "where_time_goes": diff.breakdown()}}),
     })
+}
+
+/// Placed → confirmed of every order in `ids` (seconds, and when it was placed), and those
+/// latencies in µs; fails unless every one was confirmed.
+async fn confirmations(
+    svc: &Service,
+    ids: &[String],
+) -> anyhow::Result<(Vec<(f64, f64)>, hdrhistogram::Histogram<u64>)> {
+    let rows: Vec<(f64, f64)> = sqlx::query_as(
+        "select extract(epoch from c.recorded_at - p.recorded_at)::float8,
+                extract(epoch from p.recorded_at)::float8
+           from events p
+           join events c on c.aggregate_type = 'Order' and c.aggregate_id = p.aggregate_id
+                        and c.event_type = 'OrderConfirmed'
+          where p.aggregate_type = 'Order' and p.aggregate_id = any($1)
+            and p.event_type = 'OrderPlaced'",
+    )
+    .bind(ids)
+    .fetch_all(&svc.pool)
+    .await?;
+    anyhow::ensure!(
+        rows.len() == ids.len(),
+        "{} of {} orders confirmed",
+        rows.len(),
+        ids.len()
+    );
+    let mut latency = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
+    for (seconds, _) in &rows {
+        #[expect(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            reason = "µs"
+        )]
+        latency.saturating_record((seconds * 1e6).max(1.0) as u64);
+    }
+    Ok((rows, latency))
+}
+
+/// Each log reader's event delay (p50/p99 ms, events) over `diff`, and the worst p99.
+fn reader_lag(diff: &Scrape) -> (serde_json::Map<String, Value>, f64) {
+    let mut lag = serde_json::Map::new();
+    let mut worst_lag: f64 = 0.0;
+    for reader in diff.label_values("log_reader_event_delay_seconds", "reader") {
+        let h: Hist = diff.hist("log_reader_event_delay_seconds", Some(("reader", &reader)));
+        if h.count >= 1.0 {
+            let p99 = h.quantile(0.99) * 1000.0;
+            worst_lag = worst_lag.max(p99);
+            lag.insert(
+                reader,
+                json!({"p50_ms": h.quantile(0.5) * 1000.0, "p99_ms": p99, "events": h.count}),
+            );
+        }
+    }
+    (lag, worst_lag)
 }
 
 /// The saga pipeline's maximum sustained rate, measured closed-loop.
@@ -568,13 +584,8 @@ async fn saga_hops(svc: &Service, orders: &[String]) -> anyhow::Result<serde_jso
         .into())
 }
 
-/// `reads` over the 100k seeded orders: GET one order open loop at the target rate, then closed
-/// loop at C (against pgbench selecting the same row), a list page and a product-sales report.
-pub async fn reads(
-    svc: &Arc<Service>,
-    k: Knobs,
-    pg: Option<&Baseline>,
-) -> anyhow::Result<Scenario> {
+/// The seeded orders and their stores (the bench's own store left out).
+async fn seeded(svc: &Service) -> anyhow::Result<(Arc<Vec<String>>, Arc<Vec<String>>)> {
     let ids: Vec<String> = sqlx::query_scalar(
         "select order_id::text from read.order_summaries where store_id <> $1::uuid order by order_id",
     )
@@ -588,8 +599,17 @@ pub async fn reads(
     .bind(&svc.store)
     .fetch_all(&svc.pool)
     .await?;
-    let ids = Arc::new(ids);
-    let stores = Arc::new(stores);
+    Ok((Arc::new(ids), Arc::new(stores)))
+}
+
+/// `reads` over the 100k seeded orders: GET one order open loop at the target rate, then closed
+/// loop at C (against pgbench selecting the same row), a list page and a product-sales report.
+pub async fn reads(
+    svc: &Arc<Service>,
+    k: Knobs,
+    pg: Option<&Baseline>,
+) -> anyhow::Result<Scenario> {
+    let (ids, stores) = seeded(svc).await?;
     let pick =
         |i: u64, n: usize| usize::try_from(i.wrapping_mul(2_654_435_761) % n as u64).unwrap_or(0);
 

@@ -308,7 +308,8 @@ fn free_port() -> anyhow::Result<u16> {
 /// Loads `benches/seed_orders.sql` (100k orders, their events and read models) and moves every
 /// log reader past the seeded events, as if a long-running service had processed them.
 async fn seed_orders(url: &url::Url, pool: &sqlx::PgPool) -> anyhow::Result<()> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/seed_orders.sql");
+    // The script lives with the other benchmark inputs in the workspace root's `benches/`.
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../benches/seed_orders.sql");
     let started = Instant::now();
     eprintln!("  seeding 100k orders ({})...", script.display());
     let output = tokio::process::Command::new("psql")
