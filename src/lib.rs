@@ -6,6 +6,8 @@
 //! * [`startup`]: `Application::build` / `run_until_stopped`, the one wiring point.
 //! * [`state`]: the shared state handed to every HTTP handler.
 //! * [`http`]: the REST API (poem-openapi), auth and problem+json errors.
+//! * [`live`]: the live feeds of orders and stores (one follower of the log per process, run
+//!   while anyone listens), served per request by `http::live`.
 //! * [`log`]: the log reader every projection, reactor and relay tails the event store with.
 //! * [`nats`]: JetStream streams, subjects, headers, publish-with-ack.
 //! * [`simulator`]: the inventory and payment participant simulator (`order-service simulate`, tests).
@@ -18,6 +20,7 @@ pub mod cli;
 pub mod config;
 pub mod devstack;
 pub mod http;
+pub mod live;
 pub mod log;
 pub mod nats;
 pub mod simulator;

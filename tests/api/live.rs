@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures::StreamExt as _;
 use order_service::http::auth::Role;
-use order_service::workers::live::{LiveMessage, OrderStart};
+use order_service::live::{LiveMessage, OrderStart};
 use reqwest::Method;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
