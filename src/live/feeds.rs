@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use order_projections::queries as read;
+use sqlx::PgPool;
 use tokio::sync::{broadcast, mpsc};
 use uuid::Uuid;
 
@@ -152,6 +153,67 @@ impl OrderFeed {
     }
 }
 
+/// Where a store feed starts.
+pub(super) enum StoreStart {
+    /// After this log position (the id of the last message the client got).
+    After(Cursor),
+    /// With what commits after the feed opened, when these had committed.
+    Now(Committed),
+}
+
+/// The transactions that had committed at one moment: a PostgreSQL snapshot
+/// (`pg_current_snapshot()`), so that a store feed opened "from now" leaves out every event
+/// committed before it opened, whatever the log's horizon was then.
+///
+/// Taken after the feed joined the broadcast, it leaves no gap: an event it does not hold is
+/// of a transaction that was running when it was taken or began later, so after the
+/// follower's position when the feed joined (the follower read up to a horizon below every
+/// transaction then running, and a later transaction's id is larger still).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Committed {
+    /// Every transaction below this had ended.
+    xmin: u64,
+    /// No transaction from this on had ended.
+    xmax: u64,
+    /// The transactions between the two that still ran.
+    running: Vec<u64>,
+}
+
+impl Committed {
+    /// The transactions committed now.
+    pub(super) async fn now(pool: &PgPool) -> anyhow::Result<Self> {
+        let snapshot: String = sqlx::query_scalar("select pg_current_snapshot()::text")
+            .fetch_one(pool)
+            .await
+            .context("taking a snapshot")?;
+        Self::parse(&snapshot).with_context(|| format!("reading the snapshot {snapshot:?}"))
+    }
+
+    /// A snapshot's text form, `xmin:xmax:xip,...`.
+    fn parse(snapshot: &str) -> Option<Self> {
+        let mut parts = snapshot.trim().splitn(3, ':');
+        let xmin = parts.next()?.parse().ok()?;
+        let xmax = parts.next()?.parse().ok()?;
+        let running = parts
+            .next()?
+            .split(',')
+            .filter(|x| !x.is_empty())
+            .map(str::parse)
+            .collect::<Result<_, _>>()
+            .ok()?;
+        Some(Self {
+            xmin,
+            xmax,
+            running,
+        })
+    }
+
+    /// Whether the event at `at` had committed (PostgreSQL's visibility in the snapshot).
+    fn holds(&self, at: Cursor) -> bool {
+        at.tx_id < self.xmin || (at.tx_id < self.xmax && !self.running.contains(&at.tx_id))
+    }
+}
+
 /// The feed of one store's orders: their events after a log position, each once, in log
 /// order.
 pub(super) struct StoreFeed {
@@ -161,23 +223,30 @@ pub(super) struct StoreFeed {
 }
 
 impl StoreFeed {
-    /// Sends what the client missed after `after` (when resuming), then the broadcast.
+    /// Sends what the client missed (when resuming), then the broadcast.
     pub(super) async fn run(
         self,
         mut subscription: Subscription,
-        after: Option<Cursor>,
+        start: StoreStart,
     ) -> anyhow::Result<()> {
-        let mut last = match after {
-            Some(mut at) => {
+        let (mut last, opened) = match start {
+            StoreStart::After(mut at) => {
                 self.hub.caught_up("store", "resume");
-                if self.catch_up(&mut at, subscription.since).await? == Gone::Yes {
+                if self.catch_up(&mut at, subscription.since, None).await? == Gone::Yes {
                     return Ok(());
                 }
-                at
+                (at, None)
             }
-            // from now: whatever the broadcast brings after where it stood when we joined
-            None => subscription.since,
+            // From now: what the broadcast brings after where it stood when we joined, less
+            // what had committed when the feed opened. The follower's position alone is not
+            // "now": a follower stands before every transaction still running (the log's
+            // horizon), also one older than changes that have committed, which it reads when
+            // that transaction ends. A feed that started the follower at such a moment (or
+            // joined before it read them) sent those changes too: an order's version that
+            // committed before the client opened the feed, a second time if it had seen it.
+            StoreStart::Now(committed) => (subscription.since, Some(committed)),
         };
+        let opened = opened.as_ref();
         loop {
             tokio::select! {
                 batch = subscription.batches.recv() => match batch {
@@ -186,7 +255,7 @@ impl StoreFeed {
                             if e.at <= last {
                                 continue;
                             }
-                            if e.store_id == Some(self.store_id)
+                            if self.wanted(e, opened)
                                 && self.send(LiveMessage::event(store_feed_id(e.at), e)?).await.is_err()
                             {
                                 return Ok(());
@@ -197,7 +266,7 @@ impl StoreFeed {
                     Err(broadcast::error::RecvError::Lagged(_)) => {
                         self.hub.caught_up("store", "lagged");
                         let now = *subscription.position.borrow();
-                        if self.catch_up(&mut last, now).await? == Gone::Yes {
+                        if self.catch_up(&mut last, now, opened).await? == Gone::Yes {
                             return Ok(());
                         }
                     }
@@ -209,11 +278,22 @@ impl StoreFeed {
         }
     }
 
-    /// Sends the store's events after `at` from the log, moving `at` past everything read, at
-    /// least up to `until` (where the follower stood: the broadcast brings what comes after).
-    /// Holds a connection only while it reads, never while the client is slow to take a
-    /// message.
-    async fn catch_up(&self, at: &mut Cursor, until: Cursor) -> anyhow::Result<Gone> {
+    /// Whether `e` is one of the feed's: of its store, and not committed when a feed from now
+    /// `opened`.
+    fn wanted(&self, e: &LiveEvent, opened: Option<&Committed>) -> bool {
+        e.store_id == Some(self.store_id) && !opened.is_some_and(|c| c.holds(e.at))
+    }
+
+    /// Sends the store's events after `at` from the log (those it wants, see `wanted`), moving
+    /// `at` past everything read, at least up to `until` (where the follower stood: the
+    /// broadcast brings what comes after). Holds a connection only while it reads, never while
+    /// the client is slow to take a message.
+    async fn catch_up(
+        &self,
+        at: &mut Cursor,
+        until: Cursor,
+        opened: Option<&Committed>,
+    ) -> anyhow::Result<Gone> {
         let mut stores = HashMap::new();
         let patience = tokio::time::Instant::now() + CATCH_UP_PATIENCE;
         loop {
@@ -228,7 +308,7 @@ impl StoreFeed {
                 let events = with_stores(&mut conn, &tail.events, &mut stores).await?;
                 (tail, events)
             };
-            for e in events.iter().filter(|e| e.store_id == Some(self.store_id)) {
+            for e in events.iter().filter(|e| self.wanted(e, opened)) {
                 if self
                     .send(LiveMessage::event(store_feed_id(e.at), e)?)
                     .await
@@ -259,5 +339,38 @@ impl StoreFeed {
         self.out.send(message).await?;
         self.hub.sent("store");
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(tx_id: u64) -> Cursor {
+        Cursor { tx_id, position: 1 }
+    }
+
+    #[test]
+    fn a_snapshot_holds_the_transactions_that_had_ended_and_no_other() {
+        let committed = Committed::parse("10:20:12,15").expect("a snapshot");
+        assert_eq!(
+            committed,
+            Committed {
+                xmin: 10,
+                xmax: 20,
+                running: vec![12, 15]
+            }
+        );
+        let held: Vec<u64> = (5..25).filter(|&tx| committed.holds(at(tx))).collect();
+        assert_eq!(held, [5, 6, 7, 8, 9, 10, 11, 13, 14, 16, 17, 18, 19]);
+    }
+
+    #[test]
+    fn a_snapshot_with_nothing_running_holds_everything_below_its_end() {
+        let committed = Committed::parse("30:30:").expect("a snapshot");
+        assert!(committed.holds(at(29)));
+        assert!(!committed.holds(at(30)));
+        assert_eq!(Committed::parse("30:x:"), None);
+        assert_eq!(Committed::parse("30:30"), None);
     }
 }

@@ -34,9 +34,9 @@ use sqlx::PgPool;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use self::feeds::{OrderFeed, StoreFeed};
+use self::feeds::{Committed, OrderFeed, StoreFeed, StoreStart};
+use self::follower::Hub;
 pub use self::follower::READER;
-use self::follower::{Hub, Subscription};
 pub use self::message::{
     parse_store_feed_id, store_feed_id, LiveEvent, LiveEventView, LiveMessage, OrderStart,
 };
@@ -84,12 +84,11 @@ impl LiveFeeds {
         order_id: Uuid,
         start: OrderStart,
     ) -> anyhow::Result<mpsc::Receiver<LiveMessage>> {
+        let subscription = self.hub.subscribe().await?;
         let hub = Arc::clone(&self.hub);
-        self.open("order", order_id, move |subscription, out| {
-            let feed = OrderFeed { hub, order_id, out };
-            async move { feed.run(subscription, start).await }
-        })
-        .await
+        Ok(self.spawn_feed("order", order_id, move |out| {
+            OrderFeed { hub, order_id, out }.run(subscription, start)
+        }))
     }
 
     /// Opens the feed of one store's orders: every event of them after `after` (a store feed
@@ -99,38 +98,33 @@ impl LiveFeeds {
         store_id: Uuid,
         after: Option<Cursor>,
     ) -> anyhow::Result<mpsc::Receiver<LiveMessage>> {
+        let subscription = self.hub.subscribe().await?;
+        let start = match after {
+            Some(at) => StoreStart::After(at),
+            // after joining (so no event it leaves out is one the broadcast missed), before
+            // the caller has the feed (so nothing it leaves out committed after the caller
+            // asked): see `StoreFeed::run`
+            None => StoreStart::Now(Committed::now(&self.hub.pool).await?),
+        };
         let hub = Arc::clone(&self.hub);
-        self.open("store", store_id, move |subscription, out| {
-            let feed = StoreFeed { hub, store_id, out };
-            async move { feed.run(subscription, after).await }
-        })
-        .await
+        Ok(self.spawn_feed("store", store_id, move |out| {
+            StoreFeed { hub, store_id, out }.run(subscription, start)
+        }))
     }
 
-    /// Joins the broadcast and runs the feed `run` makes of it (of the order or store `id`),
-    /// sending to the returned channel.
-    async fn open<Feed>(
+    /// Runs the feed `run` makes (of the order or store `id`) in a span of its own, counted
+    /// while open, sending to the returned channel.
+    fn spawn_feed<Feed>(
         &self,
         kind: &'static str,
         id: Uuid,
-        run: impl FnOnce(Subscription, mpsc::Sender<LiveMessage>) -> Feed,
-    ) -> anyhow::Result<mpsc::Receiver<LiveMessage>>
+        run: impl FnOnce(mpsc::Sender<LiveMessage>) -> Feed,
+    ) -> mpsc::Receiver<LiveMessage>
     where
         Feed: Future<Output = anyhow::Result<()>> + Send + 'static,
     {
-        let subscription = self.hub.subscribe().await?;
         let (out, messages) = mpsc::channel(FEED_BUFFER);
-        self.spawn_feed(kind, id, run(subscription, out));
-        Ok(messages)
-    }
-
-    /// Runs `feed` (of the order or store `id`) in a span of its own, counted while open.
-    fn spawn_feed(
-        &self,
-        kind: &'static str,
-        id: Uuid,
-        feed: impl Future<Output = anyhow::Result<()>> + Send + 'static,
-    ) {
+        let feed = run(out);
         let metrics = self.hub.metrics.clone();
         let span = tracing::info_span!("live.feed", feed = kind, %id);
         tokio::spawn(tracing::Instrument::instrument(
@@ -149,5 +143,6 @@ impl LiveFeeds {
             },
             span,
         ));
+        messages
     }
 }

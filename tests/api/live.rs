@@ -398,6 +398,43 @@ async fn feeds_whose_client_stops_reading_catch_up_from_the_database_without_a_g
 }
 
 #[tokio::test]
+async fn feeds_opened_just_after_a_change_do_not_send_it_again() {
+    // Arrange: an order whose version 2 committed while an older transaction still ran. A
+    // reader starting "now" stands before every transaction still running (`end_of_log`), so
+    // the follower the first feed starts lies before version 2 and reads it once the older
+    // transaction ends: the broadcast carries an event the feeds opened after.
+    let app = spawn_app().await;
+    let store = app.store_with_products().await;
+    let admin = app.admin();
+    let order = app.create_order(&admin, store).await;
+    let mut held = app.pool.begin().await.expect("transaction");
+    sqlx::query("select pg_current_xact_id()")
+        .execute(&mut *held)
+        .await
+        .expect("a transaction id");
+    app.add_item(&admin, order, "TEA", 1)
+        .await
+        .assert_status(200);
+    let live = &app.app_state.live;
+    let mut store_feed = live.store(store, None).await.expect("store feed");
+    let mut order_feed = live
+        .order(order, OrderStart::After(2))
+        .await
+        .expect("order feed");
+    held.rollback().await.expect("rolled back");
+
+    // Act: the next change.
+    app.add_item(&admin, order, "TEA", 1)
+        .await
+        .assert_status(200);
+
+    // Assert: the first message of each feed is that change, not version 2 again.
+    let first = |ms: Vec<LiveMessage>| ms[0].data["version"].as_i64().expect("version");
+    assert_eq!(first(receive(&mut store_feed, 1).await), 3, "store feed");
+    assert_eq!(first(receive(&mut order_feed, 1).await), 3, "order feed");
+}
+
+#[tokio::test]
 async fn a_resume_id_the_order_never_reached_gets_the_snapshot() {
     // Arrange: an order at version 2, and a client with an id from elsewhere.
     let app = spawn_app().await;
