@@ -386,7 +386,14 @@ async fn feeds_whose_client_stops_reading_catch_up_from_the_database_without_a_g
         let lagged = format!("live_catch_ups_total{{feed=\"{feed}\",reason=\"lagged\"}}");
         assert!(sample(&page, &lagged) >= 1, "{feed}: {page}");
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Assert: nothing more queued behind them (no repeat from the catch-ups): one more change
+    // is what comes next on both, and then nothing.
+    app.add_item(&admin, order, "P1", 1)
+        .await
+        .assert_status(200);
+    assert_eq!(versions(&receive(&mut order_feed, 1).await), [93]);
+    assert_eq!(versions(&receive(&mut store_feed, 1).await), [93]);
     assert!(
         order_feed.try_recv().is_err(),
         "nothing more on the order feed"
