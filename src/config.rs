@@ -171,6 +171,11 @@ pub struct LogSettings {
     pub format: Option<LogFormat>,
 }
 
+/// Batches a live feed may fall behind the follower before it catches up from the database,
+/// by default (`APP__LIVE__BROADCAST_BATCHES`). Here, not in `live`, so the defaults need
+/// nothing but this file.
+pub const BROADCAST_BATCHES: usize = 256;
+
 /// Live feeds (`/v1/orders/{id}/live`, `/v1/stores/{id}/live`).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct LiveSettings {
@@ -242,7 +247,7 @@ impl Default for Settings {
                 projector_batch_interval_ms: PROJECTOR_BATCH_INTERVAL_MS,
             },
             live: LiveSettings {
-                broadcast_batches: crate::workers::live::BROADCAST_BATCHES,
+                broadcast_batches: BROADCAST_BATCHES,
             },
         }
     }

@@ -6,6 +6,8 @@
 //! * [`startup`]: `Application::build` / `run_until_stopped`, the one wiring point.
 //! * [`state`]: the shared state handed to every HTTP handler.
 //! * [`http`]: the REST API (poem-openapi), auth and problem+json errors.
+//! * [`live`]: the live feeds of orders and stores (one follower of the log per process, run
+//!   while anyone listens), served per request by `http::live`.
 //! * [`log`]: the log reader every projection, reactor and relay tails the event store with.
 //! * [`nats`]: JetStream streams, subjects, headers, publish-with-ack.
 //! * [`read_models`]: applying the log to the read models, and rebuilding them.
@@ -21,6 +23,7 @@ pub mod config;
 #[cfg(feature = "devstack")]
 pub mod devstack;
 pub mod http;
+pub mod live;
 pub mod log;
 pub mod nats;
 pub mod read_models;

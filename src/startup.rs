@@ -11,6 +11,7 @@ use sqlx::PgPool;
 
 use crate::config::{Settings, WorkerSettings};
 use crate::http::auth::JwtVerifier;
+use crate::live::LiveFeeds;
 use crate::log::{AppendSignal, LogReader};
 use crate::nats::Nats;
 use crate::state::AppState;
@@ -19,7 +20,6 @@ use crate::store::orders::OrderRepository;
 use crate::store::sagas::SagaRepository;
 use crate::telemetry::Metrics;
 use crate::workers::deadlines::DeadlineWorker;
-use crate::workers::live::LiveFeeds;
 use crate::workers::projector::Projector;
 use crate::workers::relay::Relay;
 use crate::workers::replies::{ReplyConsumer, RetryBackoff};

@@ -6,12 +6,12 @@ use sqlx::PgPool;
 
 use crate::config::LimitSettings;
 use crate::http::auth::JwtVerifier;
+use crate::live::LiveFeeds;
 use crate::log::AppendSignal;
 use crate::store::catalog::CatalogRepository;
 use crate::store::orders::OrderRepository;
 use crate::store::sagas::SagaRepository;
 use crate::telemetry::Metrics;
-use crate::workers::live::LiveFeeds;
 
 /// Cheap to clone: everything inside is shared.
 #[derive(Debug, Clone)]

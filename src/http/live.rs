@@ -1,7 +1,7 @@
 //! Live feeds over HTTP (DESIGN §9): `GET /v1/orders/{id}/live` (one order, for whoever may
 //! read it) and `GET /v1/stores/{id}/live` (a store's orders, for its staff, analysts,
 //! services and admins), as Server-Sent Events or a WebSocket. What the messages are, and why
-//! none is ever missed, is [`crate::workers::live`].
+//! none is ever missed, is [`crate::live`].
 //!
 //! * **SSE** (any request that accepts `text/event-stream`): `event: snapshot` or
 //!   `event: event`, `id:` what to resume with, `data:` JSON; a comment every 15 s keeps
@@ -41,8 +41,8 @@ use super::catalog::store_not_found;
 use super::problem::ApiError;
 use super::queries::{detail_view, fresh_order};
 use super::security::{can_see_order_of, sees_every_order};
+use crate::live::{parse_store_feed_id, LiveMessage, OrderStart, KEEP_ALIVE};
 use crate::state::AppState;
-use crate::workers::live::{parse_store_feed_id, LiveMessage, OrderStart, KEEP_ALIVE};
 
 /// `GET /v1/orders/{id}/live`
 #[handler]

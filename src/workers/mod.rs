@@ -3,11 +3,11 @@
 //! * [`saga_reactor`]: order events → saga commands, saga verdicts → order commands;
 //! * [`relay`]: order events and participant commands → JetStream;
 //! * [`replies`]: participant replies → saga commands;
-//! * [`deadlines`]: timed-out saga steps → `Timeout`;
-//! * [`live`]: the follower behind the live feeds (every process runs its own).
+//! * [`deadlines`]: timed-out saga steps → `Timeout`.
+//!
+//! The live feeds' follower is no worker of these: it is served per request, in [`crate::live`].
 
 pub mod deadlines;
-pub mod live;
 pub mod projector;
 pub mod relay;
 pub mod replies;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures::StreamExt as _;
 use order_service::http::auth::Role;
-use order_service::workers::live::{LiveMessage, OrderStart};
+use order_service::live::{LiveMessage, OrderStart};
 use reqwest::Method;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -386,7 +386,14 @@ async fn feeds_whose_client_stops_reading_catch_up_from_the_database_without_a_g
         let lagged = format!("live_catch_ups_total{{feed=\"{feed}\",reason=\"lagged\"}}");
         assert!(sample(&page, &lagged) >= 1, "{feed}: {page}");
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Assert: nothing more queued behind them (no repeat from the catch-ups): one more change
+    // is what comes next on both, and then nothing.
+    app.add_item(&admin, order, "P1", 1)
+        .await
+        .assert_status(200);
+    assert_eq!(versions(&receive(&mut order_feed, 1).await), [93]);
+    assert_eq!(versions(&receive(&mut store_feed, 1).await), [93]);
     assert!(
         order_feed.try_recv().is_err(),
         "nothing more on the order feed"
@@ -395,6 +402,43 @@ async fn feeds_whose_client_stops_reading_catch_up_from_the_database_without_a_g
         store_feed.try_recv().is_err(),
         "nothing more on the store feed"
     );
+}
+
+#[tokio::test]
+async fn feeds_opened_just_after_a_change_do_not_send_it_again() {
+    // Arrange: an order whose version 2 committed while an older transaction still ran. A
+    // reader starting "now" stands before every transaction still running (`end_of_log`), so
+    // the follower the first feed starts lies before version 2 and reads it once the older
+    // transaction ends: the broadcast carries an event the feeds opened after.
+    let app = spawn_app().await;
+    let store = app.store_with_products().await;
+    let admin = app.admin();
+    let order = app.create_order(&admin, store).await;
+    let mut held = app.pool.begin().await.expect("transaction");
+    sqlx::query("select pg_current_xact_id()")
+        .execute(&mut *held)
+        .await
+        .expect("a transaction id");
+    app.add_item(&admin, order, "TEA", 1)
+        .await
+        .assert_status(200);
+    let live = &app.app_state.live;
+    let mut store_feed = live.store(store, None).await.expect("store feed");
+    let mut order_feed = live
+        .order(order, OrderStart::After(2))
+        .await
+        .expect("order feed");
+    held.rollback().await.expect("rolled back");
+
+    // Act: the next change.
+    app.add_item(&admin, order, "TEA", 1)
+        .await
+        .assert_status(200);
+
+    // Assert: the first message of each feed is that change, not version 2 again.
+    let first = |ms: Vec<LiveMessage>| ms[0].data["version"].as_i64().expect("version");
+    assert_eq!(first(receive(&mut store_feed, 1).await), 3, "store feed");
+    assert_eq!(first(receive(&mut order_feed, 1).await), 3, "order feed");
 }
 
 #[tokio::test]
