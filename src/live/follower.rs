@@ -22,7 +22,7 @@ use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
 
 use super::message::LiveEvent;
-use crate::log::{end_of_log, AppendSignal};
+use crate::log::{end_of_log, Aggregate, AppendSignal};
 use crate::log::{Checkpoints, Cursor, LogEvent, LogHandler, LogReader, ReaderConfig};
 use crate::telemetry::Metrics;
 
@@ -230,10 +230,11 @@ pub(super) async fn with_stores(
     known: &mut HashMap<Uuid, Uuid>,
 ) -> anyhow::Result<Vec<LiveEvent>> {
     let mut unknown = Vec::new();
-    for e in batch.iter().filter(|e| e.aggregate_type == "Order") {
-        let Ok(order) = e.aggregate_id.parse::<Uuid>() else {
+    for e in batch {
+        let Aggregate::Order(order) = e.aggregate else {
             continue;
         };
+        let order = order.as_uuid();
         let created = e
             .payload
             .get("store_id")
@@ -258,10 +259,9 @@ pub(super) async fn with_stores(
         .iter()
         .filter_map(|e| {
             let store = e
-                .aggregate_id
-                .parse()
-                .ok()
-                .and_then(|o| known.get(&o))
+                .aggregate
+                .order_id()
+                .and_then(|o| known.get(&o.as_uuid()))
                 .copied();
             LiveEvent::of(e, store)
         })

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::log::{Cursor, LogEvent};
+use crate::log::{Aggregate, Cursor, LogEvent};
 
 /// One order event as the feeds carry it.
 #[derive(Debug, Clone)]
@@ -55,12 +55,12 @@ impl LiveEvent {
 
     /// The order event `e` of the log, if it is one.
     pub(super) fn of(e: &LogEvent, store_id: Option<Uuid>) -> Option<Self> {
-        if e.aggregate_type != "Order" {
+        let Aggregate::Order(order_id) = e.aggregate else {
             return None;
-        }
+        };
         Some(Self {
             at: e.cursor(),
-            order_id: e.aggregate_id.parse().ok()?,
+            order_id: order_id.as_uuid(),
             store_id,
             version: e.sequence,
             event_id: e.event_id,
