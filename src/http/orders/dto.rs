@@ -1,6 +1,6 @@
 //! The wire shapes of the order commands: the request bodies clients send and the views of an
 //! order the commands (and reads) answer with, plus [`Status`], shared by both. Bodies carry
-//! raw values; [`super::parse`] turns them into domain values. Views are built from the
+//! raw values; `orders/parse.rs` turns them into domain values. Views are built from the
 //! aggregate ([`OrderView::of`]) or, in `queries.rs`, from the read model.
 
 use order_domain::{Order, OrderStatus};

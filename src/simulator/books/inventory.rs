@@ -2,7 +2,7 @@
 //!
 //! Units only move between `available`, `reserved` and `committed`: a reservation takes all its
 //! units or none, and ends once, released (back to `available`) or committed (gone). Commands
-//! the book contradicts come back as `Err(description)`; [`super::Books`] records them as
+//! the book contradicts come back as `Err(description)`; `Books` records them as
 //! anomalies and sends no reply.
 
 use std::collections::{BTreeMap, HashMap};

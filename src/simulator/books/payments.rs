@@ -2,7 +2,7 @@
 //!
 //! A payment is in exactly one [`PaymentState`] at a time, so every amount counts in exactly
 //! one total. Commands the book contradicts and for which the contract has no failure reply
-//! come back as `Err(description)`; [`super::Books`] records them as anomalies and sends no
+//! come back as `Err(description)`; `Books` records them as anomalies and sends no
 //! reply.
 
 use std::collections::HashMap;
