@@ -8,166 +8,30 @@
 //! Tokens are HS256 only: the algorithm is pinned, `exp`, `iss`, `aud` and `sub` must be
 //! present, and the `roles` claim must be a non-empty subset of the known [`Role`]s.
 //! [`TokenMinter`] makes the matching tokens for `order-service token` and for tests.
+//!
+//! The pieces: `auth/principal.rs` (who the caller is), `auth/token.rs` (the claims and the
+//! algorithm both sides share), `auth/mint.rs` (making tokens); verification is here.
+
+mod mint;
+mod principal;
+mod token;
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::str::FromStr;
-use std::time::Duration;
 
-use anyhow::Context as _;
 use base64::Engine as _;
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use rand::Rng as _;
-use secrecy::{ExposeSecret as _, SecretString};
-use serde::{Deserialize, Serialize};
-use uuid::Uuid;
+use jsonwebtoken::{DecodingKey, Validation};
+use secrecy::SecretString;
+use serde::Deserialize;
 
-/// The only signing algorithm accepted or produced.
-const ALGORITHM: Algorithm = Algorithm::HS256;
-/// Its name as it appears in a token header.
-const ALGORITHM_NAME: &str = "HS256";
-/// Shortest accepted HMAC secret, in bytes: HS256 keys shorter than the hash output (RFC 7518 §3.2).
-pub const MIN_SECRET_BYTES: usize = 32;
+pub use self::mint::{random_secret, TokenMinter};
+pub use self::principal::{Principal, Role, UnknownRole};
+use self::token::{checked_settings, ALGORITHM, ALGORITHM_NAME};
+pub use self::token::{AuthConfigError, Claims, MIN_SECRET_BYTES};
+
 /// Clock skew tolerated on `exp` and `nbf`, in seconds. Small on purpose: tokens are short-lived.
 const LEEWAY_SECS: u64 = 5;
-/// Random bytes in a secret made by [`random_secret`].
-const RANDOM_SECRET_BYTES: usize = 48;
-
-/// What a token may grant. Serialized and parsed as snake_case (`staff`, `admin`, ...).
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    /// Sees and commands only its own orders.
-    Customer,
-    /// Another service acting on behalf of the platform; reaches every store.
-    Service,
-    /// Store staff; acts only on the stores listed in `store_ids`.
-    Staff,
-    /// Reads reports.
-    Analyst,
-    /// Runs operations; reaches every store.
-    Admin,
-}
-
-impl Role {
-    /// Every role, in declaration order.
-    pub const ALL: [Role; 5] = [
-        Role::Customer,
-        Role::Service,
-        Role::Staff,
-        Role::Analyst,
-        Role::Admin,
-    ];
-
-    /// The snake_case name used in tokens and on the command line.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Customer => "customer",
-            Role::Service => "service",
-            Role::Staff => "staff",
-            Role::Analyst => "analyst",
-            Role::Admin => "admin",
-        }
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A role name that is not one of [`Role::ALL`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown role `{0}`; expected one of customer, service, staff, analyst, admin")]
-pub struct UnknownRole(pub String);
-
-impl FromStr for Role {
-    type Err = UnknownRole;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Role::ALL
-            .into_iter()
-            .find(|role| role.as_str() == s)
-            .ok_or_else(|| UnknownRole(s.to_owned()))
-    }
-}
-
-/// The authenticated caller, as proven by a verified token.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Principal {
-    /// The token's `sub`: a customer id for customers, a service or user name otherwise.
-    pub subject: String,
-    /// Granted roles; never empty.
-    pub roles: BTreeSet<Role>,
-    /// Stores a staff member may act on; meaningless for other roles.
-    pub store_ids: Vec<Uuid>,
-    /// When the token stops being valid (its `exp`, seconds since the Unix epoch): what
-    /// outlives the request, a live feed, ends then.
-    pub expires_at: u64,
-}
-
-impl Principal {
-    /// Whether the caller holds `role`.
-    pub fn has(&self, role: Role) -> bool {
-        self.roles.contains(&role)
-    }
-
-    /// Whether the caller holds [`Role::Admin`].
-    pub fn is_admin(&self) -> bool {
-        self.has(Role::Admin)
-    }
-
-    /// Whether the caller may act on `store`: admins and services reach every store, staff
-    /// only the stores in their token, everyone else none.
-    pub fn can_access_store(&self, store: Uuid) -> bool {
-        self.is_admin()
-            || self.has(Role::Service)
-            || (self.has(Role::Staff) && self.store_ids.contains(&store))
-    }
-
-    /// Stable key under which this caller's idempotent ids are derived (UUIDv5 names): the
-    /// subject, so the same caller retrying gets the same ids whatever roles its token carries.
-    pub fn id_namespace_key(&self) -> String {
-        self.subject.clone()
-    }
-}
-
-/// The JWT payload this service mints and accepts.
-///
-/// `sub`, `exp`, `iss` and `aud` default when absent only so that deserialization succeeds and
-/// jsonwebtoken's own presence check (`required_spec_claims`) reports the precise missing claim;
-/// a token lacking any of them never verifies.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Claims {
-    /// Subject: who the token speaks for.
-    #[serde(default)]
-    pub sub: String,
-    /// Expiry, seconds since the Unix epoch.
-    #[serde(default)]
-    pub exp: u64,
-    /// Issued-at, seconds since the Unix epoch. Informational; always set by [`TokenMinter`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub iat: Option<u64>,
-    /// Not-before, seconds since the Unix epoch; checked when present.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub nbf: Option<u64>,
-    /// Issuer; must equal the configured issuer.
-    #[serde(default)]
-    pub iss: String,
-    /// Audience; must equal the configured audience. Only the single-string form is accepted.
-    #[serde(default)]
-    pub aud: String,
-    /// Role names; a non-empty subset of [`Role`] names.
-    #[serde(default)]
-    pub roles: Vec<String>,
-    /// Stores a staff member may act on.
-    #[serde(default)]
-    pub store_ids: Vec<Uuid>,
-}
 
 /// Why a request was not authenticated. Every variant answers 401; the HTTP layer uses
 /// [`AuthError::code`] as the problem type and the `Display` text as the detail.
@@ -253,45 +117,6 @@ impl From<jsonwebtoken::errors::Error> for AuthError {
         }
     }
 }
-
-/// A verifier or minter could not be built from the configured settings.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AuthConfigError {
-    /// The HMAC secret is too short to resist brute force.
-    #[error("the JWT secret is {actual} bytes; at least {MIN_SECRET_BYTES} are required")]
-    SecretTooShort {
-        /// Length of the secret that was given, in bytes.
-        actual: usize,
-    },
-    /// The issuer is empty.
-    #[error("the JWT issuer must not be empty")]
-    EmptyIssuer,
-    /// The audience is empty.
-    #[error("the JWT audience must not be empty")]
-    EmptyAudience,
-}
-
-/// Checks the settings shared by [`JwtVerifier`] and [`TokenMinter`]; returns the key bytes.
-fn checked_settings<'a>(
-    secret: &'a SecretString,
-    issuer: &str,
-    audience: &str,
-) -> Result<&'a [u8], AuthConfigError> {
-    let bytes = secret.expose_secret().as_bytes();
-    if bytes.len() < MIN_SECRET_BYTES {
-        return Err(AuthConfigError::SecretTooShort {
-            actual: bytes.len(),
-        });
-    }
-    if issuer.is_empty() {
-        return Err(AuthConfigError::EmptyIssuer);
-    }
-    if audience.is_empty() {
-        return Err(AuthConfigError::EmptyAudience);
-    }
-    Ok(bytes)
-}
-
 /// Verifies HS256 bearer tokens against one secret, issuer and audience.
 #[derive(Clone)]
 pub struct JwtVerifier {
@@ -399,97 +224,16 @@ fn principal_from(claims: Claims) -> Result<Principal, AuthError> {
     })
 }
 
-/// Mints HS256 tokens that a [`JwtVerifier`] with the same settings accepts.
-#[derive(Clone)]
-pub struct TokenMinter {
-    key: EncodingKey,
-    issuer: String,
-    audience: String,
-}
-
-impl fmt::Debug for TokenMinter {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TokenMinter")
-            .field("key", &"[redacted]")
-            .field("issuer", &self.issuer)
-            .field("audience", &self.audience)
-            .finish()
-    }
-}
-
-impl TokenMinter {
-    /// Builds a minter; same rules as [`JwtVerifier::new`].
-    pub fn new(
-        secret: &SecretString,
-        issuer: &str,
-        audience: &str,
-    ) -> Result<Self, AuthConfigError> {
-        let key = EncodingKey::from_secret(checked_settings(secret, issuer, audience)?);
-        Ok(Self {
-            key,
-            issuer: issuer.to_owned(),
-            audience: audience.to_owned(),
-        })
-    }
-
-    /// Mints a token for `subject` with `roles` and `store_ids`, valid for `ttl` from now.
-    pub fn mint(
-        &self,
-        subject: &str,
-        roles: &[Role],
-        store_ids: &[Uuid],
-        ttl: Duration,
-    ) -> anyhow::Result<String> {
-        self.mint_at(
-            jsonwebtoken::get_current_timestamp(),
-            subject,
-            roles,
-            store_ids,
-            ttl,
-        )
-    }
-
-    /// [`TokenMinter::mint`] with an explicit clock, so tests can mint tokens in the past.
-    fn mint_at(
-        &self,
-        now: u64,
-        subject: &str,
-        roles: &[Role],
-        store_ids: &[Uuid],
-        ttl: Duration,
-    ) -> anyhow::Result<String> {
-        anyhow::ensure!(!subject.trim().is_empty(), "a token needs a subject");
-        anyhow::ensure!(!roles.is_empty(), "a token needs at least one role");
-        let exp = now
-            .checked_add(ttl.as_secs())
-            .context("token lifetime overflows the clock")?;
-        let claims = Claims {
-            sub: subject.to_owned(),
-            exp,
-            iat: Some(now),
-            nbf: None,
-            iss: self.issuer.clone(),
-            aud: self.audience.clone(),
-            roles: roles.iter().map(ToString::to_string).collect(),
-            store_ids: store_ids.to_vec(),
-        };
-        jsonwebtoken::encode(&Header::new(ALGORITHM), &claims, &self.key)
-            .context("failed to sign the token")
-    }
-}
-
-/// A fresh secret: 48 random bytes, base64url-encoded without padding (64 characters).
-pub fn random_secret() -> SecretString {
-    let mut bytes = [0_u8; RANDOM_SECRET_BYTES];
-    // ThreadRng is a CSPRNG seeded from the operating system.
-    rand::rng().fill(&mut bytes[..]);
-    SecretString::from(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use jsonwebtoken::{encode, get_current_timestamp, Algorithm, EncodingKey, Header};
+    use secrecy::ExposeSecret as _;
+    use serde::Serialize;
+    use uuid::Uuid;
+
     use super::*;
-    use jsonwebtoken::{encode, get_current_timestamp};
 
     const ISSUER: &str = "order-service-test";
     const AUDIENCE: &str = "order-service";
@@ -525,15 +269,6 @@ mod tests {
     fn sign<T: Serialize>(alg: Algorithm, claims: &T) -> String {
         let key = EncodingKey::from_secret(secret().expose_secret().as_bytes());
         encode(&Header::new(alg), claims, &key).unwrap()
-    }
-
-    fn principal(roles: &[Role], store_ids: &[Uuid]) -> Principal {
-        Principal {
-            subject: "someone".to_owned(),
-            roles: roles.iter().copied().collect(),
-            store_ids: store_ids.to_vec(),
-            expires_at: u64::MAX,
-        }
     }
 
     #[test]
@@ -861,45 +596,6 @@ mod tests {
     #[test]
     fn minting_without_roles_fails() {
         assert!(minter().mint("alice", &[], &[], HOUR).is_err());
-    }
-
-    #[test]
-    fn admins_and_services_reach_every_store() {
-        let store = Uuid::new_v4();
-
-        assert!(principal(&[Role::Admin], &[]).can_access_store(store));
-        assert!(principal(&[Role::Service], &[]).can_access_store(store));
-    }
-
-    #[test]
-    fn staff_reach_only_their_own_stores() {
-        let mine = Uuid::new_v4();
-        let other = Uuid::new_v4();
-        let staff = principal(&[Role::Staff], &[mine]);
-
-        assert!(staff.can_access_store(mine));
-        assert!(!staff.can_access_store(other));
-        assert!(!principal(&[Role::Staff], &[]).can_access_store(mine));
-    }
-
-    #[test]
-    fn customers_and_analysts_reach_no_store_even_when_listed() {
-        let store = Uuid::new_v4();
-
-        assert!(!principal(&[Role::Customer], &[store]).can_access_store(store));
-        assert!(!principal(&[Role::Analyst], &[store]).can_access_store(store));
-    }
-
-    #[test]
-    fn roles_round_trip_through_their_names() {
-        for role in Role::ALL {
-            assert_eq!(role.to_string().parse::<Role>(), Ok(role));
-            assert_eq!(serde_json::to_string(&role).unwrap(), format!("\"{role}\""));
-        }
-        assert_eq!(
-            "Staff".parse::<Role>(),
-            Err(UnknownRole("Staff".to_owned()))
-        );
     }
 
     #[test]

@@ -38,8 +38,9 @@ use uuid::Uuid;
 
 use super::auth::{AuthError, Principal, Role};
 use super::catalog::store_not_found;
+use super::consistency::fresh_order;
 use super::problem::ApiError;
-use super::queries::{detail_view, fresh_order};
+use super::queries::detail_view;
 use super::security::{can_see_order_of, sees_every_order};
 use crate::live::{parse_store_feed_id, LiveMessage, OrderStart, KEEP_ALIVE};
 use crate::state::AppState;

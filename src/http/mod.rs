@@ -6,15 +6,20 @@ pub mod admin;
 pub mod auth;
 pub mod catalog;
 pub mod command;
+pub mod consistency;
+pub mod cursor;
 pub mod limits;
 pub mod live;
+pub mod negotiate;
 pub mod observe;
 pub mod ops;
 pub mod orders;
 pub mod problem;
 pub mod queries;
+pub mod reading;
 pub mod sagas;
 pub mod security;
+pub mod spec;
 
 use poem::middleware::{RequestId, ReuseId};
 use poem::{Endpoint, EndpointExt as _, IntoEndpoint, Route};
@@ -36,7 +41,7 @@ pub enum ApiTags {
     Ops,
 }
 
-type Apis = queries::SharedPaths<(
+type Apis = spec::SharedPaths<(
     orders::OrdersApi,
     queries::QueriesApi,
     sagas::SagasApi,
@@ -48,7 +53,7 @@ type Apis = queries::SharedPaths<(
 /// The OpenAPI service (also used by `order-service openapi` to print the spec).
 pub fn openapi() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
-        queries::SharedPaths((
+        spec::SharedPaths((
             orders::OrdersApi,
             queries::QueriesApi,
             sagas::SagasApi,

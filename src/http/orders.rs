@@ -1,25 +1,32 @@
 //! Order commands (`POST /v1/orders`, items, place, status, ship, cancel, discard), each
-//! answering with the order as the command left it. Bodies are parsed into domain values here;
-//! the aggregate decides the rest. Reads are served from the read models (`queries.rs`).
+//! answering with the order as the command left it. Bodies ([`dto`]) are parsed into domain
+//! values (`orders/parse.rs`); the aggregate decides the rest. Reads are served from the read models
+//! (`queries.rs`).
 
 // Handlers take one argument per poem-openapi extractor (state, request, auth, path, body,
 // Idempotency-Key, If-Match), and `run` receives them all.
 #![expect(clippy::too_many_arguments)]
 
+pub mod dto;
+mod parse;
+
 use order_domain::{
-    AddressLine, Carrier, CountryCode, CreateOrder, Currency, CustomerId, Email, LineId, NewItem,
-    Note, Order, OrderCommand, OrderId, OrderStatus, PostalCode, Quantity, Reason, ShippingAddress,
-    Sku, StoreId, TrackingNumber, ValueError,
+    Carrier, CreateOrder, Currency, LineId, Note, OrderCommand, OrderId, Quantity, Reason, Sku,
+    StoreId, TrackingNumber,
 };
 use poem::web::Data;
 use poem::Request;
 use poem_openapi::param::{Header, Path};
 use poem_openapi::payload::Json;
-use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
+use poem_openapi::{ApiResponse, OpenApi};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::auth::Role;
+use self::dto::{
+    CancelBody, ChangeStatusBody, CreateOrderBody, ItemBody, OrderView, ShipBody, UpdateItemBody,
+};
+use self::parse::{opt_text, optional, parse_create, text, Fields};
+use super::auth::{Principal, Role};
 use super::command::{etag, metadata, parse_if_match, IdempotencyKey};
 use super::problem::{ApiError, FieldProblem};
 use super::security::{authorize_order, BearerAuth, OrderAction};
@@ -27,250 +34,7 @@ use super::ApiTags;
 use crate::state::AppState;
 use crate::store::orders::CommandRequest;
 
-/// Most lines one create request may carry (the order itself holds at most as many).
-const MAX_ITEMS: usize = order_domain::MAX_LINES;
-
-// ---- request bodies -------------------------------------------------------------------------
-
-/// A postal address.
-#[derive(Debug, Clone, Object, Serialize)]
-#[oai(deny_unknown_fields)]
-pub struct AddressBody {
-    #[oai(validator(max_length = 200))]
-    pub name: String,
-    #[oai(validator(max_length = 200))]
-    pub line1: String,
-    #[oai(validator(max_length = 200))]
-    pub line2: Option<String>,
-    #[oai(validator(max_length = 200))]
-    pub city: String,
-    #[oai(validator(max_length = 20))]
-    pub postal_code: String,
-    /// ISO 3166-1 alpha-2, e.g. `DE`.
-    #[oai(validator(max_length = 2))]
-    pub country: String,
-}
-
-/// One product and how many.
-#[derive(Debug, Clone, Object, Serialize)]
-#[oai(deny_unknown_fields)]
-pub struct ItemBody {
-    #[oai(validator(max_length = 64))]
-    pub sku: String,
-    /// 1 to 10 000.
-    pub quantity: i64,
-}
-
-/// Opens a draft order. Prices, totals and status are never sent by clients.
-#[derive(Debug, Clone, Object, Serialize)]
-#[oai(deny_unknown_fields)]
-pub struct CreateOrderBody {
-    /// The customer; customers may omit it (it is their token's `sub`).
-    #[oai(validator(max_length = 128))]
-    pub customer_id: Option<String>,
-    pub store_id: Uuid,
-    /// ISO 4217; defaults to the store's currency.
-    #[oai(validator(max_length = 3))]
-    pub currency: Option<String>,
-    #[oai(validator(max_length = 254))]
-    pub customer_email: Option<String>,
-    pub shipping_address: Option<AddressBody>,
-    /// Initial items, at most 100.
-    #[oai(validator(max_items = 100))]
-    pub items: Option<Vec<ItemBody>>,
-}
-
-/// Sets a line's quantity.
-#[derive(Debug, Clone, Object, Serialize)]
-#[oai(deny_unknown_fields)]
-pub struct UpdateItemBody {
-    /// 1 to 10 000.
-    pub quantity: i64,
-}
-
-/// A status an order can be in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum, Serialize)]
-#[oai(rename_all = "snake_case")]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    Draft,
-    Placed,
-    Confirmed,
-    Rejected,
-    Preparing,
-    ReadyForPickup,
-    PickedUp,
-    Shipped,
-    Delivered,
-    Cancelled,
-    Discarded,
-}
-
-impl From<Status> for OrderStatus {
-    fn from(s: Status) -> Self {
-        match s {
-            Status::Draft => Self::Draft,
-            Status::Placed => Self::Placed,
-            Status::Confirmed => Self::Confirmed,
-            Status::Rejected => Self::Rejected,
-            Status::Preparing => Self::Preparing,
-            Status::ReadyForPickup => Self::ReadyForPickup,
-            Status::PickedUp => Self::PickedUp,
-            Status::Shipped => Self::Shipped,
-            Status::Delivered => Self::Delivered,
-            Status::Cancelled => Self::Cancelled,
-            Status::Discarded => Self::Discarded,
-        }
-    }
-}
-
-impl From<OrderStatus> for Status {
-    fn from(s: OrderStatus) -> Self {
-        match s {
-            OrderStatus::Draft => Self::Draft,
-            OrderStatus::Placed => Self::Placed,
-            OrderStatus::Confirmed => Self::Confirmed,
-            OrderStatus::Rejected => Self::Rejected,
-            OrderStatus::Preparing => Self::Preparing,
-            OrderStatus::ReadyForPickup => Self::ReadyForPickup,
-            OrderStatus::PickedUp => Self::PickedUp,
-            OrderStatus::Shipped => Self::Shipped,
-            OrderStatus::Delivered => Self::Delivered,
-            OrderStatus::Cancelled => Self::Cancelled,
-            OrderStatus::Discarded => Self::Discarded,
-        }
-    }
-}
-
-/// Moves an order through fulfilment: `preparing`, `ready_for_pickup`, `picked_up`,
-/// `delivered`. Shipping and cancelling have their own operations.
-#[derive(Debug, Clone, Object, Serialize)]
-#[oai(deny_unknown_fields)]
-pub struct ChangeStatusBody {
-    pub status: Status,
-    #[oai(validator(max_length = 500))]
-    pub note: Option<String>,
-}
-
-/// Hands the order to a carrier.
-#[derive(Debug, Clone, Object, Serialize)]
-#[oai(deny_unknown_fields)]
-pub struct ShipBody {
-    #[oai(validator(max_length = 64))]
-    pub carrier: String,
-    #[oai(validator(max_length = 64))]
-    pub tracking_number: String,
-    #[oai(validator(max_length = 500))]
-    pub note: Option<String>,
-}
-
-/// Cancels a placed order (allowed until it is shipped or picked up).
-#[derive(Debug, Clone, Object, Serialize)]
-#[oai(deny_unknown_fields)]
-pub struct CancelBody {
-    #[oai(validator(max_length = 500))]
-    pub reason: String,
-}
-
 // ---- responses ------------------------------------------------------------------------------
-
-/// A postal address.
-#[derive(Debug, Clone, Object)]
-pub struct AddressView {
-    pub name: String,
-    pub line1: String,
-    #[oai(skip_serializing_if_is_none)]
-    pub line2: Option<String>,
-    pub city: String,
-    pub postal_code: String,
-    pub country: String,
-}
-
-/// One line, with name and unit price as they were when the item was added.
-#[derive(Debug, Clone, Object)]
-pub struct LineView {
-    pub line_id: u32,
-    pub sku: String,
-    pub name: String,
-    pub quantity: u32,
-    pub unit_price_minor: i64,
-    pub line_total_minor: i64,
-}
-
-/// Carrier and tracking number.
-#[derive(Debug, Clone, Object)]
-pub struct ShipmentView {
-    pub carrier: String,
-    pub tracking_number: String,
-}
-
-/// An order.
-#[derive(Debug, Clone, Object)]
-pub struct OrderView {
-    pub id: Uuid,
-    /// Number of events; the ETag, and what `If-Match` expects.
-    pub version: u64,
-    pub status: Status,
-    pub customer_id: String,
-    pub store_id: Uuid,
-    pub currency: String,
-    #[oai(skip_serializing_if_is_none)]
-    pub customer_email: Option<String>,
-    #[oai(skip_serializing_if_is_none)]
-    pub shipping_address: Option<AddressView>,
-    pub lines: Vec<LineView>,
-    /// Sum of line totals, in minor units of `currency`.
-    pub total_minor: i64,
-    #[oai(skip_serializing_if_is_none)]
-    pub shipment: Option<ShipmentView>,
-    #[oai(skip_serializing_if_is_none)]
-    pub cancel_reason: Option<String>,
-}
-
-impl OrderView {
-    /// The view of an existing order; `None` for one never created.
-    pub fn of(order: &Order) -> Option<Self> {
-        Some(Self {
-            id: order.id()?.as_uuid(),
-            version: order.version(),
-            status: order.status()?.into(),
-            customer_id: order.customer_id()?.to_string(),
-            store_id: order.store_id()?.as_uuid(),
-            currency: order.currency()?.to_string(),
-            customer_email: order.customer_email().map(|e| e.as_str().to_owned()),
-            shipping_address: order.shipping_address().map(|a| AddressView {
-                name: a.name.to_string(),
-                line1: a.line1.to_string(),
-                line2: a.line2.as_ref().map(ToString::to_string),
-                city: a.city.to_string(),
-                postal_code: a.postal_code.to_string(),
-                country: a.country.as_str().to_owned(),
-            }),
-            lines: lines_of(order),
-            total_minor: order.total_minor(),
-            shipment: order.shipment().map(|s| ShipmentView {
-                carrier: s.carrier.to_string(),
-                tracking_number: s.tracking_number.to_string(),
-            }),
-            cancel_reason: order.cancel_reason().map(str::to_owned),
-        })
-    }
-}
-
-fn lines_of(order: &Order) -> Vec<LineView> {
-    order
-        .lines()
-        .iter()
-        .map(|l| LineView {
-            line_id: l.line_id.get(),
-            sku: l.sku.to_string(),
-            name: l.name.to_string(),
-            quantity: l.quantity,
-            unit_price_minor: l.unit_price_minor,
-            line_total_minor: l.line_total_minor,
-        })
-        .collect()
-}
 
 #[derive(ApiResponse)]
 pub enum CreatedResponse {
@@ -293,86 +57,6 @@ pub enum OrderResponse {
         #[oai(header = "ETag")] String,
         #[oai(header = "Idempotent-Replayed")] Option<bool>,
     ),
-}
-
-// ---- parsing --------------------------------------------------------------------------------
-
-/// Collects field problems while parsing a body, so one answer lists all of them.
-#[derive(Default)]
-struct Fields(Vec<FieldProblem>);
-
-impl Fields {
-    fn take<T>(&mut self, field: impl Into<String>, r: Result<T, ValueError>) -> Option<T> {
-        r.map_err(|e| {
-            self.0.push(FieldProblem {
-                field: field.into(),
-                message: e.to_string(),
-            });
-        })
-        .ok()
-    }
-
-    fn finish<T>(self, value: Option<T>) -> Result<T, ApiError> {
-        match value {
-            Some(v) if self.0.is_empty() => Ok(v),
-            _ => Err(ApiError::invalid_fields(self.0)),
-        }
-    }
-}
-
-fn parse_address(f: &mut Fields, a: &AddressBody) -> Option<ShippingAddress> {
-    let name = f.take("shipping_address.name", AddressLine::parse(a.name.clone()));
-    let line1 = f.take(
-        "shipping_address.line1",
-        AddressLine::parse(a.line1.clone()),
-    );
-    let line2 = match &a.line2 {
-        Some(l) => Some(f.take("shipping_address.line2", AddressLine::parse(l.clone()))?),
-        None => None,
-    };
-    let city = f.take("shipping_address.city", AddressLine::parse(a.city.clone()));
-    let postal_code = f.take(
-        "shipping_address.postal_code",
-        PostalCode::parse(a.postal_code.clone()),
-    );
-    let country = f.take("shipping_address.country", CountryCode::parse(&a.country));
-    Some(ShippingAddress {
-        name: name?,
-        line1: line1?,
-        line2,
-        city: city?,
-        postal_code: postal_code?,
-        country: country?,
-    })
-}
-
-fn parse_items(f: &mut Fields, items: &[ItemBody]) -> Option<Vec<NewItem>> {
-    let parsed: Vec<Option<NewItem>> = items
-        .iter()
-        .enumerate()
-        .map(|(i, item)| {
-            let sku = f.take(format!("items[{i}].sku"), Sku::parse(item.sku.clone()));
-            let quantity = f.take(
-                format!("items[{i}].quantity"),
-                Quantity::parse(item.quantity),
-            );
-            Some(NewItem {
-                sku: sku?,
-                quantity: quantity?,
-            })
-        })
-        .collect();
-    parsed.into_iter().collect()
-}
-
-/// Parses an optional field: absent is `None`; invalid is `None` with the problem recorded.
-fn optional<T>(
-    f: &mut Fields,
-    field: &str,
-    raw: Option<&String>,
-    parse: impl Fn(String) -> Result<T, ValueError>,
-) -> Option<T> {
-    f.take(field, parse(raw?.clone()))
 }
 
 /// The operations of this module.
@@ -423,21 +107,68 @@ async fn run(
     ))
 }
 
-fn text<T>(
-    field: &str,
-    raw: &str,
-    parse: impl Fn(String) -> Result<T, ValueError>,
-) -> Result<T, ApiError> {
-    parse(raw.to_owned()).map_err(|e| ApiError::invalid_field(field, &e))
+// ---- creating -------------------------------------------------------------------------------
+
+/// Who may open an order for whom, and where: customers only for themselves (their token's
+/// `sub`); staff for anyone in their own stores; admins and services for anyone anywhere
+/// (staff, admins and services must name the customer). Returns the customer's raw id.
+fn customer_of_new_order(
+    principal: &Principal,
+    body: &CreateOrderBody,
+) -> Result<String, ApiError> {
+    let is = |role| principal.has(role);
+    if is(Role::Customer) && !is(Role::Admin) && !is(Role::Service) {
+        return match &body.customer_id {
+            Some(c) if *c != principal.subject => Err(ApiError::forbidden(
+                "customers create orders only for themselves",
+            )),
+            _ => Ok(principal.subject.clone()),
+        };
+    }
+    if !(is(Role::Admin) || is(Role::Service) || is(Role::Staff)) {
+        return Err(ApiError::forbidden("this role may only read orders"));
+    }
+    if is(Role::Staff)
+        && !is(Role::Admin)
+        && !is(Role::Service)
+        && !principal.can_access_store(body.store_id)
+    {
+        return Err(ApiError::forbidden(
+            "staff create orders only in their own stores",
+        ));
+    }
+    body.customer_id.clone().ok_or_else(|| {
+        ApiError::invalid_fields(vec![FieldProblem {
+            field: "customer_id".into(),
+            message: "customer_id is required unless a customer creates its own order".into(),
+        }])
+    })
 }
 
-fn opt_text<T>(
-    field: &str,
-    raw: Option<&String>,
-    parse: impl Fn(String) -> Result<T, ValueError>,
-) -> Result<Option<T>, ApiError> {
-    raw.map(|r| text(field, r, parse)).transpose()
+/// The new order's currency: the one asked for, else the store's. 422 `unknown-store` when the
+/// catalog has no such store, whether a currency was asked for or not.
+async fn order_currency(
+    state: &AppState,
+    store_id: Uuid,
+    asked: Option<Currency>,
+) -> Result<Currency, ApiError> {
+    let store = state
+        .catalog
+        .store(store_id)
+        .await
+        .map_err(ApiError::infra)?
+        .ok_or_else(|| ApiError::Invalid {
+            slug: "unknown-store",
+            detail: format!("store {store_id} does not exist"),
+            errors: vec![],
+        })?;
+    match asked {
+        Some(c) => Ok(c),
+        None => Currency::parse(&store.currency).map_err(|e| ApiError::Internal(e.into())),
+    }
 }
+
+// ---- the API --------------------------------------------------------------------------------
 
 #[OpenApi(prefix_path = "/v1", tag = "ApiTags::Orders")]
 impl OrdersApi {
@@ -457,78 +188,9 @@ impl OrdersApi {
         let principal = &auth.0;
         let key = IdempotencyKey::parse(principal, idempotency_key.0)?;
         let body = body.0;
-
-        // Who may open an order for whom, and where.
-        let customer_raw = if principal.has(Role::Customer)
-            && !principal.has(Role::Admin)
-            && !principal.has(Role::Service)
-        {
-            match &body.customer_id {
-                Some(c) if *c != principal.subject => {
-                    return Err(ApiError::forbidden(
-                        "customers create orders only for themselves",
-                    ));
-                }
-                _ => principal.subject.clone(),
-            }
-        } else if principal.has(Role::Admin)
-            || principal.has(Role::Service)
-            || principal.has(Role::Staff)
-        {
-            if principal.has(Role::Staff)
-                && !principal.has(Role::Admin)
-                && !principal.has(Role::Service)
-                && !principal.can_access_store(body.store_id)
-            {
-                return Err(ApiError::forbidden(
-                    "staff create orders only in their own stores",
-                ));
-            }
-            body.customer_id.clone().ok_or_else(|| {
-                ApiError::invalid_fields(vec![FieldProblem {
-                    field: "customer_id".into(),
-                    message: "customer_id is required unless a customer creates its own order"
-                        .into(),
-                }])
-            })?
-        } else {
-            return Err(ApiError::forbidden("this role may only read orders"));
-        };
-
-        let mut f = Fields::default();
-        let customer_id = f.take("customer_id", CustomerId::parse(customer_raw));
-        let currency = optional(&mut f, "currency", body.currency.as_ref(), |c| {
-            Currency::parse(&c)
-        });
-        let customer_email = optional(
-            &mut f,
-            "customer_email",
-            body.customer_email.as_ref(),
-            Email::parse,
-        );
-        let shipping_address = body
-            .shipping_address
-            .as_ref()
-            .and_then(|a| parse_address(&mut f, a));
-        let items = parse_items(&mut f, body.items.as_deref().unwrap_or_default());
-        let parsed = (|| Some((customer_id?, items?)))();
-        let (customer_id, items) = f.finish(parsed)?;
-        debug_assert!(items.len() <= MAX_ITEMS);
-
-        let store = state
-            .catalog
-            .store(body.store_id)
-            .await
-            .map_err(ApiError::infra)?
-            .ok_or_else(|| ApiError::Invalid {
-                slug: "unknown-store",
-                detail: format!("store {} does not exist", body.store_id),
-                errors: vec![],
-            })?;
-        let currency = match currency {
-            Some(c) => c,
-            None => Currency::parse(&store.currency).map_err(|e| ApiError::Internal(e.into()))?,
-        };
+        let customer = customer_of_new_order(principal, &body)?;
+        let new = parse_create(customer, &body)?;
+        let currency = order_currency(&state, body.store_id, new.currency).await?;
 
         let order_id = key
             .as_ref()
@@ -541,12 +203,12 @@ impl OrdersApi {
                     order_id,
                     command: OrderCommand::CreateOrder(Box::new(CreateOrder {
                         order_id,
-                        customer_id,
+                        customer_id: new.customer_id,
                         store_id: StoreId::from_uuid(body.store_id),
                         currency,
-                        customer_email,
-                        shipping_address,
-                        items,
+                        customer_email: new.customer_email,
+                        shipping_address: new.shipping_address,
+                        items: new.items,
                     })),
                     mark,
                     expected_version: None,

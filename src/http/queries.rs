@@ -4,53 +4,57 @@
 //! * Lists (`GET /v1/orders`, `GET /v1/customers/{id}/orders`) are newest first, filtered, and
 //!   keyset-paginated by an opaque cursor; they show the read model as it is (eventually
 //!   consistent, usually a few milliseconds behind).
-//! * One order (`GET /v1/orders/{id}`, `/items`, `/status-history`) is read-your-writes: the
-//!   answer waits, up to [`READ_WAIT`], until the read model holds `min_version`, or without it
-//!   the order's latest version in the event store when the request arrived. An explicit
-//!   `min_version` not reached in time answers 503 `projection-behind`; the implicit one serves
-//!   the row as it stands (its `ETag` says which version that is).
+//! * One order (`GET /v1/orders/{id}`, `/items`, `/status-history`) is read-your-writes
+//!   ([`super::consistency`]): the answer waits, up to a second, until the read model holds
+//!   `min_version`, or without it the order's latest version in the event store when the
+//!   request arrived. An explicit `min_version` not reached in time answers 503
+//!   `projection-behind`; the implicit one serves the row as it stands (its `ETag` says which
+//!   version that is).
 //! * The audit log (`/events`) comes from the event store itself and is never behind.
 //! * Reports are for analysts, admins and services, and for staff about one of their stores.
 //!
 //! Who sees which order is the rule of [`super::security`], applied to the read model's
 //! `customer_id` and `store_id`.
+//!
+//! The pieces around the endpoints live apart: the reports' representations and CSV in
+//! `queries/reports.rs`, the page cursor in [`super::cursor`], `Accept` in [`super::negotiate`], the
+//! shared parameter parsing in [`super::reading`].
 
 // Query endpoints take one argument per filter, as poem-openapi extracts them.
 #![expect(clippy::too_many_arguments)]
 
-use std::collections::HashMap;
-use std::fmt::Write as _;
-use std::time::{Duration, Instant};
+mod reports;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
 use chrono::{DateTime, NaiveDate, Utc};
 use order_domain::OrderStatus;
 use order_projections::queries::{
-    self as read, Keyset, OrderDetail, OrderFilter, ProductSalesQuery, SalesRanking,
-    SalesSummaryQuery, Visibility,
+    self as read, OrderDetail, OrderFilter, ProductSalesQuery, SalesRanking, SalesSummaryQuery,
+    Visibility,
 };
-use poem::http::Method;
 use poem::web::Data;
 use poem::Request;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::{Json, PlainText};
-use poem_openapi::registry::{MetaApi, Registry};
-use poem_openapi::{ApiResponse, Enum, Object, OpenApi, ResponseContent};
+use poem_openapi::{ApiResponse, Object, OpenApi};
 use uuid::Uuid;
 
+use self::reports::{
+    authorize_report, product_sales_csv, Granularity, ProductSalesContent, ProductSalesReport,
+    ProductSalesResponse, ProductSalesView, SalesPeriodView, SalesSort, SalesSummaryReport,
+    SalesSummaryResponse,
+};
 use super::auth::{Principal, Role};
 use super::command::etag;
-use super::orders::{AddressView, LineView, ShipmentView, Status};
+use super::consistency::fresh_order;
+use super::cursor::{decode_cursor, encode_cursor};
+use super::negotiate::wants_csv;
+use super::orders::dto::{AddressView, LineView, ShipmentView, Status};
 use super::problem::ApiError;
+use super::reading::{bounded, db, ordered, search_text};
 use super::security::{can_see_order_of, sees_every_order, BearerAuth};
 use super::ApiTags;
 use crate::state::AppState;
 
-/// Longest a read waits for the read model to reach the wanted version.
-pub const READ_WAIT: Duration = Duration::from_secs(1);
-/// Pause between two looks at the read model while waiting.
-const READ_POLL: Duration = Duration::from_millis(15);
 /// Page size of order lists unless `limit` says otherwise, and its bounds.
 const DEFAULT_PAGE: u32 = 50;
 const MAX_PAGE: u32 = 200;
@@ -59,11 +63,6 @@ const DEFAULT_REPORT_ROWS: u32 = 100;
 const MAX_REPORT_ROWS: u32 = 1000;
 /// Most audit-log events per answer.
 const MAX_EVENTS: u32 = 1000;
-/// Bounds of the free-text search: trigrams need three characters to narrow anything.
-const MIN_TEXT: usize = 3;
-const MAX_TEXT: usize = 100;
-/// First byte of every cursor, so that its layout can change without misreading old ones.
-const CURSOR_V1: u8 = 1;
 
 // ---- responses ------------------------------------------------------------------------------
 
@@ -169,85 +168,6 @@ pub struct AuditEventView {
     pub recorded_at: DateTime<Utc>,
 }
 
-/// How the product-sales report is ranked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
-#[oai(rename_all = "snake_case")]
-pub enum SalesSort {
-    /// Revenue, then quantity, descending.
-    Revenue,
-    /// Quantity, then revenue, descending.
-    Quantity,
-}
-
-/// One product of one store over the report's days.
-#[derive(Debug, Clone, Object)]
-pub struct ProductSalesView {
-    pub store_id: Uuid,
-    pub sku: String,
-    /// The product's name on the latest day it sold.
-    pub name: String,
-    pub currency: String,
-    /// Units sold.
-    pub quantity: i64,
-    pub revenue_minor: i64,
-    /// Orders that contained the product.
-    pub orders: i64,
-}
-
-/// Units and revenue per product of confirmed, not cancelled, orders.
-#[derive(Debug, Clone, Object)]
-pub struct ProductSalesReport {
-    /// First day, inclusive (UTC).
-    pub from: NaiveDate,
-    /// Last day, inclusive (UTC).
-    pub to: NaiveDate,
-    #[oai(skip_serializing_if_is_none)]
-    pub store_id: Option<Uuid>,
-    pub sort: SalesSort,
-    pub items: Vec<ProductSalesView>,
-}
-
-/// The period a sales summary adds up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
-#[oai(rename_all = "snake_case")]
-pub enum Granularity {
-    Day,
-    /// ISO weeks, Monday to Sunday.
-    Week,
-    Month,
-}
-
-/// Sales of one period in one currency.
-#[derive(Debug, Clone, Object)]
-pub struct SalesPeriodView {
-    /// First day of the period: the day, the week's Monday, the month's 1st.
-    pub period_start: NaiveDate,
-    pub currency: String,
-    /// Orders confirmed in the period and not cancelled since.
-    pub orders: i64,
-    pub revenue_minor: i64,
-    /// `revenue_minor / orders`, rounded toward zero; 0 without orders.
-    pub average_order_value_minor: i64,
-    /// Orders cancelled in the period.
-    pub cancellations: i64,
-    /// Orders rejected in the period.
-    pub rejections: i64,
-}
-
-/// Orders, revenue, average order value, cancellations and rejections per period.
-#[derive(Debug, Clone, Object)]
-pub struct SalesSummaryReport {
-    pub granularity: Granularity,
-    #[oai(skip_serializing_if_is_none)]
-    pub from: Option<NaiveDate>,
-    #[oai(skip_serializing_if_is_none)]
-    pub to: Option<NaiveDate>,
-    #[oai(skip_serializing_if_is_none)]
-    pub store_id: Option<Uuid>,
-    /// Oldest period first, then by currency; periods without any activity are left out.
-    pub items: Vec<SalesPeriodView>,
-}
-
 /// Answer of `listOrders` and `listCustomerOrders`.
 #[derive(ApiResponse)]
 pub enum OrderPageResponse {
@@ -286,32 +206,6 @@ pub enum OrderEventsResponse {
     /// The order's events in version order; `ETag` is the order's latest version.
     #[oai(status = 200)]
     Ok(Json<Vec<AuditEventView>>, #[oai(header = "ETag")] String),
-}
-
-/// The product-sales report in the media type asked for.
-#[derive(ResponseContent)]
-pub enum ProductSalesContent {
-    Json(Json<ProductSalesReport>),
-    /// Header row `store_id,sku,name,currency,quantity,revenue_minor,orders`, then one row per
-    /// product (RFC 4180).
-    #[oai(content_type = "text/csv; charset=utf-8")]
-    Csv(PlainText<String>),
-}
-
-/// Answer of `productSalesReport`.
-#[derive(ApiResponse)]
-pub enum ProductSalesResponse {
-    /// The report: JSON, or CSV with `Accept: text/csv`.
-    #[oai(status = 200)]
-    Ok(ProductSalesContent),
-}
-
-/// Answer of `salesSummary`.
-#[derive(ApiResponse)]
-pub enum SalesSummaryResponse {
-    /// The summary.
-    #[oai(status = 200)]
-    Ok(Json<SalesSummaryReport>),
 }
 
 // ---- conversions ----------------------------------------------------------------------------
@@ -401,81 +295,7 @@ fn page_view(page: read::OrderPage) -> Result<OrderPageView, ApiError> {
     })
 }
 
-/// A database failure: 503 when it is out of reach, 500 otherwise.
-fn db(e: sqlx::Error) -> ApiError {
-    ApiError::infra(anyhow::Error::new(e).context("reading the read models"))
-}
-
-// ---- parameters -----------------------------------------------------------------------------
-
-fn invalid(detail: impl Into<String>) -> ApiError {
-    ApiError::BadRequest {
-        slug: "invalid-parameter",
-        detail: detail.into(),
-    }
-}
-
-/// `raw` within `1..=max`, `default` when absent.
-fn bounded(name: &str, raw: Option<i64>, default: u32, max: u32) -> Result<u32, ApiError> {
-    match raw {
-        None => Ok(default),
-        Some(n) => u32::try_from(n)
-            .ok()
-            .filter(|n| (1..=max).contains(n))
-            .ok_or_else(|| invalid(format!("{name} must be between 1 and {max}, not {n}"))),
-    }
-}
-
-/// The cursor of a page boundary: base64url of a version byte, `created_at` in microseconds
-/// since the epoch (big-endian) and the order id.
-fn encode_cursor(k: &Keyset) -> String {
-    let mut bytes = Vec::with_capacity(25);
-    bytes.push(CURSOR_V1);
-    bytes.extend_from_slice(&k.created_at.timestamp_micros().to_be_bytes());
-    bytes.extend_from_slice(k.order_id.as_bytes());
-    URL_SAFE_NO_PAD.encode(bytes)
-}
-
-fn decode_cursor(raw: &str) -> Result<Keyset, ApiError> {
-    let malformed = || invalid("cursor is not one this API handed out; pass `next` of a page");
-    let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| malformed())?;
-    let [CURSOR_V1, rest @ ..] = bytes.as_slice() else {
-        return Err(malformed());
-    };
-    let (micros, id) = rest.split_first_chunk::<8>().ok_or_else(malformed)?;
-    let created_at =
-        DateTime::from_timestamp_micros(i64::from_be_bytes(*micros)).ok_or_else(malformed)?;
-    let order_id = Uuid::from_slice(id).map_err(|_| malformed())?;
-    Ok(Keyset {
-        created_at,
-        order_id,
-    })
-}
-
-fn search_text(raw: Option<String>) -> Result<Option<String>, ApiError> {
-    let Some(text) = raw.map(|t| t.trim().to_owned()) else {
-        return Ok(None);
-    };
-    let n = text.chars().count();
-    if (MIN_TEXT..=MAX_TEXT).contains(&n) {
-        Ok(Some(text))
-    } else {
-        Err(invalid(format!(
-            "q must be {MIN_TEXT} to {MAX_TEXT} characters, not {n}"
-        )))
-    }
-}
-
-/// `from` must not come after `to`.
-fn ordered<T: PartialOrd + std::fmt::Display>(
-    from: Option<T>,
-    to: Option<T>,
-) -> Result<(), ApiError> {
-    match (from, to) {
-        (Some(f), Some(t)) if f > t => Err(invalid(format!("from ({f}) is after to ({t})"))),
-        _ => Ok(()),
-    }
-}
+// ---- lists ---------------------------------------------------------------------------------
 
 /// The list filters of one request, before authorization.
 struct ListRequest {
@@ -543,148 +363,6 @@ async fn list(state: &AppState, p: &Principal, r: ListRequest) -> Result<OrderPa
         .await
         .map_err(db)?;
     page_view(page)
-}
-
-// ---- one order, read-your-writes ------------------------------------------------------------
-
-/// The order as the read model holds it once it has reached `min_version` (or, without it,
-/// the order's latest version in the event store when the request arrived), waiting up to
-/// [`READ_WAIT`]. 404 when the order does not exist or `p` may not see it.
-#[tracing::instrument(skip_all, fields(order_id = %id))]
-pub(crate) async fn fresh_order(
-    state: &AppState,
-    p: &Principal,
-    id: Uuid,
-    min_version: Option<u64>,
-) -> Result<OrderDetail, ApiError> {
-    let deadline = Instant::now() + READ_WAIT;
-    let mut wanted = min_version.map(|v| i64::try_from(v).unwrap_or(i64::MAX));
-    let mut owner_checked = false;
-    loop {
-        let at = if let Some(order) = read::order_detail(&state.pool, id).await.map_err(db)? {
-            if !can_see_order_of(p, &order.summary.customer_id, order.summary.store_id) {
-                return Err(ApiError::order_not_found());
-            }
-            let target = *wanted.get_or_insert(order.log_version);
-            if order.summary.version >= target {
-                return Ok(order);
-            }
-            if min_version.is_none() && Instant::now() >= deadline {
-                tracing::warn!(
-                    at = order.summary.version,
-                    wanted = target,
-                    "read model behind; serving the version it has"
-                );
-                return Ok(order);
-            }
-            order.summary.version
-        } else {
-            // Not projected yet: does it exist at all, and may the caller see it? The event
-            // store knows, without waiting.
-            if !owner_checked {
-                let logged = read::logged_order(&state.pool, id)
-                    .await
-                    .map_err(db)?
-                    .ok_or_else(ApiError::order_not_found)?;
-                if !can_see_order_of(p, &logged.customer_id, logged.store_id) {
-                    return Err(ApiError::order_not_found());
-                }
-                wanted.get_or_insert(logged.version);
-                owner_checked = true;
-            }
-            0
-        };
-        if Instant::now() >= deadline {
-            return Err(ApiError::ProjectionBehind {
-                order_id: id,
-                at: at.unsigned_abs(),
-                wanted: wanted.unwrap_or(0).unsigned_abs(),
-            });
-        }
-        tokio::time::sleep(READ_POLL).await;
-    }
-}
-
-// ---- reports --------------------------------------------------------------------------------
-
-/// Analysts, admins and services read every report; staff only their own stores', one store
-/// at a time; customers none.
-fn authorize_report(p: &Principal, store_id: Option<Uuid>) -> Result<(), ApiError> {
-    if sees_every_order(p) {
-        return Ok(());
-    }
-    if !p.has(Role::Staff) {
-        return Err(ApiError::forbidden(
-            "reports are for analysts, admins, services and store staff",
-        ));
-    }
-    match store_id {
-        Some(store) if p.can_access_store(store) => Ok(()),
-        Some(_) => Err(ApiError::forbidden(
-            "staff read the reports of their own stores only",
-        )),
-        None => Err(ApiError::forbidden(
-            "staff read the reports of one of their stores: pass its store_id",
-        )),
-    }
-}
-
-/// Whether the client prefers CSV: `text/csv` acceptable with a higher quality than JSON.
-fn wants_csv(req: &Request) -> bool {
-    let Some(accept) = req.header("accept") else {
-        return false;
-    };
-    let mut quality: HashMap<&str, f32> = HashMap::new();
-    for range in accept.split(',') {
-        let mut parts = range.split(';').map(str::trim);
-        let media = parts.next().unwrap_or_default();
-        let q = parts
-            .find_map(|p| p.strip_prefix("q="))
-            .and_then(|q| q.parse::<f32>().ok())
-            .unwrap_or(1.0);
-        quality.insert(media, q);
-    }
-    let of = |media: &str| quality.get(media).copied();
-    let csv = of("text/csv").or_else(|| of("text/*")).unwrap_or(0.0);
-    let json = of("application/json")
-        .or_else(|| of("application/*"))
-        .or_else(|| of("*/*"))
-        .unwrap_or(0.0);
-    csv > 0.0 && csv > json
-}
-
-/// One CSV field (RFC 4180), with spreadsheet formulas defused: a field starting with `=`,
-/// `+`, `-`, `@`, tab or CR gets a leading `'` (OWASP "CSV injection").
-fn csv_field(raw: &str) -> String {
-    let defused = if raw.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{raw}")
-    } else {
-        raw.to_owned()
-    };
-    if defused.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", defused.replace('"', "\"\""))
-    } else {
-        defused
-    }
-}
-
-fn product_sales_csv(rows: &[ProductSalesView]) -> String {
-    let mut csv = String::from("store_id,sku,name,currency,quantity,revenue_minor,orders\r\n");
-    for r in rows {
-        // Writing into a String cannot fail.
-        let _ = write!(
-            csv,
-            "{},{},{},{},{},{},{}\r\n",
-            r.store_id,
-            csv_field(&r.sku),
-            csv_field(&r.name),
-            csv_field(&r.currency),
-            r.quantity,
-            r.revenue_minor,
-            r.orders
-        );
-    }
-    csv
 }
 
 // ---- the API --------------------------------------------------------------------------------
@@ -988,8 +666,9 @@ impl QueriesApi {
             })
             .collect();
         if wants_csv(req) {
+            let csv = product_sales_csv(&items).map_err(ApiError::Internal)?;
             return Ok(ProductSalesResponse::Ok(ProductSalesContent::Csv(
-                PlainText(product_sales_csv(&items)),
+                PlainText(csv),
             )));
         }
         Ok(ProductSalesResponse::Ok(ProductSalesContent::Json(Json(
@@ -1062,101 +741,5 @@ impl QueriesApi {
             store_id: store_id.0,
             items,
         })))
-    }
-}
-
-// ---- commands and queries on the same paths ---------------------------------------------------
-
-/// Serves several APIs as one, with one OpenAPI `paths` entry per path.
-///
-/// Commands (`orders.rs`) and queries (this module) share paths (`/v1/orders`,
-/// `/v1/orders/{id}`, `/v1/orders/{id}/items`), and poem-openapi 5.1 writes one `paths` entry
-/// per path *per API type*: the spec would name those paths twice, and JSON readers keep only
-/// the last (poem-web/poem#1032). Routing already merges them; this merges the documentation.
-#[derive(Debug)]
-pub struct SharedPaths<T>(pub T);
-
-impl<T: OpenApi> OpenApi for SharedPaths<T> {
-    fn meta() -> Vec<MetaApi> {
-        let mut merged = MetaApi { paths: Vec::new() };
-        for path in T::meta().into_iter().flat_map(|api| api.paths) {
-            match merged.paths.iter_mut().find(|p| p.path == path.path) {
-                Some(existing) => existing.operations.extend(path.operations),
-                None => merged.paths.push(path),
-            }
-        }
-        vec![merged]
-    }
-
-    fn register(registry: &mut Registry) {
-        T::register(registry);
-    }
-
-    fn add_routes(
-        self,
-        route_table: &mut HashMap<String, HashMap<Method, poem::endpoint::BoxEndpoint<'static>>>,
-    ) {
-        self.0.add_routes(route_table);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_cursor_round_trips_to_the_microsecond() {
-        let k = Keyset {
-            created_at: DateTime::from_timestamp_micros(1_795_000_000_123_456).expect("time"),
-            order_id: Uuid::new_v4(),
-        };
-        assert_eq!(decode_cursor(&encode_cursor(&k)).expect("decodes"), k);
-    }
-
-    #[test]
-    fn a_forged_or_truncated_cursor_is_a_bad_parameter() {
-        let good = encode_cursor(&Keyset {
-            created_at: Utc::now(),
-            order_id: Uuid::new_v4(),
-        });
-        for bad in [
-            "",
-            "!!!",
-            &good[..good.len() - 2],
-            "AAAA",
-            &format!("{good}AA"),
-        ] {
-            assert!(
-                matches!(
-                    decode_cursor(bad),
-                    Err(ApiError::BadRequest {
-                        slug: "invalid-parameter",
-                        ..
-                    })
-                ),
-                "{bad:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn csv_fields_are_quoted_and_formulas_defused() {
-        assert_eq!(csv_field("Green tea"), "Green tea");
-        assert_eq!(csv_field("Tea, green"), "\"Tea, green\"");
-        assert_eq!(csv_field("6\" pie"), "\"6\"\" pie\"");
-        assert_eq!(csv_field("=HYPERLINK(1)"), "'=HYPERLINK(1)");
-        assert_eq!(csv_field("-1,5"), "\"'-1,5\"");
-    }
-
-    #[test]
-    fn csv_is_chosen_only_when_preferred() {
-        let with = |accept: &str| wants_csv(&Request::builder().header("accept", accept).finish());
-        assert!(with("text/csv"));
-        assert!(with("text/csv, application/json;q=0.5"));
-        assert!(!with("application/json"));
-        assert!(!with("*/*"));
-        assert!(!with("application/json, text/csv;q=0.9"));
-        assert!(!with("text/csv;q=0"));
-        assert!(!wants_csv(&Request::builder().finish()));
     }
 }

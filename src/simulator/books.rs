@@ -10,78 +10,22 @@
 //! then run out and it parks in `needs_attention`, which is what should happen when the other
 //! side disagrees. Such a command is recorded in [`Books::anomalies`].
 
-use std::collections::{BTreeMap, HashMap};
+mod ids;
+mod inventory;
+mod payments;
 
-use order_domain::{Currency, OrderId};
+use std::collections::HashMap;
+
+use order_domain::OrderId;
 use order_sagas::messages::{
-    AuthorizePayment, CapturePayment, CommitStock, Message, MessageId, ParticipantCommand,
-    PaymentAuthorized, PaymentCaptureFailed, PaymentCaptured, PaymentDeclined, PaymentId,
-    PaymentRefunded, PaymentVoided, RefundPayment, ReleaseStock, Reply, ReplyKind, ReservationId,
-    ReserveStock, SagaId, StockCommitted, StockRejected, StockReleased, StockReserved,
-    UnavailableItem, VoidPayment,
+    Message, MessageId, ParticipantCommand, PaymentId, Reply, ReservationId,
 };
-use uuid::Uuid;
 
-/// Units of one SKU by state. `available + reserved + committed` only changes when stock is
-/// configured, never through commands.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct StockLevel {
-    /// Free to reserve.
-    pub available: u64,
-    /// Held by reservations in [`ReservationState::Reserved`].
-    pub reserved: u64,
-    /// Gone with committed reservations.
-    pub committed: u64,
-}
-
-/// Where a reservation stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReservationState {
-    Reserved,
-    Released,
-    Committed,
-}
-
-/// One stock reservation, created by a successful `reserve`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reservation {
-    pub id: ReservationId,
-    pub order_id: OrderId,
-    /// Units per SKU (lines of the same SKU added up).
-    pub items: BTreeMap<String, u64>,
-    pub state: ReservationState,
-}
-
-impl Reservation {
-    /// Units over all SKUs.
-    pub fn units(&self) -> u64 {
-        self.items.values().sum()
-    }
-}
-
-/// Where a payment stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PaymentState {
-    Authorized,
-    Voided,
-    Captured,
-    Refunded,
-}
-
-/// One payment, created by a successful `authorize`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PaymentRecord {
-    pub id: PaymentId,
-    pub order_id: OrderId,
-    /// The authorized amount.
-    pub amount_minor: i64,
-    pub currency: Currency,
-    /// Taken by `capture` (0 until captured).
-    pub captured_minor: i64,
-    /// Given back by `refund` (0 until refunded).
-    pub refunded_minor: i64,
-    pub state: PaymentState,
-}
+pub use self::ids::reply_id;
+use self::inventory::InventoryBook;
+pub use self::inventory::{Reservation, ReservationState, StockLevel};
+use self::payments::PaymentBook;
+pub use self::payments::{PaymentRecord, PaymentState};
 
 /// A command the books contradict and that got no reply (see the module docs).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,15 +54,12 @@ pub(super) struct Answer {
     pub repeated: bool,
 }
 
-/// Stock, reservations and payments of both simulated participants.
+/// Stock, reservations and payments of both simulated participants, and the answer given to
+/// every command.
 #[derive(Debug, Clone, Default)]
 pub struct Books {
-    default_stock: u64,
-    stock: BTreeMap<String, StockLevel>,
-    reservations: HashMap<ReservationId, Reservation>,
-    reservation_by_order: HashMap<OrderId, ReservationId>,
-    payments: HashMap<PaymentId, PaymentRecord>,
-    payment_by_order: HashMap<OrderId, PaymentId>,
+    inventory: InventoryBook,
+    payments: PaymentBook,
     /// The answer to every command seen, by its message id (kept for the simulator's lifetime).
     answers: HashMap<MessageId, Option<Reply>>,
     deliveries: HashMap<MessageId, u32>,
@@ -129,17 +70,7 @@ impl Books {
     /// Books with `stock` available per SKU and `default_stock` for any other SKU.
     pub fn new(stock: &HashMap<String, u64>, default_stock: u64) -> Self {
         Self {
-            default_stock,
-            stock: stock
-                .iter()
-                .map(|(sku, available)| {
-                    let level = StockLevel {
-                        available: *available,
-                        ..StockLevel::default()
-                    };
-                    (sku.clone(), level)
-                })
-                .collect(),
+            inventory: InventoryBook::new(stock, default_stock),
             ..Self::default()
         }
     }
@@ -148,54 +79,47 @@ impl Books {
 
     /// The stock of `sku` (an SKU never seen has `default_stock` available).
     pub fn stock(&self, sku: &str) -> StockLevel {
-        self.stock.get(sku).copied().unwrap_or(StockLevel {
-            available: self.default_stock,
-            ..StockLevel::default()
-        })
+        self.inventory.stock(sku)
     }
 
     /// A reservation by id.
     pub fn reservation(&self, id: &ReservationId) -> Option<&Reservation> {
-        self.reservations.get(id)
+        self.inventory.reservation(id)
     }
 
     /// The latest reservation made for `order_id`.
     pub fn reservation_of(&self, order_id: OrderId) -> Option<&Reservation> {
-        self.reservation_by_order
-            .get(&order_id)
-            .and_then(|id| self.reservations.get(id))
+        self.inventory.reservation_of(order_id)
     }
 
     /// Every reservation, in no particular order.
     pub fn reservations(&self) -> impl Iterator<Item = &Reservation> {
-        self.reservations.values()
+        self.inventory.reservations()
     }
 
     /// A payment by id.
     pub fn payment(&self, id: &PaymentId) -> Option<&PaymentRecord> {
-        self.payments.get(id)
+        self.payments.payment(id)
     }
 
     /// The latest payment authorized for `order_id`.
     pub fn payment_of(&self, order_id: OrderId) -> Option<&PaymentRecord> {
-        self.payment_by_order
-            .get(&order_id)
-            .and_then(|id| self.payments.get(id))
+        self.payments.payment_of(order_id)
     }
 
     /// Every payment, in no particular order.
     pub fn payments(&self) -> impl Iterator<Item = &PaymentRecord> {
-        self.payments.values()
+        self.payments.payments()
     }
 
     /// Units currently held by reservations, over all SKUs.
     pub fn reserved_units(&self) -> u64 {
-        self.stock.values().map(|s| s.reserved).sum()
+        self.inventory.reserved_units()
     }
 
     /// Units committed (shipped), over all SKUs.
     pub fn committed_units(&self) -> u64 {
-        self.stock.values().map(|s| s.committed).sum()
+        self.inventory.committed_units()
     }
 
     /// Money currently held: the amounts of payments still [`PaymentState::Authorized`].
@@ -203,23 +127,27 @@ impl Books {
     /// Each payment counts in exactly one of the four totals, by its current state; amounts of
     /// all currencies are added up (tests use one currency).
     pub fn authorized_minor(&self) -> i64 {
-        self.payment_total(PaymentState::Authorized, |p| p.amount_minor)
+        self.payments
+            .total(PaymentState::Authorized, |p| p.amount_minor)
     }
 
     /// Authorized amounts of payments that were voided.
     pub fn voided_minor(&self) -> i64 {
-        self.payment_total(PaymentState::Voided, |p| p.amount_minor)
+        self.payments
+            .total(PaymentState::Voided, |p| p.amount_minor)
     }
 
     /// Money taken and kept: captured amounts of payments [`PaymentState::Captured`] (a
     /// refunded payment counts in [`Books::refunded_minor`] instead).
     pub fn captured_minor(&self) -> i64 {
-        self.payment_total(PaymentState::Captured, |p| p.captured_minor)
+        self.payments
+            .total(PaymentState::Captured, |p| p.captured_minor)
     }
 
     /// Money given back: refunded amounts of payments [`PaymentState::Refunded`].
     pub fn refunded_minor(&self) -> i64 {
-        self.payment_total(PaymentState::Refunded, |p| p.refunded_minor)
+        self.payments
+            .total(PaymentState::Refunded, |p| p.refunded_minor)
     }
 
     /// How many times a command with this message id arrived (every JetStream delivery counts).
@@ -242,14 +170,6 @@ impl Books {
         &self.anomalies
     }
 
-    fn payment_total(&self, state: PaymentState, amount: impl Fn(&PaymentRecord) -> i64) -> i64 {
-        self.payments
-            .values()
-            .filter(|p| p.state == state)
-            .map(amount)
-            .sum()
-    }
-
     // ---- deciding ------------------------------------------------------------------------
 
     /// Counts one arrival of `command`; returns the delivery number (1 for the first).
@@ -270,13 +190,29 @@ impl Books {
             };
         }
         let reply = match command {
-            ParticipantCommand::ReserveStock(c) => Some(self.reserve(c, luck.out_of_stock)),
-            ParticipantCommand::ReleaseStock(c) => self.release(c),
-            ParticipantCommand::CommitStock(c) => self.commit(c),
-            ParticipantCommand::AuthorizePayment(c) => Some(self.authorize(c, luck.declined)),
-            ParticipantCommand::VoidPayment(c) => self.void(c),
-            ParticipantCommand::CapturePayment(c) => Some(self.capture(c)),
-            ParticipantCommand::RefundPayment(c) => self.refund(c),
+            ParticipantCommand::ReserveStock(c) => {
+                Some(self.inventory.reserve(c, luck.out_of_stock))
+            }
+            ParticipantCommand::ReleaseStock(c) => {
+                let decided = self.inventory.release(c);
+                self.unless_contradicted(c, decided)
+            }
+            ParticipantCommand::CommitStock(c) => {
+                let decided = self.inventory.commit(c);
+                self.unless_contradicted(c, decided)
+            }
+            ParticipantCommand::AuthorizePayment(c) => {
+                Some(self.payments.authorize(c, luck.declined))
+            }
+            ParticipantCommand::VoidPayment(c) => {
+                let decided = self.payments.void(c);
+                self.unless_contradicted(c, decided)
+            }
+            ParticipantCommand::CapturePayment(c) => Some(self.payments.capture(c)),
+            ParticipantCommand::RefundPayment(c) => {
+                let decided = self.payments.refund(c);
+                self.unless_contradicted(c, decided)
+            }
         };
         self.answers.insert(id, reply.clone());
         Answer {
@@ -285,11 +221,21 @@ impl Books {
         }
     }
 
-    fn anomaly(&mut self, command: &impl Message, description: impl Into<String>) -> Option<Reply> {
+    /// The reply a book decided; or, when the book contradicts the command
+    /// (`Err(description)`), no reply and an [`Anomaly`] recorded.
+    fn unless_contradicted(
+        &mut self,
+        command: &impl Message,
+        decided: Result<Reply, String>,
+    ) -> Option<Reply> {
+        let description = match decided {
+            Ok(reply) => return Some(reply),
+            Err(description) => description,
+        };
         let anomaly = Anomaly {
             command: command.message_id(),
             order_id: command.order_id(),
-            description: description.into(),
+            description,
         };
         tracing::warn!(
             order_id = %anomaly.order_id,
@@ -299,358 +245,16 @@ impl Books {
         self.anomalies.push(anomaly);
         None
     }
-
-    fn level(&mut self, sku: &str) -> &mut StockLevel {
-        let default = self.default_stock;
-        self.stock.entry(sku.to_owned()).or_insert(StockLevel {
-            available: default,
-            ..StockLevel::default()
-        })
-    }
-
-    fn reserve(&mut self, c: &ReserveStock, out_of_stock: bool) -> Reply {
-        let mut wanted: BTreeMap<String, u64> = BTreeMap::new();
-        for item in &c.items {
-            *wanted.entry(item.sku.as_str().to_owned()).or_default() +=
-                u64::from(item.quantity.get());
-        }
-        let (reason, unavailable): (&str, Vec<UnavailableItem>) = if out_of_stock {
-            let all = wanted
-                .iter()
-                .map(|(sku, requested)| unavailable(sku, *requested, 0))
-                .collect();
-            ("out of stock (simulated)", all)
-        } else {
-            let short = wanted
-                .iter()
-                .filter_map(|(sku, requested)| {
-                    let available = self.stock(sku).available;
-                    (available < *requested).then(|| unavailable(sku, *requested, available))
-                })
-                .collect();
-            ("insufficient stock", short)
-        };
-        let (message_id, saga_id, order_id, in_reply_to) = head(c, ReplyKind::StockRejected);
-        if !unavailable.is_empty() {
-            return StockRejected {
-                message_id,
-                saga_id,
-                order_id,
-                in_reply_to,
-                reason: reason.to_owned(),
-                unavailable,
-            }
-            .into();
-        }
-        for (sku, quantity) in &wanted {
-            let level = self.level(sku);
-            level.available -= quantity;
-            level.reserved += quantity;
-        }
-        let id = ReservationId::new(format!("res-{}", derive(c.message_id, "reservation")));
-        self.reservations.insert(
-            id.clone(),
-            Reservation {
-                id: id.clone(),
-                order_id: c.order_id,
-                items: wanted,
-                state: ReservationState::Reserved,
-            },
-        );
-        self.reservation_by_order.insert(c.order_id, id.clone());
-        let (message_id, saga_id, order_id, in_reply_to) = head(c, ReplyKind::StockReserved);
-        StockReserved {
-            message_id,
-            saga_id,
-            order_id,
-            in_reply_to,
-            reservation_id: id,
-        }
-        .into()
-    }
-
-    /// Ends a held reservation: its units go from `reserved` back to `available` (released) or
-    /// on to `committed`.
-    fn settle_reservation(&mut self, id: &ReservationId, released: bool) {
-        let Some(reservation) = self.reservations.get_mut(id) else {
-            return;
-        };
-        reservation.state = if released {
-            ReservationState::Released
-        } else {
-            ReservationState::Committed
-        };
-        let items = reservation.items.clone();
-        for (sku, quantity) in &items {
-            let level = self.level(sku);
-            level.reserved -= quantity;
-            if released {
-                level.available += quantity;
-            } else {
-                level.committed += quantity;
-            }
-        }
-    }
-
-    fn release(&mut self, c: &ReleaseStock) -> Option<Reply> {
-        match self.reservations.get(&c.reservation_id).map(|r| r.state) {
-            Some(ReservationState::Reserved) => {
-                self.settle_reservation(&c.reservation_id, true);
-            }
-            Some(ReservationState::Released) => {}
-            None => {
-                // A compensation must be answerable: nothing is held under an unknown id, so
-                // "released" is true (a restarted simulator forgot its books, say).
-                tracing::warn!(reservation_id = %c.reservation_id, "simulator: release of an unknown reservation");
-            }
-            Some(ReservationState::Committed) => {
-                return self.anomaly(
-                    c,
-                    format!("release of committed reservation {}", c.reservation_id),
-                );
-            }
-        }
-        let (message_id, saga_id, order_id, in_reply_to) = head(c, ReplyKind::StockReleased);
-        Some(
-            StockReleased {
-                message_id,
-                saga_id,
-                order_id,
-                in_reply_to,
-            }
-            .into(),
-        )
-    }
-
-    fn commit(&mut self, c: &CommitStock) -> Option<Reply> {
-        match self.reservations.get(&c.reservation_id).map(|r| r.state) {
-            Some(ReservationState::Reserved) => {
-                self.settle_reservation(&c.reservation_id, false);
-            }
-            Some(ReservationState::Committed) => {}
-            Some(ReservationState::Released) => {
-                return self.anomaly(
-                    c,
-                    format!("commit of released reservation {}", c.reservation_id),
-                );
-            }
-            None => {
-                return self.anomaly(
-                    c,
-                    format!("commit of unknown reservation {}", c.reservation_id),
-                );
-            }
-        }
-        let (message_id, saga_id, order_id, in_reply_to) = head(c, ReplyKind::StockCommitted);
-        Some(
-            StockCommitted {
-                message_id,
-                saga_id,
-                order_id,
-                in_reply_to,
-            }
-            .into(),
-        )
-    }
-
-    fn authorize(&mut self, c: &AuthorizePayment, declined: bool) -> Reply {
-        let refusal = if declined {
-            Some("card declined (simulated)")
-        } else if c.amount_minor <= 0 {
-            Some("amount must be positive")
-        } else {
-            None
-        };
-        if let Some(reason) = refusal {
-            let (message_id, saga_id, order_id, in_reply_to) = head(c, ReplyKind::PaymentDeclined);
-            return PaymentDeclined {
-                message_id,
-                saga_id,
-                order_id,
-                in_reply_to,
-                reason: reason.to_owned(),
-            }
-            .into();
-        }
-        let id = PaymentId::new(format!("pay-{}", derive(c.message_id, "payment")));
-        self.payments.insert(
-            id.clone(),
-            PaymentRecord {
-                id: id.clone(),
-                order_id: c.order_id,
-                amount_minor: c.amount_minor,
-                currency: c.currency,
-                captured_minor: 0,
-                refunded_minor: 0,
-                state: PaymentState::Authorized,
-            },
-        );
-        self.payment_by_order.insert(c.order_id, id.clone());
-        let (message_id, saga_id, order_id, in_reply_to) = head(c, ReplyKind::PaymentAuthorized);
-        PaymentAuthorized {
-            message_id,
-            saga_id,
-            order_id,
-            in_reply_to,
-            payment_id: id,
-            amount_minor: Some(c.amount_minor),
-            currency: Some(c.currency),
-        }
-        .into()
-    }
-
-    fn void(&mut self, c: &VoidPayment) -> Option<Reply> {
-        let amount = match self.payments.get_mut(&c.payment_id) {
-            Some(p) if p.state == PaymentState::Authorized => {
-                p.state = PaymentState::Voided;
-                p.amount_minor
-            }
-            Some(p) if p.state == PaymentState::Voided => p.amount_minor,
-            Some(p) => {
-                let state = p.state;
-                return self.anomaly(c, format!("void of {state:?} payment {}", c.payment_id));
-            }
-            None => {
-                // As for release: nothing is held under an unknown id.
-                tracing::warn!(payment_id = %c.payment_id, "simulator: void of an unknown payment");
-                c.amount_minor
-            }
-        };
-        let (message_id, saga_id, order_id, in_reply_to) = head(c, ReplyKind::PaymentVoided);
-        Some(
-            PaymentVoided {
-                message_id,
-                saga_id,
-                order_id,
-                in_reply_to,
-                amount_minor: Some(amount),
-            }
-            .into(),
-        )
-    }
-
-    fn capture(&mut self, c: &CapturePayment) -> Reply {
-        let outcome = match self.payments.get_mut(&c.payment_id) {
-            None => Err(format!("unknown payment {}", c.payment_id)),
-            Some(p) => match p.state {
-                PaymentState::Authorized if c.amount_minor > p.amount_minor => Err(format!(
-                    "capture of {} exceeds the authorized {}",
-                    c.amount_minor, p.amount_minor
-                )),
-                PaymentState::Authorized if c.amount_minor <= 0 => {
-                    Err("capture amount must be positive".to_owned())
-                }
-                PaymentState::Authorized => {
-                    p.state = PaymentState::Captured;
-                    p.captured_minor = c.amount_minor;
-                    Ok(p.captured_minor)
-                }
-                PaymentState::Captured => Ok(p.captured_minor),
-                PaymentState::Voided => Err("payment was voided".to_owned()),
-                PaymentState::Refunded => Err("payment was refunded".to_owned()),
-            },
-        };
-        match outcome {
-            Ok(amount) => {
-                let (message_id, saga_id, order_id, in_reply_to) =
-                    head(c, ReplyKind::PaymentCaptured);
-                PaymentCaptured {
-                    message_id,
-                    saga_id,
-                    order_id,
-                    in_reply_to,
-                    amount_minor: Some(amount),
-                }
-                .into()
-            }
-            Err(reason) => {
-                let (message_id, saga_id, order_id, in_reply_to) =
-                    head(c, ReplyKind::PaymentCaptureFailed);
-                PaymentCaptureFailed {
-                    message_id,
-                    saga_id,
-                    order_id,
-                    in_reply_to,
-                    reason,
-                }
-                .into()
-            }
-        }
-    }
-
-    fn refund(&mut self, c: &RefundPayment) -> Option<Reply> {
-        let amount = match self.payments.get_mut(&c.payment_id) {
-            Some(p) if p.state == PaymentState::Captured && c.amount_minor <= p.captured_minor => {
-                p.state = PaymentState::Refunded;
-                p.refunded_minor = c.amount_minor;
-                p.refunded_minor
-            }
-            Some(p) if p.state == PaymentState::Refunded => p.refunded_minor,
-            Some(p) => {
-                let description = if p.state == PaymentState::Captured {
-                    format!(
-                        "refund of {} exceeds the captured {} of payment {}",
-                        c.amount_minor, p.captured_minor, c.payment_id
-                    )
-                } else {
-                    format!("refund of {:?} payment {}", p.state, c.payment_id)
-                };
-                return self.anomaly(c, description);
-            }
-            None => {
-                // As for release: nothing was taken under an unknown id.
-                tracing::warn!(payment_id = %c.payment_id, "simulator: refund of an unknown payment");
-                c.amount_minor
-            }
-        };
-        let (message_id, saga_id, order_id, in_reply_to) = head(c, ReplyKind::PaymentRefunded);
-        Some(
-            PaymentRefunded {
-                message_id,
-                saga_id,
-                order_id,
-                in_reply_to,
-                amount_minor: Some(amount),
-            }
-            .into(),
-        )
-    }
-}
-
-/// `(message_id, saga_id, order_id, in_reply_to)` of the reply of `kind` to `command`. The
-/// reply's id is derived from the command's id and the kind (UUIDv5), so every re-send of the
-/// reply carries the same `Nats-Msg-Id` and JetStream de-duplicates it too.
-fn head(command: &impl Message, kind: ReplyKind) -> (MessageId, SagaId, OrderId, MessageId) {
-    (
-        reply_id(command.message_id(), kind),
-        command.saga_id(),
-        command.order_id(),
-        command.message_id(),
-    )
-}
-
-/// The message id of the reply of `kind` to the command `command`.
-pub fn reply_id(command: MessageId, kind: ReplyKind) -> MessageId {
-    MessageId::from_uuid(derive(command, kind.subject()))
-}
-
-/// UUIDv5 in the command's namespace.
-fn derive(command: MessageId, name: &str) -> Uuid {
-    Uuid::new_v5(&command.as_uuid(), name.as_bytes())
-}
-
-fn unavailable(sku: &str, requested: u64, available: u64) -> UnavailableItem {
-    UnavailableItem {
-        sku: sku.to_owned(),
-        requested: u32::try_from(requested).unwrap_or(u32::MAX),
-        available: u32::try_from(available).unwrap_or(u32::MAX),
-    }
 }
 
 #[cfg(test)]
 mod tests {
-    use order_domain::{CustomerId, Quantity, Sku, StoreId};
-    use order_sagas::messages::StockItem;
+    use order_domain::{Currency, CustomerId, Quantity, Sku, StoreId};
+    use order_sagas::messages::{
+        AuthorizePayment, CapturePayment, CommitStock, RefundPayment, ReleaseStock, ReplyKind,
+        ReserveStock, SagaId, StockItem, UnavailableItem, VoidPayment,
+    };
+    use uuid::Uuid;
 
     use super::*;
 

@@ -1,0 +1,164 @@
+//! Who the caller is once a token verified: its [`Principal`] (subject, [`Role`]s, stores) and
+//! the store-reach rule every authorization decision builds on ([`Principal::can_access_store`]).
+//! Which operations a role may perform is `security.rs`'s business.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::str::FromStr;
+
+use uuid::Uuid;
+
+/// What a token may grant. Serialized and parsed as snake_case (`staff`, `admin`, ...).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Sees and commands only its own orders.
+    Customer,
+    /// Another service acting on behalf of the platform; reaches every store.
+    Service,
+    /// Store staff; acts only on the stores listed in `store_ids`.
+    Staff,
+    /// Reads reports.
+    Analyst,
+    /// Runs operations; reaches every store.
+    Admin,
+}
+
+impl Role {
+    /// Every role, in declaration order.
+    pub const ALL: [Role; 5] = [
+        Role::Customer,
+        Role::Service,
+        Role::Staff,
+        Role::Analyst,
+        Role::Admin,
+    ];
+
+    /// The snake_case name used in tokens and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Customer => "customer",
+            Role::Service => "service",
+            Role::Staff => "staff",
+            Role::Analyst => "analyst",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A role name that is not one of [`Role::ALL`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown role `{0}`; expected one of customer, service, staff, analyst, admin")]
+pub struct UnknownRole(pub String);
+
+impl FromStr for Role {
+    type Err = UnknownRole;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Role::ALL
+            .into_iter()
+            .find(|role| role.as_str() == s)
+            .ok_or_else(|| UnknownRole(s.to_owned()))
+    }
+}
+
+/// The authenticated caller, as proven by a verified token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The token's `sub`: a customer id for customers, a service or user name otherwise.
+    pub subject: String,
+    /// Granted roles; never empty.
+    pub roles: BTreeSet<Role>,
+    /// Stores a staff member may act on; meaningless for other roles.
+    pub store_ids: Vec<Uuid>,
+    /// When the token stops being valid (its `exp`, seconds since the Unix epoch): what
+    /// outlives the request, a live feed, ends then.
+    pub expires_at: u64,
+}
+
+impl Principal {
+    /// Whether the caller holds `role`.
+    pub fn has(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+
+    /// Whether the caller holds [`Role::Admin`].
+    pub fn is_admin(&self) -> bool {
+        self.has(Role::Admin)
+    }
+
+    /// Whether the caller may act on `store`: admins and services reach every store, staff
+    /// only the stores in their token, everyone else none.
+    pub fn can_access_store(&self, store: Uuid) -> bool {
+        self.is_admin()
+            || self.has(Role::Service)
+            || (self.has(Role::Staff) && self.store_ids.contains(&store))
+    }
+
+    /// Stable key under which this caller's idempotent ids are derived (UUIDv5 names): the
+    /// subject, so the same caller retrying gets the same ids whatever roles its token carries.
+    pub fn id_namespace_key(&self) -> String {
+        self.subject.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn principal(roles: &[Role], store_ids: &[Uuid]) -> Principal {
+        Principal {
+            subject: "someone".to_owned(),
+            roles: roles.iter().copied().collect(),
+            store_ids: store_ids.to_vec(),
+            expires_at: u64::MAX,
+        }
+    }
+
+    #[test]
+    fn admins_and_services_reach_every_store() {
+        let store = Uuid::new_v4();
+
+        assert!(principal(&[Role::Admin], &[]).can_access_store(store));
+        assert!(principal(&[Role::Service], &[]).can_access_store(store));
+    }
+
+    #[test]
+    fn staff_reach_only_their_own_stores() {
+        let mine = Uuid::new_v4();
+        let other = Uuid::new_v4();
+        let staff = principal(&[Role::Staff], &[mine]);
+
+        assert!(staff.can_access_store(mine));
+        assert!(!staff.can_access_store(other));
+        assert!(!principal(&[Role::Staff], &[]).can_access_store(mine));
+    }
+
+    #[test]
+    fn customers_and_analysts_reach_no_store_even_when_listed() {
+        let store = Uuid::new_v4();
+
+        assert!(!principal(&[Role::Customer], &[store]).can_access_store(store));
+        assert!(!principal(&[Role::Analyst], &[store]).can_access_store(store));
+    }
+
+    #[test]
+    fn roles_round_trip_through_their_names() {
+        for role in Role::ALL {
+            assert_eq!(role.to_string().parse::<Role>(), Ok(role));
+            assert_eq!(serde_json::to_string(&role).unwrap(), format!("\"{role}\""));
+        }
+        assert_eq!(
+            "Staff".parse::<Role>(),
+            Err(UnknownRole("Staff".to_owned()))
+        );
+    }
+}

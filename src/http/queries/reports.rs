@@ -1,0 +1,249 @@
+//! The sales reports' representations (DESIGN §9): what `productSalesReport` and
+//! `salesSummary` answer, who may read them, and the product-sales report as CSV.
+//!
+//! The CSV is RFC 4180 as spreadsheets read it: a header row, `\r\n` after every row, a field
+//! quoted only when it holds a comma, a quote or a line break, numbers as plain integers; and a
+//! text field that a spreadsheet would run as a formula is defused first.
+
+use anyhow::Context as _;
+use chrono::NaiveDate;
+use poem_openapi::payload::{Json, PlainText};
+use poem_openapi::{ApiResponse, Enum, Object, ResponseContent};
+use uuid::Uuid;
+
+use crate::http::auth::{Principal, Role};
+use crate::http::problem::ApiError;
+use crate::http::security::sees_every_order;
+
+/// The columns of the product-sales CSV, in order (also its header row).
+const PRODUCT_SALES_COLUMNS: [&str; 7] = [
+    "store_id",
+    "sku",
+    "name",
+    "currency",
+    "quantity",
+    "revenue_minor",
+    "orders",
+];
+
+/// How the product-sales report is ranked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum SalesSort {
+    /// Revenue, then quantity, descending.
+    Revenue,
+    /// Quantity, then revenue, descending.
+    Quantity,
+}
+
+/// One product of one store over the report's days.
+#[derive(Debug, Clone, Object)]
+pub struct ProductSalesView {
+    pub store_id: Uuid,
+    pub sku: String,
+    /// The product's name on the latest day it sold.
+    pub name: String,
+    pub currency: String,
+    /// Units sold.
+    pub quantity: i64,
+    pub revenue_minor: i64,
+    /// Orders that contained the product.
+    pub orders: i64,
+}
+
+/// Units and revenue per product of confirmed, not cancelled, orders.
+#[derive(Debug, Clone, Object)]
+pub struct ProductSalesReport {
+    /// First day, inclusive (UTC).
+    pub from: NaiveDate,
+    /// Last day, inclusive (UTC).
+    pub to: NaiveDate,
+    #[oai(skip_serializing_if_is_none)]
+    pub store_id: Option<Uuid>,
+    pub sort: SalesSort,
+    pub items: Vec<ProductSalesView>,
+}
+
+/// The period a sales summary adds up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum Granularity {
+    Day,
+    /// ISO weeks, Monday to Sunday.
+    Week,
+    Month,
+}
+
+/// Sales of one period in one currency.
+#[derive(Debug, Clone, Object)]
+pub struct SalesPeriodView {
+    /// First day of the period: the day, the week's Monday, the month's 1st.
+    pub period_start: NaiveDate,
+    pub currency: String,
+    /// Orders confirmed in the period and not cancelled since.
+    pub orders: i64,
+    pub revenue_minor: i64,
+    /// `revenue_minor / orders`, rounded toward zero; 0 without orders.
+    pub average_order_value_minor: i64,
+    /// Orders cancelled in the period.
+    pub cancellations: i64,
+    /// Orders rejected in the period.
+    pub rejections: i64,
+}
+
+/// Orders, revenue, average order value, cancellations and rejections per period.
+#[derive(Debug, Clone, Object)]
+pub struct SalesSummaryReport {
+    pub granularity: Granularity,
+    #[oai(skip_serializing_if_is_none)]
+    pub from: Option<NaiveDate>,
+    #[oai(skip_serializing_if_is_none)]
+    pub to: Option<NaiveDate>,
+    #[oai(skip_serializing_if_is_none)]
+    pub store_id: Option<Uuid>,
+    /// Oldest period first, then by currency; periods without any activity are left out.
+    pub items: Vec<SalesPeriodView>,
+}
+
+/// The product-sales report in the media type asked for.
+#[derive(ResponseContent)]
+pub enum ProductSalesContent {
+    Json(Json<ProductSalesReport>),
+    /// Header row `store_id,sku,name,currency,quantity,revenue_minor,orders`, then one row per
+    /// product (RFC 4180).
+    #[oai(content_type = "text/csv; charset=utf-8")]
+    Csv(PlainText<String>),
+}
+
+/// Answer of `productSalesReport`.
+#[derive(ApiResponse)]
+pub enum ProductSalesResponse {
+    /// The report: JSON, or CSV with `Accept: text/csv`.
+    #[oai(status = 200)]
+    Ok(ProductSalesContent),
+}
+
+/// Answer of `salesSummary`.
+#[derive(ApiResponse)]
+pub enum SalesSummaryResponse {
+    /// The summary.
+    #[oai(status = 200)]
+    Ok(Json<SalesSummaryReport>),
+}
+
+/// Analysts, admins and services read every report; staff only their own stores', one store
+/// at a time; customers none.
+pub(super) fn authorize_report(p: &Principal, store_id: Option<Uuid>) -> Result<(), ApiError> {
+    if sees_every_order(p) {
+        return Ok(());
+    }
+    if !p.has(Role::Staff) {
+        return Err(ApiError::forbidden(
+            "reports are for analysts, admins, services and store staff",
+        ));
+    }
+    match store_id {
+        Some(store) if p.can_access_store(store) => Ok(()),
+        Some(_) => Err(ApiError::forbidden(
+            "staff read the reports of their own stores only",
+        )),
+        None => Err(ApiError::forbidden(
+            "staff read the reports of one of their stores: pass its store_id",
+        )),
+    }
+}
+
+/// A text field with spreadsheet formulas defused: a field starting with `=`, `+`, `-`, `@`,
+/// tab or CR gets a leading `'` (OWASP "CSV injection"). Quoting is the CSV writer's.
+fn defused(raw: &str) -> String {
+    if raw.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{raw}")
+    } else {
+        raw.to_owned()
+    }
+}
+
+/// The product-sales report as CSV (see the module docs for the dialect).
+pub(super) fn product_sales_csv(rows: &[ProductSalesView]) -> anyhow::Result<String> {
+    let mut csv = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::CRLF)
+        .quote_style(csv::QuoteStyle::Necessary)
+        .from_writer(Vec::new());
+    csv.write_record(PRODUCT_SALES_COLUMNS)
+        .context("writing the CSV header")?;
+    for r in rows {
+        csv.write_record([
+            r.store_id.to_string(),
+            defused(&r.sku),
+            defused(&r.name),
+            defused(&r.currency),
+            r.quantity.to_string(),
+            r.revenue_minor.to_string(),
+            r.orders.to_string(),
+        ])
+        .context("writing a CSV row")?;
+    }
+    let bytes = csv
+        .into_inner()
+        .map_err(csv::IntoInnerError::into_error)
+        .context("flushing the CSV")?;
+    String::from_utf8(bytes).context("the CSV of UTF-8 fields is UTF-8")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(sku: &str, name: &str) -> ProductSalesView {
+        ProductSalesView {
+            store_id: Uuid::from_u128(7),
+            sku: sku.to_owned(),
+            name: name.to_owned(),
+            currency: "EUR".to_owned(),
+            quantity: 3,
+            revenue_minor: -1250,
+            orders: 2,
+        }
+    }
+
+    #[test]
+    fn the_csv_has_a_header_row_and_crlf_line_ends_even_when_empty() {
+        assert_eq!(
+            product_sales_csv(&[]).expect("csv"),
+            "store_id,sku,name,currency,quantity,revenue_minor,orders\r\n"
+        );
+    }
+
+    #[test]
+    fn csv_fields_are_quoted_and_formulas_defused() {
+        let store = Uuid::from_u128(7);
+        for (name, field) in [
+            ("Green tea", "Green tea"),
+            ("Tea, green", "\"Tea, green\""),
+            ("6\" pie", "\"6\"\" pie\""),
+            ("Two\nlines", "\"Two\nlines\""),
+            ("=HYPERLINK(1)", "'=HYPERLINK(1)"),
+            ("-1,5", "\"'-1,5\""),
+            ("+1", "'+1"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\tTab", "'\tTab"),
+        ] {
+            assert_eq!(
+                product_sales_csv(&[row("TEA", name)]).expect("csv"),
+                format!(
+                    "store_id,sku,name,currency,quantity,revenue_minor,orders\r\n\
+                     {store},TEA,{field},EUR,3,-1250,2\r\n"
+                ),
+                "{name:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn skus_and_currencies_are_defused_too() {
+        let mut r = row("=SKU", "Tea");
+        r.currency = "-EU".to_owned();
+        let csv = product_sales_csv(&[r]).expect("csv");
+        assert!(csv.ends_with(",'=SKU,Tea,'-EU,3,-1250,2\r\n"), "{csv}");
+    }
+}
