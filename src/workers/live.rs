@@ -27,6 +27,7 @@ use order_projections::queries as read;
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::{broadcast, mpsc, watch};
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::log::{end_of_log, read_tail, AppendSignal};
@@ -173,7 +174,7 @@ struct Follower {
     batches: broadcast::Sender<Arc<[LiveEvent]>>,
     /// The end of the last batch broadcast (or where the follower started).
     position: Arc<watch::Sender<Cursor>>,
-    stop: watch::Sender<bool>,
+    stop: CancellationToken,
 }
 
 /// A feed's place in the broadcast; the last one dropped stops the follower.
@@ -205,7 +206,7 @@ impl Drop for Subscription {
             .is_some_and(|f| f.batches.receiver_count() <= 1)
         {
             if let Some(f) = follower.take() {
-                let _ = f.stop.send(true);
+                f.stop.cancel();
             }
         }
     }
@@ -236,7 +237,7 @@ impl LiveFeeds {
     pub fn close(&self) {
         self.inner.closing.send_replace(true);
         if let Some(f) = self.lock_follower().take() {
-            let _ = f.stop.send(true);
+            f.stop.cancel();
         }
     }
 
@@ -280,7 +281,7 @@ impl LiveFeeds {
     fn start_follower(&self, at: Cursor) -> Follower {
         let (batches, _) = broadcast::channel(self.inner.broadcast_batches);
         let position = Arc::new(watch::Sender::new(at));
-        let (stop, stopped) = watch::channel(false);
+        let stop = CancellationToken::new();
         let handler = Broadcaster {
             batches: batches.clone(),
             position: Arc::clone(&position),
@@ -290,6 +291,7 @@ impl LiveFeeds {
         let reader = LogReader::new(self.inner.pool.clone(), config, self.inner.metrics.clone())
             .woken_by(self.inner.appended.clone())
             .starting_at(at);
+        let stopped = stop.clone();
         tokio::spawn(async move {
             if let Err(e) = reader.run(handler, stopped).await {
                 tracing::warn!(error = format!("{e:#}"), "live feed follower stopped");
