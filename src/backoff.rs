@@ -1,7 +1,6 @@
 //! One backoff policy for everything that waits before trying again: the supervisor restarting
-//! a worker ([`crate::supervisor`]), the reply consumer's redelivery delay
-//! ([`crate::workers::replies`]), and (as [`Backoff::conflicts`]) the command executors'
-//! pause after a version conflict.
+//! a worker, the reply consumer's redelivery delay, and (as [`Backoff::conflicts`]) the command
+//! executors' pause after a version conflict. (It depends on nothing of theirs: they use it.)
 //!
 //! Guarantees:
 //! * the `n`-th wait (`n` from 0) is at most `first · 2ⁿ`, and never more than `max`: the

@@ -49,7 +49,7 @@ pub struct WorkerSettings {
     /// at once.
     pub projector_batch_interval_ms: u64,
     /// The first wait (ms) before a failed worker is restarted; it doubles with each failure
-    /// in a row (jittered to between half and all of it), see [`crate::supervisor`].
+    /// in a row (jittered to between half and all of it); see the supervisor module.
     pub restart_backoff_first_ms: u64,
     /// The longest wait (ms) before a failed worker is restarted.
     pub restart_backoff_max_ms: u64,
