@@ -135,14 +135,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .as_deref()
                 .context("NATS_URL is not set")?;
             let nats = crate::nats::Nats::connect(url, &settings.nats.prefix).await?;
-            let (stop, stopping) = tokio::sync::watch::channel(false);
+            let stop = tokio_util::sync::CancellationToken::new();
             let sim = tokio::spawn(crate::simulator::run(
                 nats,
                 settings.simulator.to_config(),
-                stopping,
+                stop.clone(),
             ));
             shutdown_signal().await;
-            let _ = stop.send(true);
+            stop.cancel();
             sim.await.context("simulator task")?
         }
         Command::Openapi => {

@@ -53,6 +53,11 @@ pub struct WorkerSettings {
     /// events as for 40. Read models trail by up to this much more; 0 applies every append
     /// at once.
     pub projector_batch_interval_ms: u64,
+    /// The first wait (ms) before a failed worker is restarted; it doubles with each failure
+    /// in a row (jittered to between half and all of it); see the supervisor module.
+    pub restart_backoff_first_ms: u64,
+    /// The longest wait (ms) before a failed worker is restarted.
+    pub restart_backoff_max_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -245,6 +250,8 @@ impl Default for Settings {
                 projector: true,
                 sagas: true,
                 projector_batch_interval_ms: PROJECTOR_BATCH_INTERVAL_MS,
+                restart_backoff_first_ms: 1_000,
+                restart_backoff_max_ms: 30_000,
             },
             live: LiveSettings {
                 broadcast_batches: BROADCAST_BATCHES,

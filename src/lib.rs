@@ -3,6 +3,8 @@
 //! Module map (DESIGN §3, one room per role):
 //! * [`config`]: settings, read once in `main`.
 //! * [`telemetry`]: tracing subscriber, log format, metrics registry.
+//! * [`supervisor`]: `supervise`, the one way a background worker runs, restarts and stops.
+//! * [`backoff`]: the one backoff policy (restarts, redeliveries, conflicts).
 //! * [`startup`]: `Application::build` / `run_until_stopped`, the one wiring point.
 //! * [`state`]: the shared state handed to every HTTP handler.
 //! * [`http`]: the REST API (poem-openapi), auth and problem+json errors.
@@ -18,6 +20,7 @@
 //!   feature `devstack`, on by default; production builds leave it out).
 //! * [`cli`]: the `order-service` command line.
 
+pub mod backoff;
 pub mod cli;
 pub mod config;
 #[cfg(feature = "devstack")]
@@ -31,5 +34,6 @@ pub mod simulator;
 pub mod startup;
 pub mod state;
 pub mod store;
+pub mod supervisor;
 pub mod telemetry;
 pub mod workers;

@@ -9,6 +9,7 @@ use poem::listener::{Acceptor as _, Listener as _, TcpListener};
 use secrecy::SecretString;
 use sqlx::PgPool;
 
+use crate::backoff::Backoff;
 use crate::config::{Settings, WorkerSettings};
 use crate::http::auth::JwtVerifier;
 use crate::live::LiveFeeds;
@@ -18,11 +19,12 @@ use crate::state::AppState;
 use crate::store::catalog::CatalogRepository;
 use crate::store::orders::OrderRepository;
 use crate::store::sagas::SagaRepository;
+use crate::supervisor::{Supervisor, SupervisorMetrics};
 use crate::telemetry::Metrics;
 use crate::workers::deadlines::DeadlineWorker;
 use crate::workers::projector::Projector;
 use crate::workers::relay::Relay;
-use crate::workers::replies::{ReplyConsumer, RetryBackoff};
+use crate::workers::replies::ReplyConsumer;
 use crate::workers::saga_reactor::SagaReactor;
 use order_sagas::SagaPolicy;
 
@@ -32,7 +34,7 @@ pub struct Application {
     acceptor: poem::listener::TcpAcceptor,
     state: AppState,
     workers: WorkerSettings,
-    reply_retry: RetryBackoff,
+    reply_retry: Backoff,
     nats: Option<Nats>,
     simulator: Option<crate::simulator::SimulatorConfig>,
 }
@@ -112,6 +114,13 @@ impl Application {
             appended.clone(),
             settings.live.broadcast_batches,
         );
+        let supervisor = Supervisor::new(
+            Backoff::new(
+                Duration::from_millis(settings.workers.restart_backoff_first_ms),
+                Duration::from_millis(settings.workers.restart_backoff_max_ms),
+            ),
+            SupervisorMetrics::register(&metrics.registry)?,
+        );
         let state = AppState {
             pool,
             orders: Arc::new(orders),
@@ -122,6 +131,7 @@ impl Application {
             limits: settings.limits.clone(),
             live,
             appended,
+            supervisor,
         };
         let acceptor = TcpListener::bind(settings.http.addr)
             .into_acceptor()
@@ -137,10 +147,10 @@ impl Application {
             acceptor,
             state,
             workers: settings.workers.clone(),
-            reply_retry: RetryBackoff {
-                first: Duration::from_millis(settings.saga.reply_retry_first_ms),
-                max: Duration::from_millis(settings.saga.reply_retry_max_ms),
-            },
+            reply_retry: Backoff::new(
+                Duration::from_millis(settings.saga.reply_retry_first_ms),
+                Duration::from_millis(settings.saga.reply_retry_max_ms),
+            ),
             nats,
             simulator: settings
                 .simulator
@@ -160,77 +170,87 @@ impl Application {
         &self.state
     }
 
-    /// Serves until `shutdown` resolves, then drains in-flight requests (up to 10 s).
+    /// Starts every background worker under the supervisor, each with a fresh copy of what it
+    /// needs per attempt (a restarted worker starts from its configuration, not from the state
+    /// a failed attempt left).
+    fn supervise_workers(&self) {
+        let supervisor = &self.state.supervisor;
+        let pool = &self.state.pool;
+        let metrics = &self.state.metrics;
+        let appended = &self.state.appended;
+        let catalog = self.state.catalog.clone();
+        supervisor.supervise("catalog-watcher", move |token| {
+            catalog.clone().watch_changes(token)
+        });
+        let (p, signal) = (pool.clone(), appended.clone());
+        supervisor.supervise("wake-forwarder", move |token| {
+            crate::log::wake::forward_to_other_processes(p.clone(), signal.clone(), token)
+        });
+        let (p, signal) = (pool.clone(), appended.clone());
+        supervisor.supervise("wake-listener", move |token| {
+            crate::log::wake::listen_to_other_processes(p.clone(), signal.clone(), token)
+        });
+        if self.workers.projector {
+            let reader = Projector::reader(
+                pool.clone(),
+                metrics.clone(),
+                Duration::from_millis(self.workers.projector_batch_interval_ms),
+            )
+            .woken_by(appended.clone());
+            supervisor.supervise(crate::read_models::PROJECTOR, move |token| {
+                reader.clone().run(Projector::live(), token)
+            });
+        }
+        let Some(nats) = &self.nats else {
+            return;
+        };
+        let reactor = SagaReactor {
+            sagas: self.state.sagas.clone(),
+            orders: self.state.orders.clone(),
+        };
+        let reader = LogReader::new(pool.clone(), SagaReactor::config(), metrics.clone())
+            .woken_by(appended.clone());
+        supervisor.supervise(crate::workers::saga_reactor::READER, move |token| {
+            reader.clone().run(reactor.clone(), token)
+        });
+        let relay = Relay {
+            nats: nats.clone(),
+            metrics: metrics.clone(),
+        };
+        let reader = LogReader::new(pool.clone(), Relay::config(), metrics.clone())
+            .woken_by(appended.clone());
+        supervisor.supervise(crate::workers::relay::READER, move |token| {
+            reader.clone().run(relay.clone(), token)
+        });
+        let replies = ReplyConsumer {
+            nats: nats.clone(),
+            sagas: self.state.sagas.clone(),
+            metrics: metrics.clone(),
+            retry: self.reply_retry,
+        };
+        supervisor.supervise("reply-consumer", move |token| replies.clone().run(token));
+        let deadlines = DeadlineWorker {
+            pool: pool.clone(),
+            sagas: self.state.sagas.clone(),
+        };
+        supervisor.supervise("deadlines", move |token| deadlines.clone().run(token));
+        if let Some(config) = self.simulator.clone() {
+            let nats = nats.clone();
+            supervisor.supervise("simulator", move |token| {
+                crate::simulator::run(nats.clone(), config.clone(), token)
+            });
+            tracing::info!("participant simulator running in-process");
+        }
+    }
+
+    /// Starts the workers and serves until `shutdown` resolves, then drains in-flight requests
+    /// (up to 10 s), then stops the workers and waits for them (see [`Supervisor::shutdown`]).
     pub async fn run_until_stopped(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send,
     ) -> anyhow::Result<()> {
         let app = crate::http::app(self.state.clone());
-        let (stop_workers, stopping) = tokio::sync::watch::channel(false);
-        let mut workers = tokio::task::JoinSet::new();
-        let appended = &self.state.appended;
-        workers.spawn(self.state.catalog.clone().watch_changes(stopping.clone()));
-        workers.spawn(crate::log::wake::forward_to_other_processes(
-            self.state.pool.clone(),
-            appended.clone(),
-            stopping.clone(),
-        ));
-        workers.spawn(crate::log::wake::listen_to_other_processes(
-            self.state.pool.clone(),
-            appended.clone(),
-            stopping.clone(),
-        ));
-        if self.workers.projector {
-            let reader = Projector::reader(
-                self.state.pool.clone(),
-                self.state.metrics.clone(),
-                Duration::from_millis(self.workers.projector_batch_interval_ms),
-            )
-            .woken_by(appended.clone());
-            workers.spawn(reader.run(Projector::live(), stopping.clone()));
-        }
-        if let Some(nats) = &self.nats {
-            let pool = &self.state.pool;
-            let metrics = &self.state.metrics;
-            let reactor = SagaReactor {
-                sagas: self.state.sagas.clone(),
-                orders: self.state.orders.clone(),
-            };
-            workers.spawn(
-                LogReader::new(pool.clone(), SagaReactor::config(), metrics.clone())
-                    .woken_by(appended.clone())
-                    .run(reactor, stopping.clone()),
-            );
-            let relay = Relay {
-                nats: nats.clone(),
-                metrics: metrics.clone(),
-            };
-            workers.spawn(
-                LogReader::new(pool.clone(), Relay::config(), metrics.clone())
-                    .woken_by(appended.clone())
-                    .run(relay, stopping.clone()),
-            );
-            let replies = ReplyConsumer {
-                nats: nats.clone(),
-                sagas: self.state.sagas.clone(),
-                metrics: metrics.clone(),
-                retry: self.reply_retry,
-            };
-            workers.spawn(replies.run(stopping.clone()));
-            let deadlines = DeadlineWorker {
-                pool: pool.clone(),
-                sagas: self.state.sagas.clone(),
-            };
-            workers.spawn(deadlines.run(stopping.clone()));
-            if let Some(config) = self.simulator.clone() {
-                workers.spawn(crate::simulator::run(
-                    nats.clone(),
-                    config,
-                    stopping.clone(),
-                ));
-                tracing::info!("participant simulator running in-process");
-            }
-        }
+        self.supervise_workers();
         tracing::info!(port = self.port, "serving HTTP");
         // Live feeds never finish on their own: end them as the server starts draining, so
         // their clients reconnect (to another replica) at once.
@@ -244,14 +264,7 @@ impl Application {
             .await
             .context("HTTP server failed");
         tracing::info!("HTTP server stopped");
-        let _ = stop_workers.send(true);
-        while let Some(done) = workers.join_next().await {
-            match done {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::error!(error = format!("{e:#}"), "worker failed"),
-                Err(e) => tracing::error!(error = %e, "worker panicked"),
-            }
-        }
+        self.state.supervisor.shutdown().await;
         self.state.pool.close().await;
         result
     }

@@ -11,6 +11,7 @@ use crate::log::AppendSignal;
 use crate::store::catalog::CatalogRepository;
 use crate::store::orders::OrderRepository;
 use crate::store::sagas::SagaRepository;
+use crate::supervisor::Supervisor;
 use crate::telemetry::Metrics;
 
 /// Cheap to clone: everything inside is shared.
@@ -32,4 +33,6 @@ pub struct AppState {
     pub appended: AppendSignal,
     /// The live feeds of orders and stores this process serves.
     pub live: LiveFeeds,
+    /// Runs the background workers; readiness asks it which are up.
+    pub supervisor: Supervisor,
 }

@@ -7,6 +7,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use super::ApiTags;
 use crate::state::AppState;
+use crate::supervisor::WorkerStatus;
 
 /// Health of one dependency.
 #[derive(Debug, Clone, Object)]
@@ -75,7 +76,7 @@ impl OpsApi {
                 detail: Some(format!("{e:#}")),
             },
         };
-        let checks = vec![database];
+        let checks = vec![database, workers(&state.supervisor.statuses())];
         let ready = checks.iter().all(|c| c.ok);
         let report = Readiness { ready, checks };
         if ready {
@@ -95,5 +96,31 @@ impl OpsApi {
             .db_pool_idle
             .set(i64::try_from(state.pool.num_idle()).unwrap_or(0));
         MetricsResponse::Ok(PlainText(state.metrics.render()))
+    }
+}
+
+/// The `workers` check: ok while every supervised worker runs (or finished its work); the
+/// detail names each worker, and why a down one failed.
+fn workers(statuses: &[WorkerStatus]) -> Check {
+    let (healthy, down): (Vec<_>, Vec<_>) = statuses.iter().partition(|w| w.healthy());
+    let mut parts = Vec::new();
+    if !down.is_empty() {
+        let down: Vec<String> = down
+            .iter()
+            .map(|w| match &w.last_failure {
+                Some(failure) => format!("{} ({failure})", w.name),
+                None => w.name.clone(),
+            })
+            .collect();
+        parts.push(format!("down, restarting: {}", down.join(", ")));
+    }
+    if !healthy.is_empty() {
+        let up: Vec<&str> = healthy.iter().map(|w| w.name.as_str()).collect();
+        parts.push(format!("up: {}", up.join(", ")));
+    }
+    Check {
+        name: "workers".into(),
+        ok: down.is_empty(),
+        detail: (!parts.is_empty()).then(|| parts.join("; ")),
     }
 }

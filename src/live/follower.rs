@@ -19,6 +19,7 @@ use anyhow::Context as _;
 use order_projections::queries as read;
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::{broadcast, watch};
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::message::LiveEvent;
@@ -53,7 +54,7 @@ struct Follower {
     batches: broadcast::Sender<Arc<[LiveEvent]>>,
     /// The end of the last batch broadcast (or where the follower started).
     position: Arc<watch::Sender<Cursor>>,
-    stop: watch::Sender<bool>,
+    stop: CancellationToken,
 }
 
 /// A feed's place in the broadcast; the last one dropped stops the follower.
@@ -86,7 +87,7 @@ impl Drop for Subscription {
             .is_some_and(|f| f.batches.receiver_count() <= 1)
         {
             if let Some(f) = follower.take() {
-                let _ = f.stop.send(true);
+                f.stop.cancel();
             }
         }
     }
@@ -114,7 +115,7 @@ impl Hub {
     pub(super) fn close(&self) {
         self.closing.send_replace(true);
         if let Some(f) = self.lock_follower().take() {
-            let _ = f.stop.send(true);
+            f.stop.cancel();
         }
     }
 
@@ -157,7 +158,8 @@ impl Hub {
     fn start_follower(&self, at: Cursor) -> Follower {
         let (batches, _) = broadcast::channel(self.broadcast_batches);
         let position = Arc::new(watch::Sender::new(at));
-        let (stop, stopped) = watch::channel(false);
+        let stop = CancellationToken::new();
+        let stopped = stop.clone();
         let handler = Broadcaster {
             batches: batches.clone(),
             position: Arc::clone(&position),

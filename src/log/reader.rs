@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use sqlx::{Connection as _, PgConnection, PgPool};
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use super::cursor::{self, Cursor, LogEvent};
 use super::wake::AppendSignal;
@@ -153,13 +154,13 @@ impl LogReader {
         self
     }
 
-    /// Runs until `shutdown` turns true: stands by until it holds the reader's lock, then
+    /// Runs until `shutdown` is cancelled: stands by until it holds the reader's lock, then
     /// applies the log batch by batch. Connection failures send it back to standby after a
-    /// pause; only a shutdown ends it.
+    /// pause (standing by is this reader's own loop, not a restart); only a shutdown ends it.
     pub async fn run<H: LogHandler>(
         self,
         mut handler: H,
-        mut shutdown: watch::Receiver<bool>,
+        shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
         let name = self.config.name.clone();
         let leader = self.metrics.reader_leader.with_label_values(&[&name]);
@@ -167,10 +168,10 @@ impl LogReader {
         // ended: the next term goes on from there, so a lost connection skips nothing.
         let mut resume = self.start;
         loop {
-            if *shutdown.borrow() {
+            if shutdown.is_cancelled() {
                 break;
             }
-            match self.lead(&mut handler, &mut shutdown, &mut resume).await {
+            match self.lead(&mut handler, &shutdown, &mut resume).await {
                 Ok(()) => {}
                 Err(e) => {
                     leader.set(0);
@@ -181,7 +182,7 @@ impl LogReader {
             leader.set(0);
             tokio::select! {
                 () = tokio::time::sleep(self.config.lock_retry) => {}
-                _ = shutdown.changed() => {}
+                () = shutdown.cancelled() => {}
             }
         }
         tracing::info!(reader = %name, "log reader stopped");
@@ -194,7 +195,7 @@ impl LogReader {
     async fn lead<H: LogHandler>(
         &self,
         handler: &mut H,
-        shutdown: &mut watch::Receiver<bool>,
+        shutdown: &CancellationToken,
         resume: &mut Option<Cursor>,
     ) -> anyhow::Result<()> {
         let name = self.config.name.as_str();
@@ -253,7 +254,7 @@ impl LogReader {
             Arc::clone(&self.metrics),
         ));
         loop {
-            if *shutdown.borrow() {
+            if shutdown.is_cancelled() {
                 self.save_if_due(&mut conn, at, &mut saved, true).await?;
                 conn.close().await.ok();
                 return Ok(());
@@ -294,13 +295,13 @@ impl LogReader {
                     }
                 }
                 () = tokio::time::sleep(pause) => {}
-                _ = shutdown.changed() => {}
+                () = shutdown.cancelled() => {}
             }
             let gather = self.config.batch_interval.saturating_sub(read_at.elapsed());
             if !gather.is_zero() {
                 tokio::select! {
                     () = tokio::time::sleep(gather) => {}
-                    _ = shutdown.changed() => {}
+                    () = shutdown.cancelled() => {}
                 }
             }
         }

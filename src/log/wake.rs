@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use sqlx::postgres::PgListener;
 use sqlx::PgPool;
 use tokio::sync::{watch, Notify};
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 /// The channel other processes' readers `LISTEN` on.
@@ -43,6 +44,26 @@ pub struct AppendSignal {
     outbound: Arc<Notify>,
     /// This process, as the payload of its notifications.
     process: Arc<str>,
+    /// What the forwarder and the listener of this process have done so far.
+    activity: Arc<watch::Sender<WakeActivity>>,
+}
+
+/// What this process's [`forward_to_other_processes`] and [`listen_to_other_processes`] have
+/// done so far: counts that only grow, for tests and diagnostics to wait on (a positive signal
+/// that a burst was dealt with or a notification heard, rather than a pause).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WakeActivity {
+    /// Bursts of this process's appends the forwarder has dealt with (notified or not).
+    pub bursts: u64,
+    /// `NOTIFY`s it sent (bursts while another process listened).
+    pub notified: u64,
+    /// What its latest look at `pg_stat_activity` found: whether another process listens
+    /// (`None` before the first look).
+    pub others_listening: Option<bool>,
+    /// Notifications the listener heard from this process itself (and skipped).
+    pub heard_own: u64,
+    /// Notifications the listener heard from other processes (and woke the readers for).
+    pub heard_others: u64,
 }
 
 /// The event types a reader acts on (`None`: all), and the signal that wakes it.
@@ -64,6 +85,7 @@ impl Default for AppendSignal {
             readers: Arc::default(),
             outbound: Arc::new(Notify::new()),
             process: Uuid::new_v4().simple().to_string().into(),
+            activity: Arc::new(watch::Sender::new(WakeActivity::default())),
         }
     }
 }
@@ -89,6 +111,16 @@ impl AppendSignal {
     /// tells no one else).
     fn heard(&self) {
         self.readers().iter().for_each(Interest::raise);
+    }
+
+    /// What this process's forwarder and listener have done so far; changes with each burst
+    /// dealt with, look taken and notification heard.
+    pub fn activity(&self) -> watch::Receiver<WakeActivity> {
+        self.activity.subscribe()
+    }
+
+    fn note(&self, update: impl FnOnce(&mut WakeActivity)) {
+        self.activity.send_modify(update);
     }
 
     fn readers(&self) -> std::sync::RwLockReadGuard<'_, Vec<Interest>> {
@@ -120,15 +152,15 @@ const LISTENER_APPLICATION_NAME: &str = "order-service append listener ";
 const LISTENERS_CHECKED_EVERY: Duration = Duration::from_secs(1);
 
 /// Sends `NOTIFY events_appended` after appends of this process, at most one at a time, until
-/// `shutdown` turns true, while another process listens: with no other replica (a look at
+/// `shutdown` is cancelled, while another process listens: with no other replica (a look at
 /// `pg_stat_activity` at most every [`LISTENERS_CHECKED_EVERY`]) no one would hear it, and
 /// each `NOTIFY` is a transaction. A replica that starts listening is told from the next look
-/// on, and polls until then. A failure is logged and retried after a pause (other processes'
-/// readers poll meanwhile).
+/// on, and polls until then. A failure ends it with the error, the burst kept for the next
+/// attempt (its supervisor restarts it; other processes' readers poll meanwhile).
 pub async fn forward_to_other_processes(
     pool: PgPool,
     signal: AppendSignal,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let own = format!("{LISTENER_APPLICATION_NAME}{}", signal.process);
     // (whether another process listened, and when that was looked at)
@@ -136,10 +168,7 @@ pub async fn forward_to_other_processes(
     loop {
         tokio::select! {
             () = signal.outbound.notified() => {}
-            _ = shutdown.changed() => {}
-        }
-        if *shutdown.borrow() {
-            return Ok(());
+            () = shutdown.cancelled() => return Ok(()),
         }
         let listening = match others {
             Some((listening, at)) if at.elapsed() < LISTENERS_CHECKED_EVERY => Ok(listening),
@@ -153,48 +182,54 @@ pub async fn forward_to_other_processes(
             .bind(&own)
             .fetch_one(&pool)
             .await
-            .inspect(|&listening| others = Some((listening, Instant::now()))),
+            .inspect(|&listening| {
+                others = Some((listening, Instant::now()));
+                signal.note(|a| a.others_listening = Some(listening));
+            }),
         };
         let sent = match listening {
-            Ok(false) => Ok(()),
+            Ok(false) => Ok(false),
             Ok(true) => sqlx::query("select pg_notify($1, $2)")
                 .bind(CHANNEL)
                 .bind(&*signal.process)
                 .execute(&pool)
                 .await
-                .map(drop),
+                .map(|_| true),
             Err(e) => Err(e),
         };
-        if let Err(e) = sent {
-            tracing::warn!(error = %e, "could not notify other processes of appended events");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            // try again: the permit of this burst was used up
-            signal.outbound.notify_one();
+        match sent {
+            Ok(notified) => signal.note(|a| {
+                a.bursts += 1;
+                a.notified += u64::from(notified);
+            }),
+            Err(e) => {
+                // the permit of this burst was used up: keep it for the next attempt
+                signal.outbound.notify_one();
+                return Err(
+                    anyhow::Error::new(e).context("notifying other processes of appended events")
+                );
+            }
         }
     }
 }
 
 /// Wakes this process's readers when another process notifies of its appends, on one `LISTEN`
-/// connection, until `shutdown` turns true. A lost connection is opened again after a pause;
-/// readers poll meanwhile, so nothing is missed, only heard later.
+/// connection, until `shutdown` is cancelled. A lost connection ends it with the error (its
+/// supervisor opens it again after a pause); readers poll meanwhile, so nothing is missed,
+/// only heard later.
 pub async fn listen_to_other_processes(
     pool: PgPool,
     signal: AppendSignal,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    while !*shutdown.borrow() {
-        tokio::select! {
-            Err(e) = hear(&pool, &signal) => {
-                tracing::warn!(error = %e, "lost the connection that hears other processes' appends; listening again soon");
-                tokio::select! {
-                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    _ = shutdown.changed() => {}
-                }
-            }
-            _ = shutdown.changed() => {}
-        }
+    tokio::select! {
+        heard = hear(&pool, &signal) => match heard {
+            Err(e) => Err(anyhow::Error::new(e)
+                .context("lost the connection that hears other processes' appends")),
+            Ok(never) => match never {},
+        },
+        () = shutdown.cancelled() => Ok(()),
     }
-    Ok(())
 }
 
 /// Wakes this process's readers on every notification of another process's appends; returns
@@ -214,8 +249,11 @@ async fn hear(pool: &PgPool, signal: &AppendSignal) -> Result<Infallible, sqlx::
     listener.listen(CHANNEL).await?;
     loop {
         let notification = listener.recv().await?;
-        if notification.payload() != &*signal.process {
+        if notification.payload() == &*signal.process {
+            signal.note(|a| a.heard_own += 1);
+        } else {
             signal.heard();
+            signal.note(|a| a.heard_others += 1);
         }
     }
 }

@@ -44,6 +44,7 @@ use futures::StreamExt as _;
 use order_sagas::messages::{MessageId, ParseError, ParticipantCommand, Reply};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 pub use books::{
@@ -253,16 +254,17 @@ impl Simulator {
     }
 }
 
-/// Runs the simulator until `shutdown` turns true (or its sender is dropped); for
-/// `order-service simulate`. Logs the final totals.
+/// Runs the simulator until `shutdown` is cancelled, or until a participant task fails (which
+/// only a bug does: they retry a lost consumer themselves, keeping the books); for
+/// `order-service simulate` and the service's in-process simulator. Logs the final totals.
 pub async fn run(
     nats: Nats,
     config: SimulatorConfig,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let mut simulator = Simulator::start(nats, config).await?;
     let failure = tokio::select! {
-        () = stopped(&mut shutdown) => None,
+        () = shutdown.cancelled() => None,
         e = simulator.failure() => Some(e),
     };
     let books = simulator.stop().await?;

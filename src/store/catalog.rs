@@ -17,6 +17,7 @@ use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use order_domain::{CatalogProduct, Currency, Money, PriceList, ProductName, Sku, StoreId};
 use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 /// A store as stored.
@@ -71,6 +72,28 @@ const CHANNEL: &str = "catalog_changed";
 /// How often the LISTEN connection must prove it is alive, and how long it has to answer.
 const LISTEN_PING: Duration = Duration::from_secs(10);
 const LISTEN_PING_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The `application_name` of each process's catalog `LISTEN` connection, for operators
+/// (`pg_stat_activity`) and tests to find it by.
+pub const LISTENER_APPLICATION_NAME: &str = "order-service catalog listener";
+
+/// Turns the price cache off (and empties it) when dropped: however
+/// [`CatalogRepository::watch_changes`] ends, nothing serves prices from memory that no one
+/// keeps up to date any more.
+struct CacheOff<'a>(&'a PriceCache);
+
+impl Drop for CacheOff<'_> {
+    fn drop(&mut self) {
+        self.0.watching.store(false, Ordering::SeqCst);
+        self.0.generation.fetch_add(1, Ordering::SeqCst);
+        // (may run during a panic: a poisoned lock is cleared all the same, never unwrapped)
+        self.0
+            .entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct CatalogRepository {
@@ -172,38 +195,25 @@ impl CatalogRepository {
         Ok(prices)
     }
 
-    /// Keeps the price cache usable until `shutdown` turns true: `LISTEN catalog_changed` and
-    /// empty the cache on every notification. While the connection is down the cache is off
-    /// (and emptied), so a missed notification can never leave a stale price in use.
-    pub async fn watch_changes(
-        self,
-        mut shutdown: tokio::sync::watch::Receiver<bool>,
-    ) -> anyhow::Result<()> {
-        loop {
-            if *shutdown.borrow() {
-                return Ok(());
-            }
-            match self.listen(&mut shutdown).await {
-                Ok(()) => {}
-                Err(e) => tracing::warn!(
-                    error = format!("{e:#}"),
-                    "catalog change listener lost; prices are read from the table meanwhile"
-                ),
-            }
-            self.cache.watching.store(false, Ordering::SeqCst);
-            self.cache.invalidate();
-            tokio::select! {
-                () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                _ = shutdown.changed() => {}
-            }
-        }
-    }
-
-    async fn listen(
-        &self,
-        shutdown: &mut tokio::sync::watch::Receiver<bool>,
-    ) -> anyhow::Result<()> {
-        let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool).await?;
+    /// Keeps the price cache usable until `shutdown` is cancelled: `LISTEN catalog_changed` on
+    /// a connection of its own (named [`LISTENER_APPLICATION_NAME`]) and empty the cache on
+    /// every notification. A lost connection ends it with the error (its supervisor starts it
+    /// again). From the moment it ends, however it ends (a panic too), until it listens again,
+    /// the cache is off (and emptied), so a missed notification can never leave a stale price
+    /// in use: prices are read from the table meanwhile.
+    pub async fn watch_changes(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let _off = CacheOff(&self.cache);
+        let options = self
+            .pool
+            .connect_options()
+            .as_ref()
+            .clone()
+            .application_name(LISTENER_APPLICATION_NAME);
+        // one connection, held for as long as this listens
+        let named = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .connect_lazy_with(options);
+        let mut listener = sqlx::postgres::PgListener::connect_with(&named).await?;
         listener.listen(CHANNEL).await?;
         // anything cached before this moment may have missed a notification
         self.cache.invalidate();
@@ -215,16 +225,16 @@ impl CatalogRepository {
                 n = listener.try_recv() => match n? {
                     Some(_) => self.cache.invalidate(),
                     // the connection dropped (PgListener would reconnect silently): start over
-                    None => anyhow::bail!("LISTEN connection closed"),
+                    None => anyhow::bail!("the catalog's LISTEN connection closed"),
                 },
                 // A connection that died without a word (host lost, failover) would wait
                 // forever for notifications that go elsewhere: prove it alive now and then.
                 _ = ping.tick() => {
                     tokio::time::timeout(LISTEN_PING_TIMEOUT, sqlx::query("select 1").execute(&mut listener))
                         .await
-                        .context("the LISTEN connection did not answer a ping")??;
+                        .context("the catalog's LISTEN connection did not answer a ping")??;
                 }
-                _ = shutdown.changed() => return Ok(()),
+                () = shutdown.cancelled() => return Ok(()),
             }
         }
     }

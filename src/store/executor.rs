@@ -20,24 +20,19 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::Hash;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use cqrs_es::persist::{EventStoreAggregateContext, PersistedEventStore};
 use cqrs_es::{Aggregate, AggregateError, DomainEvent as _, EventEnvelope, EventStore as _};
 use prometheus::{HistogramVec, IntCounterVec};
-use rand::Rng as _;
 
 use super::cache::AggregateCache;
 use super::event_log::EventLog;
 use super::locks::KeyedLocks;
+use crate::backoff::Backoff;
 
 /// Attempts of one command before a conflict is reported to the caller.
 pub const MAX_ATTEMPTS: u32 = 8;
-
-/// First and longest pause after a conflict (doubling, plus up to as much again of jitter, so
-/// writers that collided do not collide again in step).
-const CONFLICT_BACKOFF_FIRST: Duration = Duration::from_millis(2);
-const CONFLICT_BACKOFF_MAX: Duration = Duration::from_millis(50);
 
 /// An aggregate as read from the store: its state, version (events so far) and the events.
 pub struct Loaded<A: Aggregate> {
@@ -175,7 +170,8 @@ where
             let outcome = if cached.is_some() { "hit" } else { "miss" };
             self.metrics.cache.with_label_values(&[outcome]).inc();
         }
-        let mut backoff = ConflictBackoff(CONFLICT_BACKOFF_FIRST);
+        // jittered, so writers that collided do not collide again in step
+        let mut backoff = Backoff::conflicts().schedule();
         let mut attempt = 0;
         while attempt < MAX_ATTEMPTS {
             // `loaded` is `None` for a state from the cache
@@ -243,7 +239,7 @@ where
                         if let Some(retries) = &self.metrics.retries {
                             retries.with_label_values(&[command]).inc();
                         }
-                        backoff.pause().await;
+                        tokio::time::sleep(backoff.next_delay()).await;
                         since = stages.done("backoff", since);
                     }
                 }
@@ -273,19 +269,6 @@ where
             version: events.len(),
             events,
         })
-    }
-}
-
-/// The pause after a conflict: doubling up to [`CONFLICT_BACKOFF_MAX`], plus up to as much
-/// again of jitter.
-struct ConflictBackoff(Duration);
-
-impl ConflictBackoff {
-    async fn pause(&mut self) {
-        let jitter =
-            rand::rng().random_range(0..=u64::try_from(self.0.as_micros()).unwrap_or(u64::MAX));
-        tokio::time::sleep(self.0 + Duration::from_micros(jitter)).await;
-        self.0 = (self.0 * 2).min(CONFLICT_BACKOFF_MAX);
     }
 }
 

@@ -6,11 +6,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use chrono::Utc;
 use order_domain::OrderId;
 use order_sagas::SagaCommand;
 use sqlx::PgPool;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::store::sagas::{SagaExecuteError, SagaRepository};
@@ -25,18 +26,19 @@ pub struct DeadlineWorker {
 }
 
 impl DeadlineWorker {
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
-        while !*shutdown.borrow() {
-            if let Err(e) = self.tick().await {
-                tracing::warn!(error = format!("{e:#}"), "deadline scan failed");
-            }
+    /// Looks for due deadlines every [`TICK`] until `shutdown` is cancelled, or until a look
+    /// fails (the database is unreachable): its supervisor starts it again. A saga that could
+    /// not be timed out is logged and looked at again at the next tick.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        loop {
+            self.tick()
+                .await
+                .context("looking for due saga deadlines")?;
             tokio::select! {
                 () = tokio::time::sleep(TICK) => {}
-                _ = shutdown.changed() => {}
+                () = shutdown.cancelled() => return Ok(()),
             }
         }
-        tracing::info!("deadline worker stopped");
-        Ok(())
     }
 
     async fn tick(&self) -> anyhow::Result<()> {

@@ -23,8 +23,9 @@ use futures::stream::FuturesUnordered;
 use futures::StreamExt as _;
 use order_domain::OrderId;
 use order_sagas::{Reply, SagaCommand, SagaError};
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
+use crate::backoff::Backoff;
 use crate::nats::headers::{self, Envelope};
 use crate::nats::{Nats, SAGA_REPLIES};
 use crate::store::sagas::{SagaExecuteError, SagaRepository};
@@ -35,28 +36,22 @@ pub struct ReplyConsumer {
     pub nats: Nats,
     pub sagas: Arc<SagaRepository>,
     pub metrics: Arc<Metrics>,
-    /// How long a reply that met a transient failure waits for its next delivery.
-    pub retry: RetryBackoff,
+    /// How long a reply that met a transient failure waits for its next delivery (see
+    /// [`redelivery_delay`]; without jitter, so a delivery's delay can be read back).
+    pub retry: Backoff,
 }
 
 /// Replies applied at once, at most: each needs a pooled connection for a moment, and the
 /// pool (16 by default) also serves HTTP, the readers' LISTEN and the deadline worker.
 const MAX_IN_FLIGHT: usize = 8;
 
-/// The delay before the next delivery of a reply that could not be processed now: `first`,
-/// doubling with every delivery, at most `max`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryBackoff {
-    pub first: Duration,
-    pub max: Duration,
-}
-
-impl RetryBackoff {
-    /// The delay after the `delivered`-th delivery (1 for the first) failed.
-    pub fn after(&self, delivered: i64) -> Duration {
-        let doublings = u32::try_from(delivered.saturating_sub(1).clamp(0, 20)).unwrap_or(20);
-        self.first.saturating_mul(1 << doublings).min(self.max)
-    }
+/// The delay before the next delivery of a reply that could not be processed now, after its
+/// `delivered`-th delivery (1 for the first) failed: `retry`'s waits, one per delivery, so it
+/// grows with every delivery (from `first`, doubling, at most `max`) and never ends. Read from
+/// the delivery count, not from state of this process, so it holds across replicas.
+pub fn redelivery_delay(retry: &Backoff, delivered: i64) -> Duration {
+    let attempt = u32::try_from(delivered.saturating_sub(1).max(0)).unwrap_or(u32::MAX);
+    retry.delay(attempt)
 }
 
 /// What became of one delivery.
@@ -73,25 +68,9 @@ enum Outcome {
 }
 
 impl ReplyConsumer {
-    /// Consumes until `shutdown`; reconnects the consumer after errors.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
-        while !*shutdown.borrow() {
-            if let Err(e) = self.consume(&mut shutdown).await {
-                tracing::warn!(
-                    error = format!("{e:#}"),
-                    "reply consumer failed; restarting"
-                );
-                tokio::select! {
-                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    _ = shutdown.changed() => {}
-                }
-            }
-        }
-        tracing::info!("reply consumer stopped");
-        Ok(())
-    }
-
-    async fn consume(&self, shutdown: &mut watch::Receiver<bool>) -> anyhow::Result<()> {
+    /// Consumes until `shutdown` is cancelled (then finishes and acks the replies it holds), or
+    /// until the consumer fails: its supervisor creates it again.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let stream_name = self.nats.stream_name(SAGA_REPLIES);
         let stream = self
             .nats
@@ -125,7 +104,7 @@ impl ReplyConsumer {
         let mut in_flight = FuturesUnordered::new();
         let outcome = loop {
             tokio::select! {
-                _ = shutdown.changed() => break Ok(()),
+                () = shutdown.cancelled() => break Ok(()),
                 Some(done) = in_flight.next(), if !in_flight.is_empty() => {
                     if let Err(e) = done {
                         break Err(e);
@@ -150,7 +129,7 @@ impl ReplyConsumer {
             Outcome::Processed => ("processed", AckKind::Ack),
             Outcome::Ignored => ("ignored", AckKind::Ack),
             Outcome::Retry { cause, reason } => {
-                let delay = self.retry.after(delivered);
+                let delay = redelivery_delay(&self.retry, delivered);
                 self.metrics
                     .saga_reply_transient_failures
                     .with_label_values(&[cause])
@@ -162,7 +141,7 @@ impl ReplyConsumer {
                 Ok(()) => ("dead_lettered", AckKind::Term),
                 Err(e) => {
                     // Not stored anywhere else yet: keep it in the replies stream.
-                    let delay = self.retry.after(delivered);
+                    let delay = redelivery_delay(&self.retry, delivered);
                     self.metrics
                         .saga_reply_transient_failures
                         .with_label_values(&["dead_letter"])
@@ -278,15 +257,13 @@ mod tests {
 
     #[test]
     fn the_retry_delay_doubles_per_delivery_up_to_the_maximum_and_never_ends() {
-        let backoff = RetryBackoff {
-            first: Duration::from_millis(200),
-            max: Duration::from_secs(30),
-        };
-        assert_eq!(backoff.after(1), Duration::from_millis(200));
-        assert_eq!(backoff.after(2), Duration::from_millis(400));
-        assert_eq!(backoff.after(4), Duration::from_millis(1_600));
-        assert_eq!(backoff.after(9), Duration::from_secs(30));
-        assert_eq!(backoff.after(i64::MAX), Duration::from_secs(30));
-        assert_eq!(backoff.after(0), Duration::from_millis(200));
+        let backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
+        let after = |delivered| redelivery_delay(&backoff, delivered);
+        assert_eq!(after(1), Duration::from_millis(200));
+        assert_eq!(after(2), Duration::from_millis(400));
+        assert_eq!(after(4), Duration::from_millis(1_600));
+        assert_eq!(after(9), Duration::from_secs(30));
+        assert_eq!(after(i64::MAX), Duration::from_secs(30));
+        assert_eq!(after(0), Duration::from_millis(200));
     }
 }

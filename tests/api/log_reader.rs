@@ -11,6 +11,7 @@ use rand::{Rng as _, SeedableRng as _};
 use secrecy::ExposeSecret as _;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgConnection, PgPool};
+use tokio_util::sync::CancellationToken;
 
 use crate::helpers::spawn_app_with;
 
@@ -90,15 +91,15 @@ async fn concurrent_writers_with_late_commits_and_rollbacks_lose_nothing() {
     // Arrange
     let (_app, pool) = database().await;
     let seen: Seen = Arc::default();
-    let (stop, stopping) = tokio::sync::watch::channel(false);
-    let reader = tokio::spawn(reader(&pool, "gap-test").run(Collect(seen.clone()), stopping));
+    let stop = CancellationToken::new();
+    let reader = tokio::spawn(reader(&pool, "gap-test").run(Collect(seen.clone()), stop.clone()));
     let naive = {
         let pool = pool.clone();
-        let stopping = stop.subscribe();
+        let stopping = stop.clone();
         tokio::spawn(async move {
             let mut conn = pool.acquire().await.expect("conn");
             let (mut last, mut seen) = (0, Vec::new());
-            while !*stopping.borrow() {
+            while !stopping.is_cancelled() {
                 naive_poll(&mut conn, &mut last, &mut seen).await;
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
@@ -148,7 +149,7 @@ async fn concurrent_writers_with_late_commits_and_rollbacks_lose_nothing() {
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    stop.send(true).expect("stop");
+    stop.cancel();
     reader.await.expect("reader task").expect("reader");
     let naive_seen = naive.await.expect("naive");
 
@@ -342,7 +343,7 @@ async fn a_reader_whose_checkpoint_was_advanced_meanwhile_goes_on_from_there_not
     tx.commit().await.expect("commit");
     let (batches_tx, mut batches) = tokio::sync::mpsc::unbounded_channel();
     let (go, go_rx) = tokio::sync::mpsc::unbounded_channel();
-    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let stop = CancellationToken::new();
     let mut config = ReaderConfig::new("advanced");
     config.batch_size = 5;
     config.poll_interval = Duration::from_millis(5);
@@ -352,7 +353,7 @@ async fn a_reader_whose_checkpoint_was_advanced_meanwhile_goes_on_from_there_not
             batches: batches_tx,
             go: go_rx,
         },
-        stopping,
+        stop.clone(),
     ));
     let first = next_batch(&mut batches).await;
     assert_eq!(first.len(), 5);
@@ -392,7 +393,7 @@ async fn a_reader_whose_checkpoint_was_advanced_meanwhile_goes_on_from_there_not
         assert!(std::time::Instant::now() < deadline, "the reader stalled");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    stop.send(true).expect("stop");
+    stop.cancel();
     running.await.expect("reader task").expect("reader");
 }
 
@@ -436,18 +437,18 @@ async fn events_are_read_in_transaction_id_order_across_a_power_of_ten() {
     );
 }
 
-/// Runs a reader with `handler` until the returned sender says stop.
+/// Runs a reader with `handler` until the returned token is cancelled.
 fn spawn_reader<H: LogHandler + 'static>(
     pool: &PgPool,
     config: ReaderConfig,
     handler: H,
 ) -> (
-    tokio::sync::watch::Sender<bool>,
+    CancellationToken,
     tokio::task::JoinHandle<anyhow::Result<()>>,
 ) {
-    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let stop = CancellationToken::new();
     let reader = LogReader::new(pool.clone(), config, Metrics::new().expect("metrics"));
-    (stop, tokio::spawn(reader.run(handler, stopping)))
+    (stop.clone(), tokio::spawn(reader.run(handler, stop)))
 }
 
 /// Collects the `(event_type, payload)` of what it is handed.
@@ -515,7 +516,7 @@ async fn a_reader_wanting_some_types_passes_the_others_over_and_checkpoints_when
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    stop.send(true).expect("stop");
+    stop.cancel();
     running.await.expect("reader task").expect("reader");
 
     // Assert: only the tocks, with their payloads, in order; exactly at the end of the log.
@@ -528,13 +529,32 @@ async fn a_reader_wanting_some_types_passes_the_others_over_and_checkpoints_when
     );
     assert_eq!(checkpoint_of(&pool, "typed").await, last);
 
-    // A new leader resumes from the checkpoint: nothing is handed to it again.
+    // A new leader resumes from the checkpoint: nothing is handed to it again, only a tock
+    // appended since (handed over in log order, so anything handed again would come first).
+    sqlx::query(
+        "insert into events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+         values ('GapTest', 'typed', 14, 'Tock', '1', jsonb_build_object('n', 14), '{}')",
+    )
+    .execute(&pool)
+    .await
+    .expect("insert");
     let again = Arc::new(Mutex::new(Vec::new()));
     let (stop, running) = spawn_reader(&pool, config("typed"), Typed(again.clone()));
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    stop.send(true).expect("stop");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while again.lock().expect("lock").is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new leader read nothing"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop.cancel();
     running.await.expect("reader task").expect("reader");
-    assert!(again.lock().expect("lock").is_empty());
+    assert_eq!(
+        *again.lock().expect("lock"),
+        [("Tock".to_owned(), serde_json::json!({ "n": 14 }))],
+        "the new leader was handed events behind the checkpoint"
+    );
 }
 
 /// Whether a read from the start of the log returns the `GapTest` event of `aggregate`.
@@ -583,9 +603,16 @@ async fn a_log_readers_open_transaction_holds_no_event_back_any_other_does() {
         .await
         .expect("write");
     insert_event(&mut conn, "after-the-writer", 1).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // (committed before this read: the read says it holds committed events back, and which)
+    let tail = order_service::log::read_tail(&mut conn, Cursor::default(), 10_000, None)
+        .await
+        .expect("read");
+    assert!(tail.held_back, "the read did not see the open transaction");
     assert!(
-        !readable(&mut conn, "after-the-writer").await,
+        !tail
+            .events
+            .iter()
+            .any(|e| e.aggregate_id == "after-the-writer"),
         "an event was read past an open transaction that could still append below it"
     );
     other.rollback().await.expect("rollback");
@@ -627,20 +654,21 @@ async fn appends_wake_other_processes_and_a_process_alone_notifies_no_one() {
         .await
         .expect("observer");
     observer.listen(wake::CHANNEL).await.expect("listen");
-    let (_stop, stopping) = tokio::sync::watch::channel(false);
+    let stop = CancellationToken::new();
     let (a, b) = (AppendSignal::default(), AppendSignal::default());
     tokio::spawn(wake::forward_to_other_processes(
         pool.clone(),
         a.clone(),
-        stopping.clone(),
+        stop.clone(),
     ));
     tokio::spawn(wake::listen_to_other_processes(
         pool.clone(),
         a.clone(),
-        stopping.clone(),
+        stop.clone(),
     ));
     let mut a_woken = a.subscribe(None);
     let mut b_woken = b.subscribe(None);
+    let mut a_did = a.activity();
     for _ in 0..200 {
         if listeners(pool.clone()).await == 1 {
             break;
@@ -649,18 +677,23 @@ async fn appends_wake_other_processes_and_a_process_alone_notifies_no_one() {
     }
     assert_eq!(listeners(pool.clone()).await, 1, "A listens");
 
-    // A alone: its readers wake, nothing is sent
+    // A alone: its readers wake; its forwarder deals with the burst and sends nothing
     a.appended(&["ItemAdded"]);
     assert!(a_woken.has_changed().expect("open"));
     a_woken.mark_unchanged();
-    let heard = tokio::time::timeout(Duration::from_millis(500), observer.recv()).await;
-    assert!(heard.is_err(), "a process alone sent a NOTIFY: {heard:?}");
+    let dealt = *tokio::time::timeout(Duration::from_secs(5), a_did.wait_for(|d| d.bursts == 1))
+        .await
+        .expect("A's forwarder dealt with the burst")
+        .expect("open");
+    assert_eq!(dealt.others_listening, Some(false), "{dealt:?}");
+    assert_eq!(dealt.notified, 0, "a process alone sent a NOTIFY");
 
-    // B listens: from A's next look on, A's appends reach it, once per burst
+    // B listens: from A's next look on, A's appends reach it, once per burst. (A trusts its
+    // look for a while: append until a look finds B, each burst dealt with in turn.)
     tokio::spawn(wake::listen_to_other_processes(
         pool.clone(),
         b.clone(),
-        stopping.clone(),
+        stop.clone(),
     ));
     for _ in 0..200 {
         if listeners(pool.clone()).await == 2 {
@@ -668,8 +701,29 @@ async fn appends_wake_other_processes_and_a_process_alone_notifies_no_one() {
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    tokio::time::sleep(Duration::from_millis(1_100)).await;
-    a.appended(&["ItemAdded"]);
+    assert_eq!(listeners(pool.clone()).await, 2, "B listens");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let found = loop {
+        let before = a_did.borrow_and_update().bursts;
+        a.appended(&["ItemAdded"]);
+        let dealt = *tokio::time::timeout(
+            Duration::from_secs(5),
+            a_did.wait_for(|d| d.bursts > before),
+        )
+        .await
+        .expect("A's forwarder dealt with the burst")
+        .expect("open");
+        if dealt.others_listening == Some(true) {
+            break dealt;
+        }
+        assert_eq!(dealt.notified, 0, "A notified before it saw B listen");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "A's forwarder never looked again"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    assert_eq!(found.notified, 1, "one NOTIFY for the burst that found B");
     a_woken.mark_unchanged();
     tokio::time::timeout(Duration::from_secs(5), observer.recv())
         .await
@@ -680,9 +734,14 @@ async fn appends_wake_other_processes_and_a_process_alone_notifies_no_one() {
         .expect("B's readers woken by A's append")
         .expect("open");
     // A's own notification came back to A's listener too, and was skipped
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::timeout(Duration::from_secs(5), a_did.wait_for(|d| d.heard_own == 1))
+        .await
+        .expect("A's listener heard A's own notification")
+        .expect("open");
     assert!(
         !a_woken.has_changed().expect("open"),
         "A's readers were woken again by A's own notification"
     );
+    assert_eq!(a_did.borrow().heard_others, 0, "only A appended");
+    stop.cancel();
 }

@@ -19,3 +19,4 @@ mod queries;
 mod rebuild;
 mod reply_failures;
 mod sagas;
+mod supervision;
