@@ -9,7 +9,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use super::auth::Role;
 use super::problem::ApiError;
 use super::security::BearerAuth;
-use super::ApiTags;
+use super::spec::ApiTags;
 use crate::read_models;
 use crate::state::AppState;
 

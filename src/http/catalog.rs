@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::command::IdempotencyKey;
 use super::problem::{ApiError, FieldProblem};
 use super::security::{authorize_store_admin, require_operator, BearerAuth};
-use super::ApiTags;
+use super::spec::ApiTags;
 use crate::state::AppState;
 use crate::store::catalog::{Inserted, NewProduct, ProductChanges, ProductRow, StoreRow};
 

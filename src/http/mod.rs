@@ -23,23 +23,11 @@ pub mod spec;
 
 use poem::middleware::{RequestId, ReuseId};
 use poem::{Endpoint, EndpointExt as _, IntoEndpoint, Route};
-use poem_openapi::{OpenApiService, Tags};
+use poem_openapi::OpenApiService;
 
 use crate::state::AppState;
 
-/// Groups of operations in the OpenAPI document.
-#[derive(Debug, Tags)]
-pub enum ApiTags {
-    /// Create orders, change their items, place, fulfil, ship and cancel them; read them back,
-    /// with their status history, audit log and saga.
-    Orders,
-    /// Stores and the products they sell.
-    Catalog,
-    /// Sales reports for analysts and store staff.
-    Reports,
-    /// Health and metrics.
-    Ops,
-}
+pub use spec::ApiTags;
 
 type Apis = spec::SharedPaths<(
     orders::OrdersApi,

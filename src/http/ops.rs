@@ -5,7 +5,7 @@ use poem::web::Data;
 use poem_openapi::payload::{Json, PlainText};
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
-use super::ApiTags;
+use super::spec::ApiTags;
 use crate::state::AppState;
 use crate::supervisor::WorkerStatus;
 

@@ -30,7 +30,7 @@ use super::auth::{Principal, Role};
 use super::command::{etag, metadata, parse_if_match, IdempotencyKey};
 use super::problem::{ApiError, FieldProblem};
 use super::security::{authorize_order, BearerAuth, OrderAction};
-use super::ApiTags;
+use super::spec::ApiTags;
 use crate::state::AppState;
 use crate::store::orders::CommandRequest;
 

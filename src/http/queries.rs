@@ -52,7 +52,7 @@ use super::orders::dto::{AddressView, LineView, ShipmentView, Status};
 use super::problem::ApiError;
 use super::reading::{bounded, db, ordered, search_text};
 use super::security::{can_see_order_of, sees_every_order, BearerAuth};
-use super::ApiTags;
+use super::spec::ApiTags;
 use crate::state::AppState;
 
 /// Page size of order lists unless `limit` says otherwise, and its bounds.

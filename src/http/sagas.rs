@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::auth::Role;
 use super::problem::ApiError;
 use super::security::{authorize_order, BearerAuth, OrderAction};
-use super::ApiTags;
+use super::spec::ApiTags;
 use crate::state::AppState;
 use crate::store::sagas::SagaExecuteError;
 

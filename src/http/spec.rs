@@ -1,11 +1,27 @@
-//! How the APIs become one OpenAPI document: [`SharedPaths`] merges the `paths` entries of
+//! How the APIs become one OpenAPI document: the operation groups ([`ApiTags`]), and
+//! [`SharedPaths`], which merges the `paths` entries of
 //! APIs that serve the same paths, so the document names each path once.
 
+use poem_openapi::Tags;
 use std::collections::HashMap;
 
 use poem::http::Method;
 use poem_openapi::registry::{MetaApi, Registry};
 use poem_openapi::OpenApi;
+
+/// Groups of operations in the OpenAPI document.
+#[derive(Debug, Tags)]
+pub enum ApiTags {
+    /// Create orders, change their items, place, fulfil, ship and cancel them; read them back,
+    /// with their status history, audit log and saga.
+    Orders,
+    /// Stores and the products they sell.
+    Catalog,
+    /// Sales reports for analysts and store staff.
+    Reports,
+    /// Health and metrics.
+    Ops,
+}
 
 /// Serves several APIs as one, with one OpenAPI `paths` entry per path.
 ///
