@@ -28,6 +28,7 @@ pub mod devstack;
 pub mod http;
 pub mod live;
 pub mod log;
+pub mod metric;
 pub mod nats;
 pub mod read_models;
 pub mod simulator;

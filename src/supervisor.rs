@@ -28,12 +28,13 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{IntCounterVec, IntGaugeVec, Registry};
 use tokio::task::JoinError;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::backoff::{Backoff, Jitter};
+use crate::metric;
 
 /// A worker that ran this long before it failed is taken to have been healthy: its next wait
 /// is the first one again, not the doubled one of a worker that keeps failing at once.
@@ -51,22 +52,18 @@ pub struct SupervisorMetrics {
 impl SupervisorMetrics {
     /// Creates the families and registers them in `registry`.
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
-        let restarts = IntCounterVec::new(
-            Opts::new(
-                "worker_restarts_total",
-                "Background worker restarts after a failure or panic",
-            ),
+        let restarts = metric::counters(
+            registry,
+            "worker_restarts_total",
+            "Background worker restarts after a failure or panic",
             &["worker"],
         )?;
-        let up = IntGaugeVec::new(
-            Opts::new(
-                "worker_up",
-                "1 while the background worker runs, 0 while it is down",
-            ),
+        let up = metric::gauges(
+            registry,
+            "worker_up",
+            "1 while the background worker runs, 0 while it is down",
             &["worker"],
         )?;
-        registry.register(Box::new(restarts.clone()))?;
-        registry.register(Box::new(up.clone()))?;
         Ok(Self { restarts, up })
     }
 }

@@ -10,6 +10,7 @@ pub mod consistency;
 pub mod cursor;
 pub mod limits;
 pub mod live;
+pub mod metrics;
 pub mod negotiate;
 pub mod observe;
 pub mod ops;

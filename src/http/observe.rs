@@ -53,11 +53,13 @@ impl<E: Endpoint> Endpoint for Observe<E> {
         span.record("http.route", route.as_str());
         span.record("http.status", status.as_u16());
         self.metrics
-            .http_requests
+            .http
+            .requests
             .with_label_values(&[route.as_str(), method.as_str(), status.as_str()])
             .inc();
         self.metrics
-            .http_duration
+            .http
+            .duration
             .with_label_values(&[route.as_str(), method.as_str()])
             .observe(started.elapsed().as_secs_f64());
         if status.is_server_error() {

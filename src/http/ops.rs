@@ -90,10 +90,11 @@ impl OpsApi {
     #[oai(path = "/metrics", method = "get", operation_id = "metrics")]
     async fn metrics(&self, state: Data<&AppState>) -> MetricsResponse {
         let pool_size = state.pool.size();
-        state.metrics.db_pool_size.set(i64::from(pool_size));
+        state.metrics.store.pool_size.set(i64::from(pool_size));
         state
             .metrics
-            .db_pool_idle
+            .store
+            .pool_idle
             .set(i64::try_from(state.pool.num_idle()).unwrap_or(0));
         MetricsResponse::Ok(PlainText(state.metrics.render()))
     }

@@ -184,13 +184,14 @@ impl Hub {
 
     /// Counts a message sent on a `feed` (`order` or `store`).
     pub(super) fn sent(&self, feed: &'static str) {
-        self.metrics.live_messages.with_label_values(&[feed]).inc();
+        self.metrics.live.messages.with_label_values(&[feed]).inc();
     }
 
     /// Counts a catch-up from the database of a `feed`, and why.
     pub(super) fn caught_up(&self, feed: &'static str, reason: &'static str) {
         self.metrics
-            .live_catch_ups
+            .live
+            .catch_ups
             .with_label_values(&[feed, reason])
             .inc();
     }

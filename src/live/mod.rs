@@ -25,6 +25,7 @@
 mod feeds;
 mod follower;
 mod message;
+pub mod metrics;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -129,10 +130,10 @@ impl LiveFeeds {
         let span = tracing::info_span!("live.feed", feed = kind, %id);
         tokio::spawn(tracing::Instrument::instrument(
             async move {
-                let open = metrics.live_feeds_open.with_label_values(&[kind]);
+                let open = metrics.live.feeds_open.with_label_values(&[kind]);
                 open.inc();
                 if let Err(e) = feed.await {
-                    metrics.live_feed_failures.with_label_values(&[kind]).inc();
+                    metrics.live.feed_failures.with_label_values(&[kind]).inc();
                     tracing::warn!(
                         feed = kind,
                         error = format!("{e:#}"),

@@ -27,6 +27,7 @@
 
 mod cursor;
 mod event;
+pub mod metrics;
 mod reader;
 mod status;
 pub mod wake;

@@ -163,7 +163,7 @@ impl LogReader {
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
         let name = self.config.name.clone();
-        let leader = self.metrics.reader_leader.with_label_values(&[&name]);
+        let leader = self.metrics.readers.leader.with_label_values(&[&name]);
         // Where a reader without checkpoint (`Checkpoints::Never`) stood when its last term
         // ended: the next term goes on from there, so a lost connection skips nothing.
         let mut resume = self.start;
@@ -175,7 +175,11 @@ impl LogReader {
                 Ok(()) => {}
                 Err(e) => {
                     leader.set(0);
-                    self.metrics.reader_errors.with_label_values(&[&name]).inc();
+                    self.metrics
+                        .readers
+                        .errors
+                        .with_label_values(&[&name])
+                        .inc();
                     tracing::warn!(reader = %name, error = format!("{e:#}"), "log reader lost its footing; retrying");
                 }
             }
@@ -225,7 +229,11 @@ impl LogReader {
             .execute(&mut conn)
             .await?;
         tracing::info!(reader = name, "log reader is active");
-        self.metrics.reader_leader.with_label_values(&[name]).set(1);
+        self.metrics
+            .readers
+            .leader
+            .with_label_values(&[name])
+            .set(1);
         // without a local signal: a receiver that never changes
         let (never, idle) = watch::channel(0_u64);
         let mut local = self.appended.as_ref().map_or(idle, |signal| {
@@ -379,26 +387,31 @@ impl LogReader {
         let n = batch.len();
         let delay = self
             .metrics
-            .reader_event_delay_seconds
+            .readers
+            .event_delay_seconds
             .with_label_values(&[name]);
         let now = chrono::Utc::now();
         for event in &batch {
             delay.observe((now - event.recorded_at).as_seconds_f64().max(0.0));
         }
         self.metrics
-            .reader_apply_seconds
+            .readers
+            .apply_seconds
             .with_label_values(&[name])
             .observe(started.elapsed().as_secs_f64());
         self.metrics
-            .reader_batch_size
+            .readers
+            .batch_size
             .with_label_values(&[name])
             .observe(f64::from(u32::try_from(n).unwrap_or(u32::MAX)));
         self.metrics
-            .reader_events
+            .readers
+            .events
             .with_label_values(&[name])
             .inc_by(tail.scanned as u64);
         self.metrics
-            .reader_position
+            .readers
+            .position
             .with_label_values(&[name])
             .set(last.position);
         Ok((tail.scanned, tail.held_back))
@@ -418,8 +431,8 @@ async fn measure_lag(
     at: watch::Receiver<Cursor>,
     metrics: Arc<Metrics>,
 ) {
-    let events = metrics.reader_lag_events.with_label_values(&[&name]);
-    let seconds = metrics.reader_lag_seconds.with_label_values(&[&name]);
+    let events = metrics.readers.lag_events.with_label_values(&[&name]);
+    let seconds = metrics.readers.lag_seconds.with_label_values(&[&name]);
     let mut tick = tokio::time::interval(LAG_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -3,6 +3,7 @@
 //! JetStream ack; core NATS publishes are at-most-once and are never used for contract traffic.
 
 pub mod headers;
+pub mod metrics;
 
 use std::time::Duration;
 

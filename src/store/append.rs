@@ -211,7 +211,7 @@ async fn flush(pool: &PgPool, metrics: &Metrics, batch: Vec<Pending>) {
     if commands == 1 {
         let p = batch.into_iter().next().expect("one");
         let _ = p.done.send(append_one(pool, &p.rows).await);
-        metrics.observe_append(1, started.elapsed(), false);
+        metrics.store.observe_append(1, started.elapsed(), false);
         return;
     }
     let mut all = Rows::default();
@@ -251,7 +251,9 @@ async fn flush(pool: &PgPool, metrics: &Metrics, batch: Vec<Pending>) {
             false
         }
     };
-    metrics.observe_append(commands, started.elapsed(), apart);
+    metrics
+        .store
+        .observe_append(commands, started.elapsed(), apart);
 }
 
 /// Whether PostgreSQL refused the batch statement itself, so it wrote nothing and one of its

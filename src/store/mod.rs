@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod event_log;
 pub mod executor;
 pub mod locks;
+pub mod metrics;
 pub mod orders;
 pub mod sagas;
 

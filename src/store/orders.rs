@@ -71,16 +71,11 @@ pub struct Executed {
 pub type ExecuteError<E> = Failure<Refusal<E>>;
 
 /// Executes order commands against the event store.
+#[derive(Debug)]
 pub struct OrderRepository {
     executor: Executor<OrderId, Order>,
     catalog: CatalogRepository,
     metrics: Arc<Metrics>,
-}
-
-impl std::fmt::Debug for OrderRepository {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OrderRepository").finish_non_exhaustive()
-    }
 }
 
 /// Why an order command was refused; nothing was stored.
@@ -177,10 +172,10 @@ impl OrderRepository {
         cache_entries: usize,
     ) -> Self {
         let executor_metrics = ExecutorMetrics {
-            cache: metrics.order_cache.clone(),
-            appended: metrics.events_appended.clone(),
-            retries: Some(metrics.command_retries.clone()),
-            stages: Some(metrics.command_stage_seconds.clone()),
+            cache: metrics.store.order_cache.clone(),
+            appended: metrics.store.events_appended.clone(),
+            retries: Some(metrics.store.command_retries.clone()),
+            stages: Some(metrics.store.command_stage_seconds.clone()),
         };
         Self {
             executor: Executor::new(
@@ -224,10 +219,12 @@ impl OrderRepository {
             Err(Failure::Unavailable(_) | Failure::Store(_)) => "error",
         };
         self.metrics
+            .store
             .commands
             .with_label_values(&[name, outcome])
             .inc();
         self.metrics
+            .store
             .command_duration
             .with_label_values(&[name])
             .observe(started.elapsed().as_secs_f64());

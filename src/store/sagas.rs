@@ -20,18 +20,11 @@ use crate::telemetry::Metrics;
 pub type SagaExecuteError = Failure<SagaError>;
 
 /// Executes saga commands against the event store.
+#[derive(Debug)]
 pub struct SagaRepository {
     executor: Executor<OrderId, OrderSaga>,
     policy: SagaPolicy,
     metrics: Arc<Metrics>,
-}
-
-impl std::fmt::Debug for SagaRepository {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SagaRepository")
-            .field("policy", &self.policy)
-            .finish_non_exhaustive()
-    }
 }
 
 /// The saga's part of executing one command: its pure decision.
@@ -68,8 +61,8 @@ impl SagaRepository {
         cache_entries: usize,
     ) -> Self {
         let executor_metrics = ExecutorMetrics {
-            cache: metrics.saga_cache.clone(),
-            appended: metrics.saga_events.clone(),
+            cache: metrics.store.saga_cache.clone(),
+            appended: metrics.store.saga_events.clone(),
             retries: None,
             stages: None,
         };
@@ -117,6 +110,7 @@ impl SagaRepository {
             Err(Failure::Refused(e)) => {
                 if let SagaError::ReplyIgnored { reason } = &e {
                     self.metrics
+                        .store
                         .saga_replies_ignored
                         .with_label_values(&[reason.code()])
                         .inc();

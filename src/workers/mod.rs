@@ -8,6 +8,7 @@
 //! The live feeds' follower is no worker of these: it is served per request, in [`crate::live`].
 
 pub mod deadlines;
+pub mod metrics;
 pub mod projector;
 pub mod relay;
 pub mod replies;

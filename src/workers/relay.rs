@@ -115,7 +115,8 @@ impl LogHandler for Relay {
                 Ok(ack) => pending.push((out.stream, out.subject, ack)),
                 Err(err) => {
                     self.metrics
-                        .nats_published
+                        .nats
+                        .published
                         .with_label_values(&[out.stream, "error"])
                         .inc();
                     return Err(err);
@@ -127,13 +128,15 @@ impl LogHandler for Relay {
                 Ok(ack) => {
                     let outcome = if ack.duplicate { "duplicate" } else { "stored" };
                     self.metrics
-                        .nats_published
+                        .nats
+                        .published
                         .with_label_values(&[stream, outcome])
                         .inc();
                 }
                 Err(err) => {
                     self.metrics
-                        .nats_published
+                        .nats
+                        .published
                         .with_label_values(&[stream, "error"])
                         .inc();
                     return Err(anyhow::anyhow!("JetStream did not ack {subject}: {err}"));

@@ -131,7 +131,8 @@ impl ReplyConsumer {
             Outcome::Retry { cause, reason } => {
                 let delay = redelivery_delay(&self.retry, delivered);
                 self.metrics
-                    .saga_reply_transient_failures
+                    .replies
+                    .transient_failures
                     .with_label_values(&[cause])
                     .inc();
                 tracing::warn!(subject = %message.subject, delivered, reason, ?delay, "reply could not be applied now; it will be delivered again");
@@ -143,7 +144,8 @@ impl ReplyConsumer {
                     // Not stored anywhere else yet: keep it in the replies stream.
                     let delay = redelivery_delay(&self.retry, delivered);
                     self.metrics
-                        .saga_reply_transient_failures
+                        .replies
+                        .transient_failures
                         .with_label_values(&["dead_letter"])
                         .inc();
                     tracing::error!(subject = %message.subject, delivered, reason, error = format!("{e:#}"), ?delay, "reply could not be dead-lettered; it will be delivered again");
@@ -152,7 +154,8 @@ impl ReplyConsumer {
             },
         };
         self.metrics
-            .nats_consumed
+            .nats
+            .consumed
             .with_label_values(&["saga-replies", label])
             .inc();
         message

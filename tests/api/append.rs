@@ -80,7 +80,7 @@ async fn a_conflicting_command_fails_alone_and_the_rest_of_its_batch_is_written(
         assert!(events[1].1 > events[0].1);
         assert_eq!(events[0].2, events[1].2);
     }
-    assert_eq!(metrics.append_batches_apart.get(), 1);
+    assert_eq!(metrics.store.append_batches_apart.get(), 1);
 }
 
 #[tokio::test]
@@ -112,9 +112,9 @@ async fn concurrent_commands_share_one_statement_and_one_transaction() {
         transactions.insert(events[0].2.clone());
     }
     assert_eq!(transactions.len(), 1, "{transactions:?}");
-    assert_eq!(metrics.append_batch_commands.get_sample_count(), 1);
-    assert!((metrics.append_batch_commands.get_sample_sum() - 21.0).abs() < f64::EPSILON);
-    assert_eq!(metrics.append_batches_apart.get(), 0);
+    assert_eq!(metrics.store.append_batch_commands.get_sample_count(), 1);
+    assert!((metrics.store.append_batch_commands.get_sample_sum() - 21.0).abs() < f64::EPSILON);
+    assert_eq!(metrics.store.append_batches_apart.get(), 0);
 }
 
 #[tokio::test]
@@ -145,7 +145,7 @@ async fn a_command_the_database_refuses_fails_alone() {
             assert_eq!(written(&app.pool, order).await.len(), 1);
         }
     }
-    assert_eq!(metrics.append_batches_apart.get(), 1);
+    assert_eq!(metrics.store.append_batches_apart.get(), 1);
 }
 
 #[tokio::test]
@@ -170,7 +170,7 @@ async fn when_the_outcome_is_unknown_every_command_of_the_batch_says_so_and_none
             .all(|o| matches!(o, Err(PersistenceError::ConnectionError(_)))),
         "{outcomes:?}"
     );
-    assert_eq!(metrics.append_batches_apart.get(), 0);
+    assert_eq!(metrics.store.append_batches_apart.get(), 0);
 }
 
 #[tokio::test]

@@ -97,6 +97,7 @@ async fn two_replicas_writing_one_order_lose_no_update() {
         .map(|a| {
             a.app_state
                 .metrics
+                .store
                 .command_retries
                 .with_label_values(&["AddItem"])
                 .get()
@@ -112,6 +113,7 @@ async fn two_replicas_writing_one_order_lose_no_update() {
 fn stale_cache_hits(app: &crate::helpers::TestApp) -> u64 {
     app.app_state
         .metrics
+        .store
         .order_cache
         .with_label_values(&["stale"])
         .get()
@@ -178,6 +180,7 @@ async fn without_the_order_cache_commands_load_every_time() {
     let lookups = |outcome: &str| {
         app.app_state
             .metrics
+            .store
             .order_cache
             .with_label_values(&[outcome])
             .get()
@@ -189,6 +192,7 @@ async fn without_the_order_cache_commands_load_every_time() {
     assert_eq!(
         app.app_state
             .metrics
+            .store
             .command_retries
             .with_label_values(&["AddItem"])
             .get(),
@@ -459,6 +463,7 @@ async fn a_replica_with_an_older_copy_of_the_saga_decides_on_the_stored_one() {
     let lookups = |outcome: &str| {
         app.app_state
             .metrics
+            .store
             .saga_cache
             .with_label_values(&[outcome])
             .get()

@@ -113,7 +113,8 @@ async fn a_reply_that_meets_a_database_outage_is_applied_once_the_database_is_ba
     let failures = app
         .app_state
         .metrics
-        .saga_reply_transient_failures
+        .replies
+        .transient_failures
         .with_label_values(&["store"]);
     let beyond_old_limit = u64::try_from(OLD_MAX_DELIVER).expect("positive") + 3;
     wait_for_count(
@@ -185,7 +186,8 @@ async fn an_unprocessable_reply_waits_while_the_dead_letter_stream_is_unavailabl
     let failures = app
         .app_state
         .metrics
-        .saga_reply_transient_failures
+        .replies
+        .transient_failures
         .with_label_values(&["dead_letter"]);
     let beyond_old_limit = u64::try_from(OLD_MAX_DELIVER).expect("positive") + 3;
     wait_for_count("failed dead-letter publishes", beyond_old_limit, || {
