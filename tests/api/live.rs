@@ -107,16 +107,34 @@ impl Sse {
         out
     }
 
-    /// Nothing more arrives for a moment.
-    async fn assert_quiet(&mut self) {
-        let more = tokio::time::timeout(Duration::from_millis(500), self.response.chunk()).await;
-        if let Ok(Ok(Some(chunk))) = more {
-            let text = String::from_utf8_lossy(&chunk);
-            assert!(
-                text.trim_start().starts_with(':'),
-                "unexpected message: {text}"
-            );
-        }
+    /// The next message is the event `event_type` taking order `order` to `version`, and it
+    /// is returned. A test that wants to show nothing more was due on the feed makes that change
+    /// after the point in question and calls this: a feed sends in log order, so anything
+    /// unexpected (a repeat, another order's event) would have come first. The change's arrival
+    /// is the signal; no clock decides when "nothing" has been seen long enough.
+    async fn assert_next_is_only(
+        &mut self,
+        order: Uuid,
+        version: u64,
+        event_type: &str,
+    ) -> Message {
+        let next = self.next().await;
+        assert_eq!(
+            (
+                next.kind.as_str(),
+                next.data["order_id"].as_str(),
+                next.data["version"].as_u64(),
+                next.data["event_type"].as_str(),
+            ),
+            (
+                "event",
+                Some(order.to_string().as_str()),
+                Some(version),
+                Some(event_type)
+            ),
+            "something came before the marker change: {next:?}"
+        );
+        next
     }
 }
 
@@ -169,7 +187,13 @@ async fn an_order_feed_starts_with_a_snapshot_then_sends_each_change_as_it_commi
     );
     assert_eq!(changes[0].data["order_id"], order.to_string());
     assert_eq!(changes[0].data["payload"]["sku"], "CAKE");
-    feed.assert_quiet().await;
+
+    // Assert: nothing more was sent; the next change is what comes next.
+    app.set_status(&app.admin(), order, "preparing")
+        .await
+        .assert_status(200);
+    feed.assert_next_is_only(order, 6, "PreparationStarted")
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -212,10 +236,14 @@ async fn an_order_feed_sees_every_version_once_and_in_order_while_commands_race(
     let from: u64 = snapshot.id.parse().expect("version");
     let rest = feed.take(usize::try_from(31 - from).expect("small")).await;
 
-    // Assert: after the snapshot, each later version exactly once, in order.
+    // Assert: after the snapshot, each later version exactly once, in order, then only the
+    // next change.
     assert_eq!(snapshot.kind, "snapshot");
     assert_eq!(versions(&rest), (from + 1..=31).collect::<Vec<_>>());
-    feed.assert_quiet().await;
+    app.add_item(&admin, order, "TEA", 1)
+        .await
+        .assert_status(200);
+    feed.assert_next_is_only(order, 32, "ItemAdded").await;
 }
 
 #[tokio::test]
@@ -236,12 +264,16 @@ async fn a_resumed_order_feed_gets_exactly_what_it_missed() {
     app.confirm_internally(order).await;
     let live = feed.next().await;
 
-    // Assert: no snapshot, the missed events, then the live one.
+    // Assert: no snapshot, the missed events, then the live one, then only the next change.
     assert_eq!(types(&missed), ["ItemAdded", "OrderPlaced"]);
     assert_eq!(versions(&missed), [3, 4]);
     assert_eq!(types(std::slice::from_ref(&live)), ["OrderConfirmed"]);
     assert_eq!(live.id, "5");
-    feed.assert_quiet().await;
+    app.set_status(&app.admin(), order, "preparing")
+        .await
+        .assert_status(200);
+    feed.assert_next_is_only(order, 6, "PreparationStarted")
+        .await;
 }
 
 #[tokio::test]
@@ -261,13 +293,15 @@ async fn a_store_feed_carries_its_own_orders_and_resumes_after_its_last_id() {
     app.place(&admin, in_a).await.assert_status(200);
     let seen = feed.take(3).await;
 
-    // Assert 1: only store A's, in log order.
+    // Assert 1: only store A's, in log order, and none of B's after them: a new order in A is
+    // what comes next (its id is where the client leaves off).
     assert!(
         seen.iter().all(|m| m.data["order_id"] == in_a.to_string()),
         "{seen:?}"
     );
     assert_eq!(types(&seen), ["OrderCreated", "ItemAdded", "OrderPlaced"]);
-    feed.assert_quiet().await;
+    let marker = app.create_order(&admin, a).await;
+    let last = feed.assert_next_is_only(marker, 1, "OrderCreated").await.id;
     drop(feed);
 
     // Act 2: changes while the client is away, then it comes back with its last id.
@@ -276,13 +310,12 @@ async fn a_store_feed_carries_its_own_orders_and_resumes_after_its_last_id() {
     app.set_status(&admin, in_a, "preparing")
         .await
         .assert_status(200);
-    let last = seen.last().expect("seen").id.clone();
     let mut feed = Sse::open(&app, &format!("/v1/stores/{a}/live"), &staff, Some(&last)).await;
     let missed = feed.take(2).await;
     let another = app.draft_with_tea(&admin, a).await;
     let live = feed.take(2).await;
 
-    // Assert 2: exactly the missed events of store A, then live ones.
+    // Assert 2: exactly the missed events of store A, then live ones, then only the next change.
     assert_eq!(types(&missed), ["OrderConfirmed", "PreparationStarted"]);
     assert!(missed
         .iter()
@@ -291,7 +324,8 @@ async fn a_store_feed_carries_its_own_orders_and_resumes_after_its_last_id() {
     assert!(live
         .iter()
         .all(|m| m.data["order_id"] == another.to_string()));
-    feed.assert_quiet().await;
+    app.place(&admin, another).await.assert_status(200);
+    feed.assert_next_is_only(another, 3, "OrderPlaced").await;
 }
 
 #[tokio::test]
@@ -459,11 +493,15 @@ async fn a_resume_id_the_order_never_reached_gets_the_snapshot() {
     .await;
     let first = feed.next().await;
 
-    // Assert: the order as it stands, whose id is what to resume with from now on.
+    // Assert: the order as it stands, whose id is what to resume with from now on; no event up
+    // to it follows (the next change is what comes next).
     assert_eq!(first.kind, "snapshot");
     assert_eq!(first.id, "2");
     assert_eq!(first.data["version"], 2);
-    feed.assert_quiet().await;
+    app.add_item(&alice, order, "CAKE", 1)
+        .await
+        .assert_status(200);
+    feed.assert_next_is_only(order, 3, "ItemAdded").await;
 }
 
 #[tokio::test]
