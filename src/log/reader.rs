@@ -212,28 +212,9 @@ impl LogReader {
             .context("connecting the log reader")?
             .detach();
         let per_process = self.config.checkpoints == Checkpoints::Never;
-        if !per_process {
-            let locked: bool =
-                sqlx::query_scalar("select pg_try_advisory_lock(hashtextextended($1, 0))")
-                    .bind(lock_key(name))
-                    .fetch_one(&mut conn)
-                    .await?;
-            if !locked {
-                return Ok(());
-            }
+        if !self.take_the_lead(&mut conn, per_process).await? {
+            return Ok(());
         }
-        // Marks this connection as one that never appends to the log, so its batch
-        // transactions do not hold other readers' horizon back (see `cursor::read_tail`).
-        sqlx::query("select set_config('application_name', $1, false)")
-            .bind(cursor::READER_APPLICATION_NAME)
-            .execute(&mut conn)
-            .await?;
-        tracing::info!(reader = name, "log reader is active");
-        self.metrics
-            .readers
-            .leader
-            .with_label_values(&[name])
-            .set(1);
         // without a local signal: a receiver that never changes
         let (never, idle) = watch::channel(0_u64);
         let mut local = self.appended.as_ref().map_or(idle, |signal| {
@@ -281,20 +262,7 @@ impl LogReader {
             if full {
                 continue;
             }
-            // Committed events behind an older, still open transaction become readable when it
-            // ends, which nothing announces: look again soon rather than at the next poll.
-            let mut pause = if held_back {
-                let pause = held_back_pause;
-                held_back_pause = (held_back_pause * 2).min(HELD_BACK_MAX);
-                pause
-            } else {
-                held_back_pause = HELD_BACK_FIRST;
-                self.config.poll_interval
-            };
-            if let (Checkpoints::Every(interval), true) = (self.config.checkpoints, at != saved.0) {
-                // progress not yet written: wake up in time to write it
-                pause = pause.min(interval.saturating_sub(saved.1.elapsed()));
-            }
+            let pause = self.pause(held_back, &mut held_back_pause, at, saved);
             tokio::select! {
                 changed = local.changed() => {
                     if changed.is_err() {
@@ -313,6 +281,64 @@ impl LogReader {
                 }
             }
         }
+    }
+
+    /// Takes the reader's advisory lock on `conn` (a per-process reader needs none); false
+    /// when another process holds it. Then marks the connection as one that never appends to
+    /// the log, so its batch transactions do not hold other readers' horizon back (see
+    /// `cursor::read_tail`).
+    async fn take_the_lead(
+        &self,
+        conn: &mut PgConnection,
+        per_process: bool,
+    ) -> anyhow::Result<bool> {
+        let name = self.config.name.as_str();
+        if !per_process {
+            let locked: bool =
+                sqlx::query_scalar("select pg_try_advisory_lock(hashtextextended($1, 0))")
+                    .bind(lock_key(name))
+                    .fetch_one(&mut *conn)
+                    .await?;
+            if !locked {
+                return Ok(false);
+            }
+        }
+        sqlx::query("select set_config('application_name', $1, false)")
+            .bind(cursor::READER_APPLICATION_NAME)
+            .execute(&mut *conn)
+            .await?;
+        tracing::info!(reader = name, "log reader is active");
+        self.metrics
+            .readers
+            .leader
+            .with_label_values(&[name])
+            .set(1);
+        Ok(true)
+    }
+
+    /// How long to wait for a wake-up after a batch that was not full. Committed events behind
+    /// an older, still open transaction become readable when it ends, which nothing announces:
+    /// look again soon (`held_back`, doubling from [`HELD_BACK_FIRST`]) rather than at the next
+    /// poll. Progress not yet written (`saved` behind `at`) wakes up in time to write it.
+    fn pause(
+        &self,
+        held_back: bool,
+        held_back_pause: &mut Duration,
+        at: Cursor,
+        saved: (Cursor, Instant),
+    ) -> Duration {
+        let mut pause = if held_back {
+            let pause = *held_back_pause;
+            *held_back_pause = (*held_back_pause * 2).min(HELD_BACK_MAX);
+            pause
+        } else {
+            *held_back_pause = HELD_BACK_FIRST;
+            self.config.poll_interval
+        };
+        if let (Checkpoints::Every(interval), true) = (self.config.checkpoints, at != saved.0) {
+            pause = pause.min(interval.saturating_sub(saved.1.elapsed()));
+        }
+        pause
     }
 
     /// With [`Checkpoints::Every`]: writes the checkpoint when `at` moved and the last write is
