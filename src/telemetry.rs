@@ -1,6 +1,6 @@
 //! Telemetry, composed in one place: the tracing subscriber (env filter, pretty or JSON logs,
-//! optional OpenTelemetry export) and the Prometheus metrics every part of the service records
-//! into.
+//! optional OpenTelemetry export) and the process's Prometheus registry, which gathers the
+//! metrics each subsystem registers beside the code that moves them (`metric`).
 //!
 //! Tests stay silent unless `TEST_LOG` is set.
 

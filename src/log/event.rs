@@ -13,8 +13,11 @@ pub enum Aggregate {
     Order(OrderId),
     /// An event of the order's saga (same id as the order).
     Saga(OrderId),
-    /// Any other aggregate type (none in this service; tests and tools may append them), or an
-    /// id that is not a UUID: no reader of this service follows it.
+    /// An order's or saga's event whose id is not a UUID: the service never writes one, so
+    /// readers refuse it (their batch fails) rather than pass over it.
+    Malformed,
+    /// Any other aggregate type (none in this service; tests and tools may append them): no
+    /// reader of this service follows it.
     Other,
 }
 
@@ -23,9 +26,9 @@ impl Aggregate {
     pub fn of(aggregate_type: &str, aggregate_id: &str) -> Self {
         let id = || aggregate_id.parse().ok().map(OrderId::from_uuid);
         if aggregate_type == Order::TYPE {
-            id().map_or(Self::Other, Self::Order)
+            id().map_or(Self::Malformed, Self::Order)
         } else if aggregate_type == OrderSaga::TYPE {
-            id().map_or(Self::Other, Self::Saga)
+            id().map_or(Self::Malformed, Self::Saga)
         } else {
             Self::Other
         }
@@ -35,7 +38,7 @@ impl Aggregate {
     pub fn order_id(self) -> Option<OrderId> {
         match self {
             Self::Order(id) | Self::Saga(id) => Some(id),
-            Self::Other => None,
+            Self::Malformed | Self::Other => None,
         }
     }
 }
@@ -55,12 +58,22 @@ pub enum Decoded {
     Other,
 }
 
+/// Why a log event does not decode.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("its aggregate id is not a UUID")]
+    MalformedId,
+    #[error(transparent)]
+    Payload(#[from] serde_json::Error),
+}
+
 /// Decodes `payload` as an event of `aggregate`.
 pub(super) fn decode(
     aggregate: Aggregate,
     payload: &serde_json::Value,
-) -> Result<Decoded, serde_json::Error> {
+) -> Result<Decoded, DecodeError> {
     Ok(match aggregate {
+        Aggregate::Malformed => return Err(DecodeError::MalformedId),
         Aggregate::Order(order_id) => Decoded::Order {
             order_id,
             event: serde::Deserialize::deserialize(payload)?,
@@ -90,6 +103,11 @@ mod tests {
             Aggregate::Saga(order)
         );
         assert_eq!(Aggregate::of("GapTest", &id.to_string()), Aggregate::Other);
-        assert_eq!(Aggregate::of("Order", "not-a-uuid"), Aggregate::Other);
+        assert_eq!(Aggregate::of("Order", "not-a-uuid"), Aggregate::Malformed);
+        assert_eq!(Aggregate::of("OrderSaga", ""), Aggregate::Malformed);
+        assert!(matches!(
+            decode(Aggregate::Malformed, &serde_json::Value::Null),
+            Err(DecodeError::MalformedId)
+        ));
     }
 }

@@ -26,7 +26,6 @@ use std::convert::Infallible;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use sqlx::postgres::PgListener;
 use sqlx::PgPool;
 use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
@@ -235,17 +234,9 @@ pub async fn listen_to_other_processes(
 /// Wakes this process's readers on every notification of another process's appends; returns
 /// only when the connection fails.
 async fn hear(pool: &PgPool, signal: &AppendSignal) -> Result<Infallible, sqlx::Error> {
-    // named for the other processes' forwarders, on a pool of its own so that the name stays
-    // when the listener reconnects
-    let options = pool
-        .connect_options()
-        .as_ref()
-        .clone()
-        .application_name(&format!("{LISTENER_APPLICATION_NAME}{}", signal.process));
-    let named = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
-        .connect_lazy_with(options);
-    let mut listener = PgListener::connect_with(&named).await?;
+    // named for the other processes' forwarders
+    let name = format!("{LISTENER_APPLICATION_NAME}{}", signal.process);
+    let mut listener = crate::store::named_listener(pool, &name).await?;
     listener.listen(CHANNEL).await?;
     loop {
         let notification = listener.recv().await?;

@@ -203,17 +203,8 @@ impl CatalogRepository {
     /// in use: prices are read from the table meanwhile.
     pub async fn watch_changes(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let _off = CacheOff(&self.cache);
-        let options = self
-            .pool
-            .connect_options()
-            .as_ref()
-            .clone()
-            .application_name(LISTENER_APPLICATION_NAME);
         // one connection, held for as long as this listens
-        let named = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(1)
-            .connect_lazy_with(options);
-        let mut listener = sqlx::postgres::PgListener::connect_with(&named).await?;
+        let mut listener = super::named_listener(&self.pool, LISTENER_APPLICATION_NAME).await?;
         listener.listen(CHANNEL).await?;
         // anything cached before this moment may have missed a notification
         self.cache.invalidate();

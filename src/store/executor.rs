@@ -41,6 +41,22 @@ pub struct Loaded<A: Aggregate> {
     pub events: Vec<EventEnvelope<A>>,
 }
 
+impl<A: Aggregate> Loaded<A> {
+    /// The aggregate as its first `version` events left it.
+    pub fn state_at(&self, version: usize) -> A {
+        fold(self.events.iter().take(version))
+    }
+}
+
+/// Folds `events` into a fresh aggregate.
+fn fold<'a, A: Aggregate + 'a>(events: impl Iterator<Item = &'a EventEnvelope<A>>) -> A {
+    let mut state = A::default();
+    for e in events {
+        state.apply(e.payload.clone());
+    }
+    state
+}
+
 /// What a command comes to on one state of its aggregate.
 pub enum Decided<A: Aggregate, T> {
     /// Append these events.
@@ -53,7 +69,7 @@ pub enum Decided<A: Aggregate, T> {
 #[derive(Debug, thiserror::Error)]
 pub enum Failure<R> {
     /// The aggregate (or the hook's rules) refused the command; nothing was stored.
-    #[error("refused")]
+    #[error("{0}")]
     Refused(R),
     /// Other writers kept appending first, [`MAX_ATTEMPTS`] times.
     #[error("too many concurrent writers")]
@@ -229,6 +245,9 @@ where
                 }
                 Err(AggregateError::AggregateConflict) => {
                     self.cache.forget(id);
+                    if let (Some(retries), true) = (&self.metrics.retries, attempt < MAX_ATTEMPTS) {
+                        retries.with_label_values(&[command]).inc();
+                    }
                     if from_cache {
                         // another writer appended since this process last did: no backoff,
                         // the state is simply loaded
@@ -236,9 +255,6 @@ where
                         continue;
                     }
                     if attempt < MAX_ATTEMPTS {
-                        if let Some(retries) = &self.metrics.retries {
-                            retries.with_label_values(&[command]).inc();
-                        }
                         tokio::time::sleep(backoff.next_delay()).await;
                         since = stages.done("backoff", since);
                     }
@@ -260,12 +276,8 @@ where
             .load_events(&id.to_string())
             .await
             .map_err(store_failure)?;
-        let mut state = A::default();
-        for e in &events {
-            state.apply(e.payload.clone());
-        }
         Ok(Loaded {
-            state,
+            state: fold(events.iter()),
             version: events.len(),
             events,
         })

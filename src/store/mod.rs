@@ -1,6 +1,7 @@
 //! Persistence: the event store (postgres-es in pure event-store mode, appends in one
-//! statement: [`event_log`]) with the command
-//! executor for orders, the catalog tables, and the connection pool they share.
+//! statement: [`event_log`]), the one command [`executor`] of every aggregate (its lock per id
+//! [`locks`], its [`cache`]) with the orders' and sagas' hooks ([`orders`], [`sagas`]), the
+//! catalog tables, the store's metrics, and the connection pool they share.
 
 pub mod append;
 pub mod cache;
@@ -42,6 +43,24 @@ pub async fn connect(url: &SecretString, settings: &DatabaseSettings) -> anyhow:
         .connect_with(options)
         .await
         .context("connecting to PostgreSQL")
+}
+
+/// A `LISTEN` connection named `application_name` (so other sessions can tell it apart in
+/// `pg_stat_activity`), on a one-connection pool of its own beside `pool`, so that the name
+/// stays when the listener reconnects.
+pub async fn named_listener(
+    pool: &PgPool,
+    application_name: &str,
+) -> Result<sqlx::postgres::PgListener, sqlx::Error> {
+    let options = pool
+        .connect_options()
+        .as_ref()
+        .clone()
+        .application_name(application_name);
+    let named = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_lazy_with(options);
+    sqlx::postgres::PgListener::connect_with(&named).await
 }
 
 /// Applies pending migrations.

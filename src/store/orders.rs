@@ -10,13 +10,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use cqrs_es::{Aggregate as _, EventEnvelope};
 use order_domain::{CommandMark, Decision, Envelope, Order, OrderCommand, OrderError, OrderId};
 use sqlx::PgPool;
 
 use super::catalog::CatalogRepository;
 use super::event_log::EventLog;
-use super::executor::{Decide, Decided, Executor, ExecutorMetrics, Failure, Outcome};
+use super::executor::{Decide, Decided, Executor, ExecutorMetrics, Failure, Loaded, Outcome};
 use crate::log::AppendSignal;
 use crate::telemetry::Metrics;
 
@@ -191,10 +190,11 @@ impl OrderRepository {
     /// Loads an order's current state (`None` if it was never created).
     #[tracing::instrument(skip_all, fields(order_id = %id))]
     pub async fn load(&self, id: OrderId) -> anyhow::Result<Option<Order>> {
-        let loaded = self.executor.load(id).await.map_err(|e| match e {
-            Failure::Unavailable(e) | Failure::Store(e) => e,
-            other => anyhow::anyhow!(other.to_string()),
-        })?;
+        let loaded = self
+            .executor
+            .load(id)
+            .await
+            .map_err(|e| anyhow::Error::new(e).context(format!("loading order {id}")))?;
         Ok(Some(loaded.state).filter(Order::exists))
     }
 
@@ -280,23 +280,16 @@ impl OrderRepository {
             Ok(Outcome::Answered {
                 answer: Unchanged::Replay { version },
                 loaded,
-            }) => Ok(replayed(&loaded.events, version)),
+            }) => Ok(replayed(&loaded, version)),
             Err(e) => Err(e),
         }
     }
 }
 
 /// The answer to a replayed request: the order as the original request left it.
-fn replayed(events: &[EventEnvelope<Order>], version: u64) -> Executed {
-    let mut order = Order::default();
-    for e in events
-        .iter()
-        .take(usize::try_from(version).unwrap_or(usize::MAX))
-    {
-        order.apply(e.payload.clone());
-    }
+fn replayed(loaded: &Loaded<Order>, version: u64) -> Executed {
     Executed {
-        order,
+        order: loaded.state_at(usize::try_from(version).unwrap_or(usize::MAX)),
         replayed: true,
     }
 }

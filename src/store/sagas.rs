@@ -117,7 +117,7 @@ impl SagaRepository {
                 }
                 Err(Failure::Refused(e))
             }
-            Err(e) => Err(e.context(|| format!("appending to saga {order}"))),
+            Err(e) => Err(e.context(|| format!("saga {order}"))),
         }
     }
 }

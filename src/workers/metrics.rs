@@ -1,4 +1,4 @@
-//! The saga workers' own metrics (their NATS deliveries are counted in `nats_consumed_total`).
+//! The reply consumer's own metrics (its NATS deliveries are counted in `nats_consumed_total`).
 
 use prometheus::{HistogramVec, IntCounterVec, Registry};
 

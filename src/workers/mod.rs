@@ -1,9 +1,12 @@
-//! Background workers, each a log reader plugged into [`crate::log`] or a NATS consumer:
+//! Background workers, each run by [`crate::supervisor`] (restarted after a failure, stopped by
+//! its cancellation token): log readers plugged into [`crate::log`], a NATS consumer, a
+//! polling loop.
 //! * [`projector`]: keeps the read models;
 //! * [`saga_reactor`]: order events → saga commands, saga verdicts → order commands;
 //! * [`relay`]: order events and participant commands → JetStream;
 //! * [`replies`]: participant replies → saga commands;
-//! * [`deadlines`]: timed-out saga steps → `Timeout`.
+//! * [`deadlines`]: timed-out saga steps → `Timeout` (polls the saga deadlines);
+//! * [`metrics`]: the reply consumer's metrics.
 //!
 //! The live feeds' follower is no worker of these: it is served per request, in [`crate::live`].
 

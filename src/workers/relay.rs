@@ -91,6 +91,12 @@ impl Relay {
                     body: Bytes::from(command.to_json()?),
                 }))
             }
+            Aggregate::Malformed => anyhow::bail!(
+                "event {} of {} has a malformed id {:?}",
+                e.event_id,
+                e.aggregate_type,
+                e.aggregate_id
+            ),
             Aggregate::Other => Ok(None),
         }
     }

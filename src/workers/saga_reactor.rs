@@ -62,6 +62,13 @@ impl LogHandler for SagaReactor {
         for e in batch {
             // only orders' and sagas' events are wanted; both are keyed by the order's id
             let Some(order) = e.aggregate.order_id() else {
+                anyhow::ensure!(
+                    e.aggregate != Aggregate::Malformed,
+                    "event {} of {} has a malformed id {:?}",
+                    e.event_id,
+                    e.aggregate_type,
+                    e.aggregate_id
+                );
                 continue;
             };
             let at = *index.entry(order).or_insert_with(|| {
@@ -130,7 +137,8 @@ impl SagaReactor {
         match e.aggregate {
             Aggregate::Order(order) => self.on_order_event(order, e).await,
             Aggregate::Saga(order) => self.on_saga_event(order, e).await,
-            Aggregate::Other => Ok(()),
+            // refused when the batch was grouped by order
+            Aggregate::Malformed | Aggregate::Other => Ok(()),
         }
     }
 
