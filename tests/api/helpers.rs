@@ -732,3 +732,124 @@ impl TestApp {
         }
     }
 }
+
+/// One look at the saga machinery of a NATS prefix, by [`TestApp::wait_for_sagas_quiet`]:
+/// where the log readers that feed the sagas stand, and how far the two saga streams reach.
+#[derive(Debug, PartialEq, Eq)]
+struct SagaLook {
+    relay: order_service::log::Cursor,
+    reactor: order_service::log::Cursor,
+    commands_last: u64,
+    replies_last: u64,
+}
+
+impl TestApp {
+    /// Waits until the saga machinery on `nats`' prefix (which may be another than
+    /// `self.settings.nats.prefix`, e.g. service child processes with their own) is quiet, that
+    /// is, twice in a row with nothing new in between (same checkpoints, same last stream
+    /// sequences):
+    /// * the relay and the saga reactor have checkpointed the whole log (no event after their
+    ///   checkpoints; both write it when idle, and only once the batch's effects landed: the
+    ///   relay's messages acked by JetStream, the reactor's commands applied),
+    /// * both simulated participants have acked every command of `SAGA_COMMANDS` (nothing
+    ///   pending or unacked: their consumers are filtered, so their ack floors need not reach
+    ///   the stream's last sequence; they ack a command only after its reply was stored),
+    /// * the service's reply consumer has settled every reply of `SAGA_REPLIES` (as in
+    ///   [`Self::wait_for_replies_settled`]).
+    ///
+    /// Each step hands its work on before it acks or checkpoints, so then nothing is in flight:
+    /// the positive signal to wait for before asserting that late effects (compensations) have
+    /// all landed. Panics after `timeout`.
+    pub async fn wait_for_sagas_quiet(&self, nats: &order_service::nats::Nats, timeout: Duration) {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut previous = None;
+        loop {
+            let look = self.look_at_sagas(nats).await;
+            if look.is_some() && look == previous {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the sagas did not quiet down in {timeout:?}; last look: {look:?}"
+            );
+            previous = look;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Where the saga machinery stands, or `None` while something is still in flight (see
+    /// [`Self::wait_for_sagas_quiet`]).
+    async fn look_at_sagas(&self, nats: &order_service::nats::Nats) -> Option<SagaLook> {
+        let mut conn = self.pool.acquire().await.expect("connection");
+        let relay = checkpoint_at_end(&mut conn, order_service::workers::relay::READER).await?;
+        let reactor =
+            checkpoint_at_end(&mut conn, order_service::workers::saga_reactor::READER).await?;
+
+        let commands = nats
+            .js
+            .get_stream(nats.stream_name(order_service::nats::SAGA_COMMANDS))
+            .await
+            .expect("commands stream");
+        let commands_last = commands
+            .get_info()
+            .await
+            .expect("stream info")
+            .state
+            .last_sequence;
+        for participant in order_service::simulator::Participant::ALL {
+            let info = commands
+                .consumer_info(participant.durable_name(nats))
+                .await
+                .expect("participant consumer info");
+            if info.num_pending > 0 || info.num_ack_pending > 0 {
+                return None;
+            }
+        }
+
+        let replies_name = nats.stream_name(order_service::nats::SAGA_REPLIES);
+        let replies = nats
+            .js
+            .get_stream(&replies_name)
+            .await
+            .expect("replies stream");
+        let replies_last = replies
+            .get_info()
+            .await
+            .expect("stream info")
+            .state
+            .last_sequence;
+        // The durable consumer the service's reply consumer shares (src/workers/replies.rs).
+        let info = replies
+            .consumer_info(format!("{replies_name}_order_service"))
+            .await
+            .expect("reply consumer info");
+        if info.ack_floor.stream_sequence < replies_last {
+            return None;
+        }
+        Some(SagaLook {
+            relay,
+            reactor,
+            commands_last,
+            replies_last,
+        })
+    }
+}
+
+/// Reader `reader`'s checkpoint, if no event of the log lies after it.
+async fn checkpoint_at_end(
+    conn: &mut sqlx::PgConnection,
+    reader: &str,
+) -> Option<order_service::log::Cursor> {
+    let at = order_service::log::load_checkpoint(conn, reader)
+        .await
+        .expect("checkpoint");
+    let behind: bool = sqlx::query_scalar(
+        "select exists (select 1 from events where (tx_id, position) > ($1::text::xid8, $2))",
+    )
+    .bind(at.tx_id.to_string())
+    .bind(at.position)
+    .fetch_one(conn)
+    .await
+    .expect("events after the checkpoint");
+    (!behind).then_some(at)
+}

@@ -444,14 +444,8 @@ async fn sagas_survive_crashes(n: usize, kills: usize, seed: u64) {
         .fetch_one(&app.pool)
         .await
         .expect("unsettled");
-        let in_flight = simulator.read_books(order_service::simulator::Books::commands_decided);
         if unsettled == 0 {
-            // Give late compensations (releases, voids) a moment to land, then check they did.
-            tokio::time::sleep(Duration::from_secs(3)).await;
-            if simulator.read_books(order_service::simulator::Books::commands_decided) == in_flight
-            {
-                break;
-            }
+            break;
         }
         assert!(
             Instant::now() < deadline,
@@ -459,6 +453,10 @@ async fn sagas_survive_crashes(n: usize, kills: usize, seed: u64) {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // Late compensations (releases, voids) still travel once the orders settled: wait until
+    // every command is answered and every reply applied, with nothing new coming.
+    app.wait_for_sagas_quiet(&nats, Duration::from_secs(60))
+        .await;
     if let Some(p) = process.take() {
         p.kill().await;
     }

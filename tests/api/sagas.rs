@@ -295,14 +295,17 @@ async fn every_reply_delivered_three_times_changes_nothing_more() {
         .get_stream(nats.stream_name("SAGA_REPLIES"))
         .await
         .expect("stream");
+    // Every reply is stored once the saga completed: fetch exactly as many as the stream holds
+    // (`expires` only bounds a fetch that would otherwise never end).
+    let stored = stream.get_info().await.expect("stream info").state.messages;
     let consumer = stream
         .create_consumer(async_nats::jetstream::consumer::pull::Config::default())
         .await
         .expect("consumer");
     let mut messages = consumer
         .fetch()
-        .max_messages(100)
-        .expires(Duration::from_secs(1))
+        .max_messages(usize::try_from(stored).expect("count"))
+        .expires(WAIT)
         .messages()
         .await
         .expect("fetch");
