@@ -18,6 +18,7 @@ use crate::devstack::DevStack;
 #[cfg(feature = "devstack")]
 use crate::http::auth::random_secret;
 use crate::http::auth::{Role, TokenMinter};
+use crate::simulator::Connections;
 use crate::startup::{shutdown_signal, Application};
 
 #[derive(Debug, Parser)]
@@ -134,11 +135,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .nats_url
                 .as_deref()
                 .context("NATS_URL is not set")?;
-            let nats = crate::nats::Nats::connect(url, &settings.nats.prefix).await?;
+            // Each participant as its own NATS user (APP__SIMULATOR__INVENTORY__*, ..PAYMENT..).
+            let connections =
+                Connections::connect(url, &settings.nats, &settings.simulator, None).await?;
             let stop = tokio_util::sync::CancellationToken::new();
             let sim = tokio::spawn(crate::simulator::run(
-                nats,
-                settings.simulator.to_config(),
+                connections,
+                crate::simulator::SimulatorConfig::from(&settings.simulator),
                 stop.clone(),
             ));
             shutdown_signal().await;

@@ -18,6 +18,8 @@ use serde::{Deserialize, Serialize};
 /// of 4 events each, a third of a core for the projector's connection alone.
 pub const PROJECTOR_BATCH_INTERVAL_MS: u64 = 25;
 
+const DAY_SECS: u64 = 24 * 3600;
+
 /// Every knob of the service, read once in `main` and passed down.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct Settings {
@@ -85,6 +87,73 @@ pub struct NatsSettings {
     /// Prefix for every subject and stream name (e.g. `tenant1.`), so tenants and tests can share
     /// one server.
     pub prefix: String,
+    /// How the service authenticates (`APP__NATS__CREDS_FILE`, `APP__NATS__USER` /
+    /// `APP__NATS__PASSWORD`, `APP__NATS__NKEY_SEED`); none: anonymous. A user and password in
+    /// `NATS_URL` are used too, but never printed.
+    #[serde(flatten)]
+    pub credentials: NatsCredentials,
+    /// PEM file of the certificate authority that signed the servers' certificates; set, the
+    /// connection requires TLS (`APP__NATS__TLS_CA_FILE`).
+    #[serde(default)]
+    pub tls_ca_file: Option<PathBuf>,
+    /// Whether order events on `ORDER_EVENTS` carry the customer's personal data (email,
+    /// shipping address). Off by default: every subscriber of the stream would get it.
+    pub publish_personal_data: bool,
+    /// Bounds of each stream (`APP__NATS__STREAMS__ORDER_EVENTS__MAX_BYTES`, ...).
+    pub streams: StreamsSettings,
+}
+
+/// How one NATS identity authenticates: a `.creds` file (JWT + nkey), an nkey seed, or a user
+/// and password. Secrets never reach logs or `Debug` output.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct NatsCredentials {
+    /// A `.creds` file (decentralized JWT auth).
+    #[serde(default)]
+    pub creds_file: Option<PathBuf>,
+    /// User name (with `password`).
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing)]
+    pub password: Option<SecretString>,
+    /// An nkey seed (`SU...`).
+    #[serde(default, skip_serializing)]
+    pub nkey_seed: Option<SecretString>,
+}
+
+impl NatsCredentials {
+    /// Whether any credential is configured.
+    pub fn is_set(&self) -> bool {
+        self.creds_file.is_some()
+            || self.user.is_some()
+            || self.password.is_some()
+            || self.nkey_seed.is_some()
+    }
+}
+
+/// Retention of one JetStream stream. When a limit is reached the oldest messages are dropped
+/// (discard policy `old`): a stream never refuses the service's writes.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+pub struct StreamLimits {
+    /// Longest a message is kept (seconds). At least the 10-minute duplicate window.
+    pub max_age_secs: u64,
+    /// Most bytes the stream keeps.
+    pub max_bytes: i64,
+}
+
+/// The bounds of each stream (DESIGN §8). The saga does not depend on old messages: an
+/// unanswered command is re-sent and a lost reply is asked for again, so these only bound how
+/// far back a late subscriber or an operator can look.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct StreamsSettings {
+    /// `ORDER_EVENTS`: what subscribers (notifications, analytics) can replay. 7 days, 1 GiB.
+    pub order_events: StreamLimits,
+    /// `SAGA_COMMANDS`. 7 days, 256 MiB.
+    pub saga_commands: StreamLimits,
+    /// `SAGA_REPLIES`. 7 days, 256 MiB.
+    pub saga_replies: StreamLimits,
+    /// `DEAD_LETTERS`: replies that could never be processed, kept for an operator. Anyone
+    /// allowed to publish a reply subject can fill it, hence small: 14 days, 64 MiB.
+    pub dead_letters: StreamLimits,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -119,23 +188,13 @@ pub struct SimulatorSettings {
     /// Units in stock of every SKU at start.
     pub default_stock: u64,
     pub seed: u64,
-}
-
-impl SimulatorSettings {
-    /// The simulator's own configuration.
-    pub fn to_config(&self) -> crate::simulator::SimulatorConfig {
-        crate::simulator::SimulatorConfig {
-            min_latency: std::time::Duration::from_millis(self.min_latency_ms),
-            max_latency: std::time::Duration::from_millis(self.max_latency_ms),
-            decline_rate: self.decline_rate,
-            out_of_stock_rate: self.out_of_stock_rate,
-            silence_rate: self.silence_rate,
-            duplicate_reply_rate: self.duplicate_reply_rate,
-            default_stock: self.default_stock,
-            seed: self.seed,
-            ..crate::simulator::SimulatorConfig::default()
-        }
-    }
+    /// How the simulated inventory participant authenticates to NATS
+    /// (`APP__SIMULATOR__INVENTORY__USER`, ...); unset: the service's own connection.
+    #[serde(default)]
+    pub inventory: NatsCredentials,
+    /// How the simulated payment participant authenticates (`APP__SIMULATOR__PAYMENT__...`).
+    #[serde(default)]
+    pub payment: NatsCredentials,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -212,6 +271,27 @@ impl Default for Settings {
             },
             nats: NatsSettings {
                 prefix: String::new(),
+                credentials: NatsCredentials::default(),
+                tls_ca_file: None,
+                publish_personal_data: false,
+                streams: StreamsSettings {
+                    order_events: StreamLimits {
+                        max_age_secs: 7 * DAY_SECS,
+                        max_bytes: 1 << 30,
+                    },
+                    saga_commands: StreamLimits {
+                        max_age_secs: 7 * DAY_SECS,
+                        max_bytes: 256 << 20,
+                    },
+                    saga_replies: StreamLimits {
+                        max_age_secs: 7 * DAY_SECS,
+                        max_bytes: 256 << 20,
+                    },
+                    dead_letters: StreamLimits {
+                        max_age_secs: 14 * DAY_SECS,
+                        max_bytes: 64 << 20,
+                    },
+                },
             },
             auth: AuthSettings {
                 jwt_secret: None,
@@ -230,6 +310,8 @@ impl Default for Settings {
                 duplicate_reply_rate: 0.0,
                 default_stock: 1_000_000,
                 seed: 0,
+                inventory: NatsCredentials::default(),
+                payment: NatsCredentials::default(),
             },
             saga: SagaSettings {
                 step_timeout_ms: 10_000,
@@ -279,12 +361,73 @@ impl Settings {
         if let Some(path) = file {
             figment = figment.merge(Toml::file(path));
         }
-        figment = figment.merge(Env::prefixed("APP__").split("__")).merge(
-            Env::raw()
-                .only(&["DATABASE_URL", "NATS_URL"])
-                .map(|k| k.as_str().to_ascii_lowercase().into()),
-        );
+        let app_env = || Env::prefixed("APP__").split("__");
+        figment = figment
+            .merge(app_env().filter(|key| !is_text_key(key.as_str())))
+            .merge(TextEnv(app_env().filter(|key| is_text_key(key.as_str()))))
+            .merge(TextEnv(
+                Env::raw()
+                    .only(&["DATABASE_URL", "NATS_URL"])
+                    .map(|k| k.as_str().to_ascii_lowercase().into()),
+            ));
         figment.extract().context("invalid configuration")
+    }
+}
+
+/// Keys (their last part) whose values are text whatever they look like: figment's `Env` reads
+/// `007` as the number 7 and `4711` as a number a string field refuses.
+const TEXT_KEYS: [&str; 8] = [
+    "password",
+    "nkey_seed",
+    "jwt_secret",
+    "user",
+    "prefix",
+    "issuer",
+    "audience",
+    "key_encryption_key",
+];
+
+fn is_text_key(key: &str) -> bool {
+    let last = key.rsplit('.').next().unwrap_or(key);
+    TEXT_KEYS.iter().any(|k| last.eq_ignore_ascii_case(k))
+}
+
+/// An environment provider whose values are kept as the strings they are.
+struct TextEnv(Env);
+
+impl figment::Provider for TextEnv {
+    fn metadata(&self) -> figment::Metadata {
+        self.0.metadata()
+    }
+
+    fn data(
+        &self,
+    ) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
+        let mut dict = figment::value::Dict::new();
+        for (key, value) in self.0.iter() {
+            let key = key.as_str().to_ascii_lowercase();
+            if let Some(nested) = figment::util::nest(&key, value.into()).into_dict() {
+                for (k, v) in nested {
+                    merge_into(&mut dict, k, v);
+                }
+            }
+        }
+        Ok(figment::Profile::Default.collect(dict))
+    }
+}
+
+/// Inserts `key: value` into `dict`, merging nested dictionaries.
+fn merge_into(dict: &mut figment::value::Dict, key: String, value: figment::value::Value) {
+    use figment::value::Value;
+    match (dict.get_mut(&key), value) {
+        (Some(Value::Dict(_, existing)), Value::Dict(_, new)) => {
+            for (k, v) in new {
+                merge_into(existing, k, v);
+            }
+        }
+        (_, value) => {
+            dict.insert(key, value);
+        }
     }
 }
 
@@ -306,6 +449,36 @@ mod tests {
             assert_eq!(s.saga.max_attempts, 7);
             assert!(s.database_url.is_some());
             assert_eq!(s.auth.issuer, "order-service");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn nats_credentials_come_from_the_documented_variables_and_stay_secret() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("APP__NATS__USER", "order-service");
+            // a password that looks like a number is still a password, leading zero and all
+            jail.set_env("APP__NATS__PASSWORD", "012345");
+            jail.set_env("APP__NATS__TLS_CA_FILE", "/etc/nats/ca.pem");
+            jail.set_env("APP__SIMULATOR__PAYMENT__USER", "payment");
+            jail.set_env("APP__SIMULATOR__PAYMENT__PASSWORD", "4711");
+            jail.set_env("APP__NATS__STREAMS__DEAD_LETTERS__MAX_BYTES", "4096");
+            let s = Settings::load(None).expect("loads");
+            let c = &s.nats.credentials;
+            assert_eq!(c.user.as_deref(), Some("order-service"));
+            assert_eq!(
+                c.password
+                    .as_ref()
+                    .map(secrecy::ExposeSecret::expose_secret),
+                Some("012345")
+            );
+            assert_eq!(s.nats.tls_ca_file, Some(PathBuf::from("/etc/nats/ca.pem")));
+            assert_eq!(s.simulator.payment.user.as_deref(), Some("payment"));
+            assert!(!s.simulator.inventory.is_set());
+            assert_eq!(s.nats.streams.dead_letters.max_bytes, 4096);
+            assert_eq!(s.nats.streams.order_events.max_bytes, 1 << 30);
+            let printed = format!("{s:?}");
+            assert!(!printed.contains("012345") && !printed.contains("4711"));
             Ok(())
         });
     }

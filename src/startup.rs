@@ -36,7 +36,20 @@ pub struct Application {
     workers: WorkerSettings,
     reply_retry: Backoff,
     nats: Option<Nats>,
-    simulator: Option<crate::simulator::SimulatorConfig>,
+    /// The in-process simulator's configuration, with what its participants connect with.
+    simulator: Option<InProcessSimulator>,
+    /// Whether order events on NATS carry personal data.
+    publish_personal_data: bool,
+}
+
+/// What the in-process participant simulator needs: its behaviour, and how each participant
+/// connects (its own NATS user when configured, else the service's connection).
+#[derive(Debug, Clone)]
+struct InProcessSimulator {
+    config: crate::simulator::SimulatorConfig,
+    nats_url: String,
+    nats: crate::config::NatsSettings,
+    participants: crate::config::SimulatorSettings,
 }
 
 impl std::fmt::Debug for Application {
@@ -102,8 +115,8 @@ impl Application {
             let url = settings.nats_url.as_deref().context(
                 "NATS_URL is not set (the saga needs NATS; set APP__WORKERS__SAGAS=false to run without it)",
             )?;
-            let nats = Nats::connect(url, &settings.nats.prefix).await?;
-            nats.ensure_streams().await?;
+            let nats = Nats::connect(url, &settings.nats).await?;
+            nats.ensure_streams(&settings.nats.streams).await?;
             Some(nats)
         } else {
             None
@@ -151,12 +164,16 @@ impl Application {
                 Duration::from_millis(settings.saga.reply_retry_first_ms),
                 Duration::from_millis(settings.saga.reply_retry_max_ms),
             ),
+            simulator: (settings.simulator.enabled.unwrap_or(false) && nats.is_some()).then(|| {
+                InProcessSimulator {
+                    config: crate::simulator::SimulatorConfig::from(&settings.simulator),
+                    nats_url: settings.nats_url.clone().unwrap_or_default(),
+                    nats: settings.nats.clone(),
+                    participants: settings.simulator.clone(),
+                }
+            }),
             nats,
-            simulator: settings
-                .simulator
-                .enabled
-                .unwrap_or(false)
-                .then(|| settings.simulator.to_config()),
+            publish_personal_data: settings.nats.publish_personal_data,
         })
     }
 
@@ -216,6 +233,7 @@ impl Application {
         let relay = Relay {
             nats: nats.clone(),
             metrics: metrics.clone(),
+            personal_data: self.publish_personal_data,
         };
         let reader = LogReader::new(pool.clone(), Relay::config(), metrics.clone())
             .woken_by(appended.clone());
@@ -234,10 +252,20 @@ impl Application {
             sagas: self.state.sagas.clone(),
         };
         supervisor.supervise("deadlines", move |token| deadlines.clone().run(token));
-        if let Some(config) = self.simulator.clone() {
+        if let Some(sim) = self.simulator.clone() {
             let nats = nats.clone();
             supervisor.supervise("simulator", move |token| {
-                crate::simulator::run(nats.clone(), config.clone(), token)
+                let (sim, nats) = (sim.clone(), nats.clone());
+                async move {
+                    let connections = crate::simulator::Connections::connect(
+                        &sim.nats_url,
+                        &sim.nats,
+                        &sim.participants,
+                        Some(&nats),
+                    )
+                    .await?;
+                    crate::simulator::run(connections, sim.config, token).await
+                }
             });
             tracing::info!("participant simulator running in-process");
         }

@@ -117,6 +117,11 @@ pub enum OrderChange {
     DraftDiscarded,
 }
 
+/// The fields of order events that hold the customer's personal data (DESIGN §16): what is
+/// left out of events published to every subscriber unless a deployment opts in, and what
+/// erasure will have to reach.
+pub const PERSONAL_DATA_FIELDS: [&str; 2] = ["customer_email", "shipping_address"];
+
 impl OrderChange {
     /// The variant name; also the last token of the NATS subject `orders.events.<id>.<type>`.
     pub fn event_type(&self) -> &'static str {
@@ -166,5 +171,35 @@ impl DomainEvent for OrderEvent {
 
     fn event_version(&self) -> String {
         "1".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_personal_data_fields_are_the_json_names_of_the_personal_data() {
+        let created = OrderChange::OrderCreated {
+            order_id: OrderId::new(),
+            customer_id: CustomerId::parse("alice").unwrap(),
+            store_id: StoreId::from_uuid(uuid::Uuid::from_u128(7)),
+            currency: Currency::parse("EUR").unwrap(),
+            customer_email: Some(Email::parse("alice@example.com").unwrap()),
+            shipping_address: Some(
+                serde_json::from_value(serde_json::json!({
+                    "name": "Alice", "line1": "1 Main St", "city": "Berlin",
+                    "postal_code": "10115", "country": "DE"
+                }))
+                .unwrap(),
+            ),
+        };
+        let json = serde_json::to_value(&created).unwrap();
+        for field in PERSONAL_DATA_FIELDS {
+            assert!(
+                json.get(field).is_some(),
+                "{field} is not a field of OrderCreated"
+            );
+        }
     }
 }

@@ -21,7 +21,7 @@ pub use command::{
     CatalogProduct, CommandMark, CreateOrder, Envelope, NewItem, OrderCommand, PriceList,
 };
 pub use error::OrderError;
-pub use event::{LineSnapshot, OrderChange, OrderEvent};
+pub use event::{LineSnapshot, OrderChange, OrderEvent, PERSONAL_DATA_FIELDS};
 pub use order::{Decision, Order, OrderLine, Shipment, MAX_LINES};
 pub use status::OrderStatus;
 pub use values::*;

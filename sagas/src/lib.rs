@@ -11,7 +11,7 @@
 //! `saga` depends on `messages`, never the other way round.
 //!
 //! Nothing here performs I/O, reads a clock or draws random numbers: time arrives in commands as
-//! `now`, ids are derived (UUIDv5), so the same history and command always decide the same events.
+//! `now`, ids are derived (UUIDv5) from a key the caller draws when the saga starts, so the same history and command always decide the same events.
 //! The saga's `...Requested` events carry the participant command the relay publishes; replies
 //! come back as [`SagaCommand::HandleReply`].
 
@@ -19,7 +19,7 @@ pub mod messages;
 pub mod saga;
 
 pub use messages::{
-    AuthorizePayment, CapturePayment, CommitStock, Message, MessageId, ParseError,
+    AuthorizePayment, CapturePayment, CommandIdKey, CommitStock, Message, MessageId, ParseError,
     ParticipantCommand, PaymentAuthorized, PaymentCaptureFailed, PaymentCaptured, PaymentDeclined,
     PaymentId, PaymentRefunded, PaymentVoided, RefundPayment, ReleaseStock, Reply, ReplyKind,
     ReplyMessage, ReservationId, ReserveStock, SagaId, Step, StockCommitted, StockItem,

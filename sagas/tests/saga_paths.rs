@@ -12,12 +12,13 @@ use order_domain::{
     Reason, Sku, StoreId,
 };
 use order_sagas::{
-    AuthorizePayment, CapturePayment, CommitStock, IgnoredReason, MessageId, OrderSaga,
-    OrderSnapshot, OrderVerdict, ParticipantCommand, PaymentAuthorized, PaymentCaptureFailed,
-    PaymentCaptured, PaymentDeclined, PaymentId, PaymentRefunded, PaymentVoided, RefundPayment,
-    ReleaseStock, Reply, ReservationId, ReserveStock, SagaChange, SagaCommand, SagaError,
-    SagaEvent, SagaId, SagaPolicy, SagaStatus, SnapshotError, Step, StockCommitted, StockItem,
-    StockRejected, StockReleased, StockReserved, UnavailableItem, VoidPayment,
+    AuthorizePayment, CapturePayment, CommandIdKey, CommitStock, IgnoredReason, MessageId,
+    OrderSaga, OrderSnapshot, OrderVerdict, ParticipantCommand, PaymentAuthorized,
+    PaymentCaptureFailed, PaymentCaptured, PaymentDeclined, PaymentId, PaymentRefunded,
+    PaymentVoided, RefundPayment, ReleaseStock, Reply, ReservationId, ReserveStock, SagaChange,
+    SagaCommand, SagaError, SagaEvent, SagaId, SagaPolicy, SagaStatus, SnapshotError, Step,
+    StockCommitted, StockItem, StockRejected, StockReleased, StockReserved, UnavailableItem,
+    VoidPayment,
 };
 use uuid::Uuid;
 
@@ -86,9 +87,14 @@ fn snapshot() -> OrderSnapshot {
     }
 }
 
+/// The saga's secret (random in the service; fixed here so ids can be named).
+fn key() -> CommandIdKey {
+    CommandIdKey::from_uuid(Uuid::from_u128(0x5EC2_E700))
+}
+
 /// The id of the saga's `generation`-th command of `step`.
 fn mid(step: Step, generation: u32) -> MessageId {
-    MessageId::derive(saga_id(), step, generation)
+    MessageId::derive(key(), step, generation)
 }
 
 /// A participant's reply id.
@@ -228,8 +234,8 @@ fn authorized(n: u128) -> Reply {
         order_id: order_id(),
         in_reply_to: mid(Step::Authorize, 1),
         payment_id: payment(),
-        amount_minor: Some(TOTAL),
-        currency: Some(eur()),
+        amount_minor: TOTAL,
+        currency: eur(),
     }
     .into()
 }
@@ -259,7 +265,8 @@ fn captured(n: u128, generation: u32) -> Reply {
         saga_id: saga_id(),
         order_id: order_id(),
         in_reply_to: mid(Step::Capture, generation),
-        amount_minor: Some(TOTAL),
+        amount_minor: TOTAL,
+        currency: eur(),
     }
     .into()
 }
@@ -358,6 +365,7 @@ fn payment_refunded(n: u128) -> SagaChange {
 fn start(at: i64) -> SagaCommand {
     SagaCommand::Start {
         order: snapshot(),
+        command_id_key: key(),
         now: t(at),
     }
 }
@@ -425,6 +433,7 @@ fn saga_started() -> SagaChange {
         total_minor: TOTAL,
         lines: lines(),
         started_at: t(0),
+        command_id_key: Some(key()),
     }
 }
 
@@ -1563,7 +1572,7 @@ fn an_authorization_of_another_amount_or_currency_is_ignored() {
     let Reply::PaymentAuthorized(mut wrong) = authorized(2) else {
         unreachable!()
     };
-    wrong.amount_minor = Some(TOTAL - 1);
+    wrong.amount_minor = TOTAL - 1;
     saga()
         .given(history(stock_held()))
         .when(reply(wrong.clone().into(), 4))
@@ -1571,8 +1580,8 @@ fn an_authorization_of_another_amount_or_currency_is_ignored() {
             expected: TOTAL,
             got: TOTAL - 1,
         }));
-    wrong.amount_minor = Some(TOTAL);
-    wrong.currency = Some(Currency::parse("USD").unwrap());
+    wrong.amount_minor = TOTAL;
+    wrong.currency = Currency::parse("USD").unwrap();
     saga()
         .given(history(stock_held()))
         .when(reply(wrong.clone().into(), 4))
@@ -1580,9 +1589,8 @@ fn an_authorization_of_another_amount_or_currency_is_ignored() {
             expected: eur(),
             got: Currency::parse("USD").unwrap(),
         }));
-    // counter-test: without the echo the reply is accepted
-    wrong.amount_minor = None;
-    wrong.currency = None;
+    // counter-test: with the order's amount and currency the reply is accepted
+    wrong.currency = eur();
     let events = saga()
         .given(history(stock_held()))
         .when(reply(wrong.into(), 4))
@@ -1596,14 +1604,92 @@ fn a_capture_of_another_amount_is_ignored() {
     let Reply::PaymentCaptured(mut wrong) = captured(3, 1) else {
         unreachable!()
     };
-    wrong.amount_minor = Some(TOTAL * 2);
+    wrong.amount_minor = TOTAL * 2;
     saga()
         .given(history(capturing()))
-        .when(reply(wrong.into(), 101))
+        .when(reply(wrong.clone().into(), 101))
         .then_expect_error(ignored(IgnoredReason::WrongAmount {
             expected: TOTAL,
             got: TOTAL * 2,
         }));
+    wrong.amount_minor = TOTAL;
+    wrong.currency = Currency::parse("USD").unwrap();
+    saga()
+        .given(history(capturing()))
+        .when(reply(wrong.clone().into(), 101))
+        .then_expect_error(ignored(IgnoredReason::WrongCurrency {
+            expected: eur(),
+            got: Currency::parse("USD").unwrap(),
+        }));
+    // counter-test: the order's amount and currency are believed
+    wrong.currency = eur();
+    assert!(saga()
+        .given(history(capturing()))
+        .when(reply(wrong.into(), 101))
+        .inspect_result()
+        .is_ok());
+}
+
+#[test]
+fn a_reply_to_the_id_guessable_from_the_order_id_is_ignored() {
+    // Before keys, ids were UUIDv5(saga id, "<step>/<generation>"): anyone who knew the order
+    // id could name the authorization and confirm the order without paying.
+    let guessed = MessageId::derive(CommandIdKey::legacy(saga_id()), Step::Authorize, 1);
+    let Reply::PaymentAuthorized(mut forged) = authorized(2) else {
+        unreachable!()
+    };
+    forged.in_reply_to = guessed;
+    saga()
+        .given(history(stock_held()))
+        .when(reply(forged.into(), 4))
+        .then_expect_error(ignored(IgnoredReason::UnknownRequest {
+            in_reply_to: guessed,
+        }));
+}
+
+#[test]
+fn a_saga_started_before_keys_existed_keeps_answering_its_old_ids() {
+    let legacy =
+        |step, generation| MessageId::derive(CommandIdKey::legacy(saga_id()), step, generation);
+    let SagaChange::SagaStarted {
+        saga_id,
+        order_id,
+        store_id,
+        customer_id,
+        currency,
+        total_minor,
+        lines,
+        started_at,
+        ..
+    } = saga_started()
+    else {
+        unreachable!()
+    };
+    let old = SagaChange::SagaStarted {
+        saga_id,
+        order_id,
+        store_id,
+        customer_id,
+        currency,
+        total_minor,
+        lines,
+        started_at,
+        command_id_key: None,
+    };
+    let Reply::StockReserved(mut answer) = reserved(1) else {
+        unreachable!()
+    };
+    answer.in_reply_to = legacy(Step::Reserve, 1);
+    let mut request = reserve();
+    if let ParticipantCommand::ReserveStock(c) = &mut request {
+        c.message_id = legacy(Step::Reserve, 1);
+    }
+    let events = saga()
+        .given(history(vec![old, sent(request, 1, t(10))]))
+        .when(reply(answer.into(), 2))
+        .inspect_result()
+        .unwrap();
+    assert!(events.iter().any(|e| e.event_type() == "StockReserved"));
 }
 
 #[test]

@@ -10,7 +10,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use uuid::Uuid;
 
-use super::auth::Role;
+use super::auth::{Principal, Role};
 use super::problem::ApiError;
 use super::security::{authorize_order, BearerAuth, OrderAction};
 use super::spec::ApiTags;
@@ -22,7 +22,11 @@ use crate::store::sagas::SagaExecuteError;
 pub struct SagaStepView {
     /// `reserve`, `authorize`, `release`, `void`, `capture`, `commit`, `refund`.
     pub step: String,
-    pub message_id: Uuid,
+    /// The command's `message_id`, what a participant's reply must name in `in_reply_to`.
+    /// Shown to admins and services only: whoever knows it could answer in the participant's
+    /// place.
+    #[oai(skip_serializing_if_is_none)]
+    pub message_id: Option<Uuid>,
     /// Sends so far (re-sends keep the message id).
     pub attempt: u32,
     /// When the current attempt times out, while waiting.
@@ -82,7 +86,12 @@ pub enum SagasResponse {
     Ok(Json<Vec<SagaSummary>>),
 }
 
-fn view(order: Uuid, saga: &order_sagas::OrderSaga) -> Option<SagaView> {
+/// Whether `principal` may see the saga's command ids (DESIGN §8: admins and services only).
+fn sees_message_ids(principal: &Principal) -> bool {
+    principal.is_admin() || principal.has(Role::Service)
+}
+
+fn view(order: Uuid, saga: &order_sagas::OrderSaga, show_message_ids: bool) -> Option<SagaView> {
     Some(SagaView {
         order_id: order,
         status: saga.status()?.as_str().to_owned(),
@@ -95,7 +104,7 @@ fn view(order: Uuid, saga: &order_sagas::OrderSaga) -> Option<SagaView> {
             .iter()
             .map(|r| SagaStepView {
                 step: r.step().to_string(),
-                message_id: r.message_id().as_uuid(),
+                message_id: show_message_ids.then(|| r.message_id().as_uuid()),
                 attempt: r.attempt,
                 deadline_at: r.deadline_at,
                 answer: r.answer.as_ref().map(|a| a.kind.to_string()),
@@ -152,7 +161,7 @@ impl SagasApi {
             .await
             .map_err(ApiError::infra)?;
         Ok(SagaResponse::Ok(Json(
-            view(id.0, &saga).ok_or_else(|| saga_not_found(id.0))?,
+            view(id.0, &saga, sees_message_ids(&auth.0)).ok_or_else(|| saga_not_found(id.0))?,
         )))
     }
 
@@ -246,7 +255,7 @@ impl SagasApi {
         }
         let saga = state.sagas.load(order).await.map_err(ApiError::infra)?;
         Ok(SagaResponse::Ok(Json(
-            view(id.0, &saga).ok_or_else(|| saga_not_found(id.0))?,
+            view(id.0, &saga, sees_message_ids(&auth.0)).ok_or_else(|| saga_not_found(id.0))?,
         )))
     }
 }

@@ -1,7 +1,9 @@
-//! NATS JetStream I/O (DESIGN §8): the connection, stream set-up, subject naming with the
-//! optional prefix, message headers, and publish-with-ack. Everything durable awaits its
-//! JetStream ack; core NATS publishes are at-most-once and are never used for contract traffic.
+//! NATS JetStream I/O (DESIGN §8): the connection (`connect`: as which identity, never
+//! printing its credentials), stream set-up with bounds, subject naming with the optional
+//! prefix, message headers, and publish-with-ack. Everything durable awaits its JetStream ack;
+//! core NATS publishes are at-most-once and are never used for contract traffic.
 
+pub mod connect;
 pub mod headers;
 pub mod metrics;
 
@@ -10,6 +12,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use async_nats::jetstream::{self, stream};
 use bytes::Bytes;
+
+use crate::config::{NatsCredentials, NatsSettings, StreamLimits, StreamsSettings};
 
 /// Stream of every order event (`orders.events.<order_id>.<EventType>`).
 pub const ORDER_EVENTS: &str = "ORDER_EVENTS";
@@ -27,6 +31,9 @@ pub const STREAMS: [&str; 4] = [ORDER_EVENTS, SAGA_COMMANDS, SAGA_REPLIES, DEAD_
 /// above the 2-minute default.
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(600);
 
+/// The identity the service connects as (`deploy/nats/users.conf`).
+pub const SERVICE_IDENTITY: &str = "order-service";
+
 /// A connection plus the subject prefix every name is built with.
 #[derive(Clone, Debug)]
 pub struct Nats {
@@ -36,21 +43,23 @@ pub struct Nats {
 }
 
 impl Nats {
-    /// Connects (retrying in the background on later disconnects).
-    pub async fn connect(url: &str, prefix: &str) -> anyhow::Result<Self> {
-        let client = async_nats::ConnectOptions::new()
-            .name("order-service")
-            .retry_on_initial_connect()
-            .connection_timeout(Duration::from_secs(5))
-            .connect(url)
-            .await
-            .with_context(|| format!("connecting to NATS at {url}"))?;
-        // Waits for the first connection, so start-up fails clearly when NATS is unreachable.
-        client
-            .flush()
-            .await
-            .with_context(|| format!("NATS at {url} did not answer"))?;
-        Ok(Self::new(client, prefix))
+    /// Connects as the service (`APP__NATS__*` credentials), retrying in the background on
+    /// later disconnects. Fails within [`connect::CONNECT_TIMEOUT`] when no server answers.
+    pub async fn connect(url: &str, settings: &NatsSettings) -> anyhow::Result<Self> {
+        Self::connect_as(url, settings, SERVICE_IDENTITY, &settings.credentials).await
+    }
+
+    /// Connects as another identity (a simulated participant) with its own credentials, on the
+    /// deployment's prefix and TLS settings.
+    pub async fn connect_as(
+        url: &str,
+        settings: &NatsSettings,
+        identity: &str,
+        credentials: &NatsCredentials,
+    ) -> anyhow::Result<Self> {
+        let client =
+            connect::connect(url, identity, credentials, settings.tls_ca_file.as_deref()).await?;
+        Ok(Self::new(client, &settings.prefix))
     }
 
     pub fn new(client: async_nats::Client, prefix: &str) -> Self {
@@ -92,33 +101,34 @@ impl Nats {
         format!("{p}{base}")
     }
 
-    /// Creates the streams, or updates them to this configuration; safe to run on every start.
-    pub async fn ensure_streams(&self) -> anyhow::Result<()> {
-        for (base, subjects) in [
-            (ORDER_EVENTS, vec!["orders.events.>"]),
+    /// Creates the streams, or updates them to this configuration (subjects, bounds); safe to
+    /// run on every start.
+    pub async fn ensure_streams(&self, limits: &StreamsSettings) -> anyhow::Result<()> {
+        for (base, subjects, bounds) in [
+            (ORDER_EVENTS, vec!["orders.events.>"], limits.order_events),
             (
                 SAGA_COMMANDS,
                 vec!["inventory.commands.*", "payment.commands.*"],
+                limits.saga_commands,
             ),
             (
                 SAGA_REPLIES,
                 vec!["inventory.replies.*", "payment.replies.*"],
+                limits.saga_replies,
             ),
-            (DEAD_LETTERS, vec!["dead.>"]),
+            (DEAD_LETTERS, vec!["dead.>"], limits.dead_letters),
         ] {
-            let config = stream::Config {
-                name: self.stream_name(base),
-                subjects: subjects.iter().map(|s| self.subject(s)).collect(),
-                duplicate_window: DUPLICATE_WINDOW,
-                storage: stream::StorageType::File,
-                ..Default::default()
-            };
+            let name = self.stream_name(base);
+            let config = stream_config(
+                name.clone(),
+                subjects.iter().map(|s| self.subject(s)).collect(),
+                bounds,
+            )
+            .with_context(|| format!("the bounds of stream {base}"))?;
             self.js
                 .create_or_update_stream(config)
                 .await
-                .with_context(|| {
-                    format!("creating or updating stream {}", self.stream_name(base))
-                })?;
+                .with_context(|| format!("creating or updating stream {name}"))?;
         }
         Ok(())
     }
@@ -139,5 +149,63 @@ impl Nats {
             .await
             .with_context(|| format!("JetStream did not ack {subject}"))?;
         Ok(ack)
+    }
+}
+
+/// One stream's configuration: file storage, the duplicate window, and its bounds, past which
+/// the oldest messages go (a full stream never refuses a write).
+fn stream_config(
+    name: String,
+    subjects: Vec<String>,
+    bounds: StreamLimits,
+) -> anyhow::Result<stream::Config> {
+    let max_age = Duration::from_secs(bounds.max_age_secs);
+    anyhow::ensure!(
+        max_age >= DUPLICATE_WINDOW,
+        "max_age_secs {} is below the {}-second duplicate window",
+        bounds.max_age_secs,
+        DUPLICATE_WINDOW.as_secs()
+    );
+    anyhow::ensure!(
+        bounds.max_bytes > 0,
+        "max_bytes must be positive, got {}",
+        bounds.max_bytes
+    );
+    Ok(stream::Config {
+        name,
+        subjects,
+        duplicate_window: DUPLICATE_WINDOW,
+        storage: stream::StorageType::File,
+        max_age,
+        max_bytes: bounds.max_bytes,
+        discard: stream::DiscardPolicy::Old,
+        ..Default::default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn streams_are_bounded_and_drop_their_oldest_messages() {
+        let bounds = StreamLimits {
+            max_age_secs: 3_600,
+            max_bytes: 4_096,
+        };
+        let config = stream_config("S".into(), vec!["s.>".into()], bounds).unwrap();
+        assert_eq!(config.max_bytes, 4_096);
+        assert_eq!(config.max_age, Duration::from_secs(3_600));
+        assert_eq!(config.discard, stream::DiscardPolicy::Old);
+        let too_young = StreamLimits {
+            max_age_secs: 60,
+            ..bounds
+        };
+        assert!(stream_config("S".into(), vec![], too_young).is_err());
+        let unbounded = StreamLimits {
+            max_bytes: -1,
+            ..bounds
+        };
+        assert!(stream_config("S".into(), vec![], unbounded).is_err());
     }
 }

@@ -523,8 +523,8 @@ mod tests {
         let Reply::PaymentAuthorized(a) = reply(&mut books, &authorize(1, 900)) else {
             panic!("not authorized")
         };
-        assert_eq!(a.amount_minor, Some(900));
-        assert_eq!(a.currency, Some(Currency::parse("EUR").unwrap()));
+        assert_eq!(a.amount_minor, 900);
+        assert_eq!(a.currency, Currency::parse("EUR").unwrap());
         assert_eq!(books.authorized_minor(), 900);
 
         let luck = Luck {

@@ -1,10 +1,12 @@
 //! The participant simulator (DESIGN §8): stand-ins for the inventory and payment services that
 //! answer the saga's commands over JetStream, for the dev stack, the tests and the benchmarks.
 //!
-//! Each participant reads `SAGA_COMMANDS` through its own durable pull consumer
-//! (`<PREFIX>_inventory-sim` / `<PREFIX>_payment-sim`, one `filter_subject` each: nats-server 2.9
-//! ignores `filter_subjects`), decides the command against its [`Books`], publishes the reply
-//! with a JetStream ack and only then acks the command. Commands are idempotent by `message_id`:
+//! Each participant connects as its own NATS user when credentials are configured
+//! ([`Connections`]: `inventory`, `payment`, as `deploy/nats/users.conf` allows), reads
+//! `SAGA_COMMANDS` through its own durable pull consumer (`<PREFIX>inventory` /
+//! `<PREFIX>payment`, one `filter_subject` each: nats-server 2.9 ignores `filter_subjects`),
+//! decides the command against its [`Books`], publishes the reply with a JetStream ack and only
+//! then acks the command. The streams are the service's: a participant waits for them. Commands are idempotent by `message_id`:
 //! a repeat gets the reply decided the first time (same reply message id, so JetStream
 //! de-duplicates it as well) and changes nothing.
 //!
@@ -54,6 +56,7 @@ pub use books::{
 
 use self::books::Luck;
 use self::dice::{Dice, Roll};
+use crate::config::{NatsSettings, SimulatorSettings};
 use crate::nats::headers::{self, Envelope};
 use crate::nats::{Nats, SAGA_COMMANDS};
 
@@ -64,7 +67,7 @@ pub const SOURCE: &str = "order-service-simulator";
 const ACK_WAIT: Duration = Duration::from_secs(30);
 /// Deliveries of one command before JetStream gives up on it (the saga re-sends by timeout).
 const MAX_DELIVER: i64 = 20;
-/// Pause before re-creating a consumer after a failure.
+/// Pause before re-creating a consumer after a failure (or while the streams are missing).
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
 /// Redelivery delay asked for a command whose reply could not be published.
 const PUBLISH_RETRY: Duration = Duration::from_secs(1);
@@ -117,6 +120,23 @@ impl Default for SimulatorConfig {
     }
 }
 
+impl From<&SimulatorSettings> for SimulatorConfig {
+    /// The behaviour configured for `order-service simulate` and the in-process simulator.
+    fn from(s: &SimulatorSettings) -> Self {
+        Self {
+            min_latency: Duration::from_millis(s.min_latency_ms),
+            max_latency: Duration::from_millis(s.max_latency_ms),
+            decline_rate: s.decline_rate,
+            out_of_stock_rate: s.out_of_stock_rate,
+            silence_rate: s.silence_rate,
+            duplicate_reply_rate: s.duplicate_reply_rate,
+            default_stock: s.default_stock,
+            seed: s.seed,
+            ..Self::default()
+        }
+    }
+}
+
 impl SimulatorConfig {
     /// Checks the rates and limits.
     pub fn validate(&self) -> anyhow::Result<()> {
@@ -150,7 +170,7 @@ impl Participant {
     /// Both, in a stable order.
     pub const ALL: [Participant; 2] = [Self::Inventory, Self::Payment];
 
-    /// Lower-case name (logs, consumer names).
+    /// Lower-case name (logs, consumer names, its NATS identity).
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Inventory => "inventory",
@@ -167,10 +187,62 @@ impl Participant {
     }
 
     /// Name of its durable consumer on `SAGA_COMMANDS`: the prefix, upper-cased with dots made
-    /// underscores as for stream names (consumer names cannot contain dots), then
-    /// `<participant>-sim`; e.g. `T1_inventory-sim`.
+    /// underscores as for stream names (consumer names cannot contain dots), then the
+    /// participant's name; e.g. `T1_inventory`. The simulator stands in for the participant,
+    /// so it uses the participant's own consumer (the one its NATS user may read).
     pub fn durable_name(self, nats: &Nats) -> String {
-        nats.stream_name(&format!("{}-sim", self.as_str()))
+        nats.stream_name(self.as_str())
+    }
+}
+
+/// The connection each simulated participant uses.
+#[derive(Debug, Clone)]
+pub struct Connections {
+    pub inventory: Nats,
+    pub payment: Nats,
+}
+
+impl From<Nats> for Connections {
+    /// Both participants on one connection (a server without users: dev, tests).
+    fn from(nats: Nats) -> Self {
+        Self {
+            inventory: nats.clone(),
+            payment: nats,
+        }
+    }
+}
+
+impl Connections {
+    /// Each participant as its own user when its credentials are configured
+    /// (`APP__SIMULATOR__INVENTORY__*`, `APP__SIMULATOR__PAYMENT__*`), else on `shared` when
+    /// given (the service's own connection), else anonymously under its own name.
+    pub async fn connect(
+        url: &str,
+        nats: &NatsSettings,
+        simulator: &SimulatorSettings,
+        shared: Option<&Nats>,
+    ) -> anyhow::Result<Self> {
+        let one = |participant: Participant| async move {
+            let credentials = match participant {
+                Participant::Inventory => &simulator.inventory,
+                Participant::Payment => &simulator.payment,
+            };
+            match shared {
+                Some(shared) if !credentials.is_set() => Ok(shared.clone()),
+                _ => Nats::connect_as(url, nats, participant.as_str(), credentials).await,
+            }
+        };
+        Ok(Self {
+            inventory: one(Participant::Inventory).await?,
+            payment: one(Participant::Payment).await?,
+        })
+    }
+
+    fn of(&self, participant: Participant) -> &Nats {
+        match participant {
+            Participant::Inventory => &self.inventory,
+            Participant::Payment => &self.payment,
+        }
     }
 }
 
@@ -186,14 +258,17 @@ pub struct Simulator {
 }
 
 impl Simulator {
-    /// Ensures the streams, creates (or updates) both durable consumers and starts consuming.
-    /// Commands already waiting in the stream are answered too.
-    pub async fn start(nats: Nats, config: SimulatorConfig) -> anyhow::Result<Self> {
+    /// Creates (or updates) both durable consumers and starts consuming; commands already
+    /// waiting in the stream are answered too. Streams the service has not created yet are
+    /// waited for in the background.
+    pub async fn start(
+        connections: impl Into<Connections>,
+        config: SimulatorConfig,
+    ) -> anyhow::Result<Self> {
         config.validate()?;
-        nats.ensure_streams().await?;
+        let connections = connections.into();
         let books = Arc::new(Mutex::new(Books::new(&config.stock, config.default_stock)));
         let shared = Arc::new(Shared {
-            nats,
             dice: Dice::new(config.seed),
             config,
             books: Arc::clone(&books),
@@ -203,14 +278,22 @@ impl Simulator {
         for participant in Participant::ALL {
             let worker = Worker {
                 participant,
+                nats: connections.of(participant).clone(),
                 shared: Arc::clone(&shared),
             };
-            // Fails start-up on a misconfiguration instead of retrying it in the background.
-            worker.consumer().await?;
+            // Fails start-up on a misconfiguration (a permission, a bad filter) instead of
+            // retrying it in the background; only a missing stream is worth waiting for.
+            if worker.consumer().await?.is_none() {
+                tracing::warn!(
+                    participant = participant.as_str(),
+                    stream = worker.nats.stream_name(SAGA_COMMANDS),
+                    "the commands stream does not exist yet (the service creates it); waiting"
+                );
+            }
             tasks.spawn(worker.run(stopped.clone()));
         }
         tracing::info!(
-            prefix = shared.nats.subject(""),
+            prefix = connections.inventory.subject(""),
             "participant simulator started"
         );
         Ok(Self { books, stop, tasks })
@@ -258,11 +341,11 @@ impl Simulator {
 /// only a bug does: they retry a lost consumer themselves, keeping the books); for
 /// `order-service simulate` and the service's in-process simulator. Logs the final totals.
 pub async fn run(
-    nats: Nats,
+    connections: Connections,
     config: SimulatorConfig,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let mut simulator = Simulator::start(nats, config).await?;
+    let mut simulator = Simulator::start(connections, config).await?;
     let failure = tokio::select! {
         () = shutdown.cancelled() => None,
         e = simulator.failure() => Some(e),
@@ -301,7 +384,6 @@ fn lock(books: &Mutex<Books>) -> MutexGuard<'_, Books> {
 /// What both participants share.
 #[derive(Debug)]
 struct Shared {
-    nats: Nats,
     config: SimulatorConfig,
     dice: Dice,
     books: Arc<Mutex<Books>>,
@@ -311,6 +393,8 @@ struct Shared {
 #[derive(Debug, Clone)]
 struct Worker {
     participant: Participant,
+    /// Its own connection (its own NATS user, when configured).
+    nats: Nats,
     shared: Arc<Shared>,
 }
 
@@ -335,16 +419,21 @@ impl Worker {
         Ok(())
     }
 
-    /// The durable pull consumer, created or updated to this configuration.
-    async fn consumer(&self) -> anyhow::Result<jetstream::consumer::Consumer<pull::Config>> {
-        let nats = &self.shared.nats;
+    /// The durable pull consumer, created or updated to this configuration; `None` while the
+    /// commands stream does not exist.
+    async fn consumer(
+        &self,
+    ) -> anyhow::Result<Option<jetstream::consumer::Consumer<pull::Config>>> {
+        let nats = &self.nats;
         let stream_name = nats.stream_name(SAGA_COMMANDS);
         let durable = self.participant.durable_name(nats);
-        let stream = nats
-            .js
-            .get_stream(&stream_name)
-            .await
-            .with_context(|| format!("looking up stream {stream_name}"))?;
+        let stream = match nats.js.get_stream(&stream_name).await {
+            Ok(stream) => stream,
+            Err(e) if is_stream_not_found(&e) => return Ok(None),
+            Err(e) => {
+                return Err(anyhow!(e).context(format!("looking up stream {stream_name}")));
+            }
+        };
         stream
             .create_consumer(pull::Config {
                 durable_name: Some(durable.clone()),
@@ -360,12 +449,18 @@ impl Worker {
                 ..Default::default()
             })
             .await
+            .map(Some)
             .with_context(|| format!("creating consumer {durable} on {stream_name}"))
     }
 
     /// Reads commands until stopped (then finishes those in flight) or until the consumer fails.
     async fn consume(&self, stop: &mut watch::Receiver<bool>) -> anyhow::Result<()> {
-        let consumer = self.consumer().await?;
+        let consumer = self.consumer().await?.ok_or_else(|| {
+            anyhow!(
+                "stream {} does not exist yet",
+                self.nats.stream_name(SAGA_COMMANDS)
+            )
+        })?;
         let mut messages = consumer
             .messages()
             .await
@@ -394,7 +489,7 @@ impl Worker {
         let shared = &*self.shared;
         let span = tracing::Span::current();
         span.record("subject", message.subject.as_str());
-        let command = match parse(&shared.nats, &message) {
+        let command = match parse(&self.nats, &message) {
             Ok(command) => command,
             Err(e) => {
                 // Redelivering cannot make it readable: stop JetStream from trying.
@@ -485,7 +580,7 @@ impl Worker {
 
     /// Publishes `reply` and waits for its JetStream ack.
     async fn send(&self, reply: &Reply, traceparent: Option<&str>) -> anyhow::Result<()> {
-        let nats = &self.shared.nats;
+        let nats = &self.nats;
         let id = reply.message_id().to_string();
         let headers = headers::build(&Envelope {
             id: &id,
@@ -499,6 +594,15 @@ impl Worker {
             .await?;
         Ok(())
     }
+}
+
+/// Whether a stream lookup failed because the stream does not exist (yet).
+fn is_stream_not_found(e: &jetstream::context::GetStreamError) -> bool {
+    matches!(
+        e.kind(),
+        jetstream::context::GetStreamErrorKind::JetStream(js)
+            if js.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
+    )
 }
 
 /// The command in `message`, its subject stripped of the prefix.

@@ -125,8 +125,8 @@ async fn authorizing_replies_authorized_with_amount_and_currency() {
         panic!("not authorized: {:?}", received.reply)
     };
     assert_eq!(authorized.in_reply_to, command.message_id);
-    assert_eq!(authorized.amount_minor, Some(1_250));
-    assert_eq!(authorized.currency, Some(command.currency));
+    assert_eq!(authorized.amount_minor, 1_250);
+    assert_eq!(authorized.currency, command.currency);
     assert_eq!(
         received.header("ce-type"),
         Some("payment.replies.authorized")

@@ -26,7 +26,9 @@ pub struct StoreMetrics {
     pub events_appended: IntCounterVec,
     /// Saga events appended, by type (started, requested steps, completed, compensated...).
     pub saga_events: IntCounterVec,
-    /// Replies the saga refused (wrong saga, unknown request, wrong amount...), by reason.
+    /// Replies no saga believed, by reason: the saga's refusals (`unknown_request`,
+    /// `wrong_amount`, `wrong_currency`, ...: `IgnoredReason::code`) and `malformed` (outside
+    /// the contract; dead-lettered). A bounded set.
     pub saga_replies_ignored: IntCounterVec,
     /// Commands per append statement (the group writer, `store::append`).
     pub append_batch_commands: Histogram,
@@ -100,7 +102,7 @@ impl StoreMetrics {
             saga_replies_ignored: metric::counters(
                 r,
                 "saga_replies_ignored_total",
-                "Participant replies the saga refused, by reason",
+                "Participant replies no saga believed (refused, or malformed), by reason",
                 &["reason"],
             )?,
             append_batch_commands: metric::histogram(

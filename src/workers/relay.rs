@@ -1,4 +1,5 @@
-//! The relay: a log reader that publishes every order event to `ORDER_EVENTS` and every saga
+//! The relay: a log reader that publishes every order event to `ORDER_EVENTS` (without the
+//! customer's personal data unless configured: every subscriber of the stream gets it) and every saga
 //! `...Requested` event as the participant command it carries to `SAGA_COMMANDS`, with
 //! `Nats-Msg-Id = event_id`. The checkpoint advances only after JetStream acked the whole batch,
 //! and is written at most every 100 ms (and when idle or stopping), so a crash re-publishes at
@@ -9,6 +10,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use bytes::Bytes;
+use order_domain::PERSONAL_DATA_FIELDS;
 use sqlx::PgConnection;
 
 use crate::log::{Aggregate, Checkpoints, Decoded, LogEvent, LogHandler, ReaderConfig};
@@ -23,6 +25,8 @@ pub const READER: &str = "relay";
 pub struct Relay {
     pub nats: Nats,
     pub metrics: Arc<Metrics>,
+    /// Publish the customer's email and shipping address too (`APP__NATS__PUBLISH_PERSONAL_DATA`).
+    pub personal_data: bool,
 }
 
 /// One message to publish.
@@ -51,6 +55,11 @@ impl Relay {
                 // The event's own fields, plus where it belongs: subscribers need no lookup.
                 let mut body = e.payload.clone();
                 if let Some(map) = body.as_object_mut() {
+                    if !self.personal_data {
+                        for field in PERSONAL_DATA_FIELDS {
+                            map.remove(field);
+                        }
+                    }
                     map.insert("order_id".into(), order_id.to_string().into());
                     map.insert("version".into(), e.sequence.into());
                     map.insert("event_id".into(), id.clone().into());

@@ -41,6 +41,10 @@ pub struct ReplyConsumer {
     pub retry: Backoff,
 }
 
+/// The `saga_replies_ignored_total` reason of a reply that does not parse (beside the saga's
+/// own [`order_sagas::IgnoredReason`] codes).
+pub const MALFORMED: &str = "malformed";
+
 /// Replies applied at once, at most: each needs a pooled connection for a moment, and the
 /// pool (16 by default) also serves HTTP, the readers' LISTEN and the deadline worker.
 const MAX_IN_FLIGHT: usize = 8;
@@ -174,7 +178,16 @@ impl ReplyConsumer {
         };
         let reply = match Reply::parse(subject, &message.payload) {
             Ok(reply) => reply,
-            Err(e) => return Outcome::Dead(format!("unparseable reply: {e}")),
+            Err(e) => {
+                // Outside the contract (a required field missing, such as an authorization
+                // without its amount): believed by no saga, so counted with the ignored ones.
+                self.metrics
+                    .store
+                    .saga_replies_ignored
+                    .with_label_values(&[MALFORMED])
+                    .inc();
+                return Outcome::Dead(format!("unparseable reply: {e}"));
+            }
         };
         let order = OrderId::from_uuid(reply.saga_id().as_uuid());
         let mut metadata = std::collections::HashMap::new();

@@ -13,8 +13,9 @@ use std::sync::Arc;
 use chrono::Utc;
 use futures::stream::{FuturesUnordered, StreamExt as _};
 use order_domain::{OrderCommand, OrderError, OrderId};
-use order_sagas::{OrderSnapshot, SagaChange, SagaCommand, SagaError};
+use order_sagas::{CommandIdKey, OrderSnapshot, SagaChange, SagaCommand, SagaError};
 use sqlx::PgConnection;
+use uuid::Uuid;
 
 use crate::log::{Aggregate, Checkpoints, Decoded, LogEvent, LogHandler, ReaderConfig};
 use crate::store::executor::Failure;
@@ -153,6 +154,9 @@ impl SagaReactor {
                 let snapshot = OrderSnapshot::from_order_placed(order, &event.change)?;
                 SagaCommand::Start {
                     order: snapshot,
+                    // The secret the saga's command ids derive from: drawn here because the
+                    // saga draws nothing itself; a forged reply must not be able to name them.
+                    command_id_key: CommandIdKey::from_uuid(Uuid::new_v4()),
                     now,
                 }
             }

@@ -513,8 +513,8 @@ fn replies(full: bool) -> Vec<(&'static str, Reply)> {
                 order_id: o,
                 in_reply_to: r,
                 payment_id: PaymentId::new("pay-1"),
-                amount_minor: echo,
-                currency: full.then(|| Currency::parse("EUR").unwrap()),
+                amount_minor: 900,
+                currency: Currency::parse("EUR").unwrap(),
             }
             .into(),
         ),
@@ -547,7 +547,8 @@ fn replies(full: bool) -> Vec<(&'static str, Reply)> {
                 saga_id: s,
                 order_id: o,
                 in_reply_to: r,
-                amount_minor: echo,
+                amount_minor: 900,
+                currency: Currency::parse("EUR").unwrap(),
             }
             .into(),
         ),
@@ -972,8 +973,14 @@ struct Seen {
     problems: Vec<String>,
 }
 
-/// The reply to a command, from the document: its subject and body.
-fn decide(subject: &str, command: &Value) -> (&'static str, Value) {
+/// The reply to a command, from the document: its subject and body. `currencies` is the
+/// payment service's memory: the currency it authorized each payment in, which a capture
+/// reply must state.
+fn decide(
+    subject: &str,
+    command: &Value,
+    currencies: &mut HashMap<String, Value>,
+) -> (&'static str, Value) {
     let order = command["order_id"].as_str().unwrap_or("?");
     let (reply_subject, fields) = match subject {
         "inventory.commands.reserve" => (
@@ -982,21 +989,32 @@ fn decide(subject: &str, command: &Value) -> (&'static str, Value) {
         ),
         "inventory.commands.release" => ("inventory.replies.released", json!({})),
         "inventory.commands.commit" => ("inventory.replies.committed", json!({})),
-        "payment.commands.authorize" => (
-            "payment.replies.authorized",
-            json!({
-                "payment_id": format!("pay-{order}"),
-                "amount_minor": command["amount_minor"],
-                "currency": command["currency"],
-            }),
-        ),
+        "payment.commands.authorize" => {
+            let payment_id = format!("pay-{order}");
+            currencies.insert(payment_id.clone(), command["currency"].clone());
+            (
+                "payment.replies.authorized",
+                json!({
+                    "payment_id": payment_id,
+                    "amount_minor": command["amount_minor"],
+                    "currency": command["currency"],
+                }),
+            )
+        }
         "payment.commands.void" => (
             "payment.replies.voided",
             json!({"amount_minor": command["amount_minor"]}),
         ),
         "payment.commands.capture" => (
             "payment.replies.captured",
-            json!({"amount_minor": command["amount_minor"]}),
+            json!({
+                "amount_minor": command["amount_minor"],
+                "currency": command["payment_id"]
+                    .as_str()
+                    .and_then(|id| currencies.get(id))
+                    .cloned()
+                    .unwrap_or(Value::Null),
+            }),
         ),
         "payment.commands.refund" => (
             "payment.replies.refunded",
@@ -1061,6 +1079,7 @@ async fn participant(
     }
     let mut feed = futures::stream::select_all(feeds);
     let mut answered: HashMap<String, (&'static str, Value)> = HashMap::new();
+    let mut currencies: HashMap<String, Value> = HashMap::new();
     while let Some(message) = feed.next().await {
         let message = message.expect("a command delivery");
         let subject = message
@@ -1089,7 +1108,7 @@ async fn participant(
             .to_owned();
         let (reply_subject, reply) = answered
             .entry(message_id)
-            .or_insert_with(|| decide(&subject, &command))
+            .or_insert_with(|| decide(&subject, &command, &mut currencies))
             .clone();
         if let Some(channel) = contract.channel_at(reply_subject) {
             for v in contract.violations(contract.payload(channel), &reply, Mode::Exact) {

@@ -482,6 +482,7 @@ async fn a_replica_with_an_older_copy_of_the_saga_decides_on_the_stored_one() {
                 quantity: order_domain::Quantity::parse(1).expect("quantity"),
             }],
         },
+        command_id_key: order_sagas::CommandIdKey::from_uuid(uuid::Uuid::new_v4()),
         now,
     };
     let execute = |on: &crate::helpers::TestApp, command: &SagaCommand| {

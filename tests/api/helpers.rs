@@ -197,7 +197,7 @@ pub async fn spawn_saga_app(
         .nats_url
         .clone()
         .expect("a saga app has a NATS url");
-    let nats = order_service::nats::Nats::connect(&url, &app.settings.nats.prefix)
+    let nats = order_service::nats::Nats::connect(&url, &app.settings.nats)
         .await
         .expect("nats");
     app.simulator = Some(
@@ -703,7 +703,7 @@ impl TestApp {
             .nats_url
             .clone()
             .expect("a saga app has a NATS url");
-        let nats = order_service::nats::Nats::connect(&url, &self.settings.nats.prefix)
+        let nats = order_service::nats::Nats::connect(&url, &self.settings.nats)
             .await
             .expect("nats");
         let name = nats.stream_name(order_service::nats::SAGA_REPLIES);

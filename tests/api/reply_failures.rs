@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer::{pull, AckPolicy};
 use futures::StreamExt as _;
+use order_service::config::{NatsSettings, Settings};
 use order_service::nats::Nats;
 use order_service::simulator::SimulatorConfig;
 use uuid::Uuid;
@@ -21,9 +22,7 @@ const OLD_MAX_DELIVER: i64 = 8;
 
 async fn nats(app: &TestApp) -> Nats {
     let url = app.settings.nats_url.clone().expect("nats url");
-    Nats::connect(&url, &app.settings.nats.prefix)
-        .await
-        .expect("nats")
+    Nats::connect(&url, &app.settings.nats).await.expect("nats")
 }
 
 /// Polls `count` until it reaches `at_least`.
@@ -58,8 +57,14 @@ async fn a_reply_that_meets_a_database_outage_is_applied_once_the_database_is_ba
     // (`max_deliver: 8`), then the service on them.
     let url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
     let prefix = format!("t{}.", Uuid::new_v4().simple());
-    let nats = Nats::connect(&url, &prefix).await.expect("nats");
-    nats.ensure_streams().await.expect("streams");
+    let settings = NatsSettings {
+        prefix: prefix.clone(),
+        ..Settings::default().nats
+    };
+    let nats = Nats::connect(&url, &settings).await.expect("nats");
+    nats.ensure_streams(&settings.streams)
+        .await
+        .expect("streams");
     let replies = nats.stream_name("SAGA_REPLIES");
     let durable = format!("{replies}_order_service");
     nats.js
@@ -194,7 +199,9 @@ async fn an_unprocessable_reply_waits_while_the_dead_letter_stream_is_unavailabl
         failures.get()
     })
     .await;
-    nats.ensure_streams().await.expect("streams back");
+    nats.ensure_streams(&app.settings.nats.streams)
+        .await
+        .expect("streams back");
 
     // Assert: the garbage reached the dead letters, with its reason, once.
     let deadline = Instant::now() + WAIT;

@@ -287,7 +287,7 @@ async fn every_reply_delivered_three_times_changes_nothing_more() {
 
     // Read back every reply and publish each twice more.
     let url = app.settings.nats_url.clone().expect("nats url");
-    let nats = order_service::nats::Nats::connect(&url, &app.settings.nats.prefix)
+    let nats = order_service::nats::Nats::connect(&url, &app.settings.nats)
         .await
         .expect("nats");
     let stream = nats
@@ -356,7 +356,7 @@ async fn an_unprocessable_reply_is_dead_lettered_and_others_go_on() {
 
     let app = spawn_saga_app(SimulatorConfig::default(), |_| {}).await;
     let url = app.settings.nats_url.clone().expect("nats url");
-    let nats = order_service::nats::Nats::connect(&url, &app.settings.nats.prefix)
+    let nats = order_service::nats::Nats::connect(&url, &app.settings.nats)
         .await
         .expect("nats");
     let mut headers = async_nats::HeaderMap::new();
@@ -436,7 +436,7 @@ async fn a_late_authorization_after_the_saga_gave_up_is_voided() {
     })
     .await;
     let url = app.settings.nats_url.clone().expect("nats url");
-    let nats = order_service::nats::Nats::connect(&url, &app.settings.nats.prefix)
+    let nats = order_service::nats::Nats::connect(&url, &app.settings.nats)
         .await
         .expect("nats");
     // Core subscriptions see what JetStream stores on these subjects.
@@ -478,8 +478,8 @@ async fn a_late_authorization_after_the_saga_gave_up_is_voided() {
                     order_id: cmd.order_id,
                     in_reply_to: cmd.message_id,
                     payment_id: PaymentId::new("late-pay"),
-                    amount_minor: Some(cmd.amount_minor),
-                    currency: Some(cmd.currency),
+                    amount_minor: cmd.amount_minor,
+                    currency: cmd.currency,
                 };
                 publish(
                     "payment.replies.authorized",

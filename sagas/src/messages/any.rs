@@ -2,7 +2,7 @@
 //! replies, read from a subject suffix and a JSON body ([`ParseError`] when they do not match)
 //! and written back as the body alone (the subject says which message it is).
 
-use order_domain::OrderId;
+use order_domain::{Currency, OrderId};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -262,13 +262,22 @@ impl Reply {
         each_reply!(self, m => m.in_reply_to)
     }
 
-    /// The amount the participant echoed, if it did.
+    /// The amount the participant echoed, if it did (`authorized` and `captured` always do).
     pub fn amount_minor(&self) -> Option<i64> {
         match self {
-            Self::PaymentAuthorized(m) => m.amount_minor,
+            Self::PaymentAuthorized(m) => Some(m.amount_minor),
             Self::PaymentVoided(m) => m.amount_minor,
-            Self::PaymentCaptured(m) => m.amount_minor,
+            Self::PaymentCaptured(m) => Some(m.amount_minor),
             Self::PaymentRefunded(m) => m.amount_minor,
+            _ => None,
+        }
+    }
+
+    /// The currency the participant echoed (`authorized` and `captured` must).
+    pub fn currency(&self) -> Option<Currency> {
+        match self {
+            Self::PaymentAuthorized(m) => Some(m.currency),
+            Self::PaymentCaptured(m) => Some(m.currency),
             _ => None,
         }
     }
@@ -283,7 +292,7 @@ impl Reply {
 mod tests {
     use std::collections::BTreeSet;
 
-    use order_domain::{Currency, CustomerId, Quantity, Sku, StoreId};
+    use order_domain::{CustomerId, Quantity, Sku, StoreId};
     use serde_json::Value;
     use uuid::Uuid;
 
@@ -428,8 +437,8 @@ mod tests {
                 order_id: o,
                 in_reply_to: r,
                 payment_id: PaymentId::new("pay-1"),
-                amount_minor: None,
-                currency: None,
+                amount_minor: 900,
+                currency: Currency::parse("EUR").unwrap(),
             }
             .into(),
             PaymentDeclined {
@@ -453,7 +462,8 @@ mod tests {
                 saga_id: s,
                 order_id: o,
                 in_reply_to: r,
-                amount_minor: Some(900),
+                amount_minor: 900,
+                currency: Currency::parse("EUR").unwrap(),
             }
             .into(),
             PaymentCaptureFailed {
@@ -531,11 +541,11 @@ mod tests {
             with(&REPLY_HEADER, &["reason", "unavailable"]),
             with(&REPLY_HEADER, &[]),
             with(&REPLY_HEADER, &[]),
-            with(&REPLY_HEADER, &["payment_id"]),
+            with(&REPLY_HEADER, &["payment_id", "amount_minor", "currency"]),
             with(&REPLY_HEADER, &["reason"]),
+            // the optional amount echo, absent because it was not set
             with(&REPLY_HEADER, &[]),
-            // the optional amount echo, present because it was set
-            with(&REPLY_HEADER, &["amount_minor"]),
+            with(&REPLY_HEADER, &["amount_minor", "currency"]),
             with(&REPLY_HEADER, &["reason"]),
             with(&REPLY_HEADER, &[]),
         ];
@@ -653,6 +663,23 @@ mod tests {
             Reply::parse("payment.replies.authorized", b"not json"),
             Err(ParseError::InvalidBody { .. })
         ));
+        // an authorization or capture that does not say how much, and in what, is not one
+        for (subject, reply) in [
+            ("payment.replies.authorized", &replies()[4]),
+            ("payment.replies.captured", &replies()[7]),
+        ] {
+            for field in ["amount_minor", "currency"] {
+                let mut body = reply_json(reply);
+                body.as_object_mut().unwrap().remove(field);
+                assert!(
+                    matches!(
+                        Reply::parse(subject, body.to_string().as_bytes()),
+                        Err(ParseError::InvalidBody { .. })
+                    ),
+                    "{subject} without {field}"
+                );
+            }
+        }
         assert!(matches!(
             ParticipantCommand::parse("payment.commands.steal", b"{}"),
             Err(ParseError::UnknownSubject { .. })

@@ -1,6 +1,6 @@
-//! Identifiers of the contract: [`MessageId`] (the participants' dedupe key, derived
-//! deterministically for the saga's commands), [`SagaId`] (one per order, equal to the order's
-//! id) and the participants' own opaque ids, [`ReservationId`] and [`PaymentId`].
+//! Identifiers of the contract: [`MessageId`] (the participants' dedupe key, derived for the
+//! saga's commands from the saga's secret [`CommandIdKey`]), [`SagaId`] (one per order, equal to
+//! the order's id) and the participants' own opaque ids, [`ReservationId`] and [`PaymentId`].
 
 use std::fmt;
 
@@ -26,20 +26,54 @@ impl MessageId {
         self.0
     }
 
-    /// The id of a saga's command: UUIDv5 in the saga's own namespace of `"<step>/<generation>"`.
+    /// The id of a saga's command: UUIDv5 of `"<step>/<generation>"` in the namespace of the
+    /// saga's secret `key`.
+    ///
+    /// A reply is believed only when its `in_reply_to` names a command the saga sent, so these
+    /// ids must not be guessable: the key is random per saga (drawn by the caller of
+    /// `SagaCommand::Start`), kept only in the saga's own events and shown only to admins and
+    /// services. Without the key, knowing the order id, the step and the generation tells nothing.
     ///
     /// Re-sending a command after a timeout keeps its generation, hence its id, so participants
     /// recognise it. A new generation (a fresh capture after `capture_failed`) is a new request.
     /// Stored sagas re-send ids derived here: changing this function breaks in-flight sagas.
-    pub fn derive(saga_id: SagaId, step: Step, generation: u32) -> Self {
+    pub fn derive(key: CommandIdKey, step: Step, generation: u32) -> Self {
         let name = format!("{}/{generation}", step.as_str());
-        Self(Uuid::new_v5(&saga_id.as_uuid(), name.as_bytes()))
+        Self(Uuid::new_v5(&key.0, name.as_bytes()))
     }
 }
 
 impl fmt::Display for MessageId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)
+    }
+}
+
+/// The secret a saga derives its command ids from ([`MessageId::derive`]): a random UUID drawn
+/// when the saga starts and stored in its `SagaStarted` event.
+///
+/// Sagas started before keys existed derive from their saga id ([`CommandIdKey::legacy`]), so
+/// their in-flight commands keep their ids; such ids are guessable, new ones are not.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct CommandIdKey(Uuid);
+
+impl CommandIdKey {
+    /// Wraps a random UUID (v4) drawn by the caller: this crate draws no random numbers.
+    pub fn from_uuid(key: Uuid) -> Self {
+        Self(key)
+    }
+
+    /// The key of a saga that started without one: its own id, as ids were derived before.
+    pub fn legacy(saga_id: SagaId) -> Self {
+        Self(saga_id.as_uuid())
+    }
+}
+
+impl fmt::Debug for CommandIdKey {
+    /// Never printed: whoever knows the key can name the saga's commands.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CommandIdKey(..)")
     }
 }
 
@@ -116,19 +150,43 @@ mod tests {
         SagaId::from_uuid(Uuid::from_u128(1))
     }
 
+    fn key() -> CommandIdKey {
+        CommandIdKey::from_uuid(Uuid::from_u128(0x005e_c2e7))
+    }
+
     #[test]
-    fn message_ids_are_derived_deterministically_per_saga_step_and_generation() {
-        let a = MessageId::derive(saga(), Step::Reserve, 1);
-        assert_eq!(a, MessageId::derive(saga(), Step::Reserve, 1));
-        assert_ne!(a, MessageId::derive(saga(), Step::Reserve, 2));
-        assert_ne!(a, MessageId::derive(saga(), Step::Release, 1));
+    fn message_ids_are_derived_deterministically_per_key_step_and_generation() {
+        let a = MessageId::derive(key(), Step::Reserve, 1);
+        assert_eq!(a, MessageId::derive(key(), Step::Reserve, 1));
+        assert_ne!(a, MessageId::derive(key(), Step::Reserve, 2));
+        assert_ne!(a, MessageId::derive(key(), Step::Release, 1));
         assert_ne!(
             a,
-            MessageId::derive(SagaId::from_uuid(Uuid::from_u128(2)), Step::Reserve, 1)
+            MessageId::derive(
+                CommandIdKey::from_uuid(Uuid::from_u128(2)),
+                Step::Reserve,
+                1
+            )
         );
         assert_eq!(a.as_uuid().get_version_num(), 5);
-        // Pinned: stored sagas re-send ids derived this way, so the derivation must not drift.
+    }
+
+    #[test]
+    fn a_keyed_id_is_not_the_one_guessable_from_the_saga_id() {
+        let guessable = MessageId::derive(CommandIdKey::legacy(saga()), Step::Authorize, 1);
+        assert_ne!(MessageId::derive(key(), Step::Authorize, 1), guessable);
+    }
+
+    #[test]
+    fn sagas_without_a_key_keep_the_ids_they_were_sent_with() {
+        // Pinned: sagas started before keys existed re-send ids derived from their saga id.
+        let a = MessageId::derive(CommandIdKey::legacy(saga()), Step::Reserve, 1);
         assert_eq!(a.to_string(), PINNED_RESERVE_ID);
+    }
+
+    #[test]
+    fn the_key_is_never_printed() {
+        assert_eq!(format!("{:?}", key()), "CommandIdKey(..)");
     }
 
     // = python3 -c "import uuid; print(uuid.uuid5(uuid.UUID(int=1), 'reserve/1'))"

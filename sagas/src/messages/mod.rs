@@ -5,14 +5,15 @@
 //! renamed or dropped. Subjects here are *suffixes*: the service puts its configured prefix
 //! (`APP__NATS__PREFIX`, e.g. `test123.`) in front when publishing and strips it when consuming.
 //!
-//! Commands are idempotent by `message_id`: the saga derives it deterministically
-//! ([`MessageId::derive`]), so a re-sent command carries the same id and participants dedupe it.
+//! Commands are idempotent by `message_id`: the saga derives it from its secret key
+//! ([`MessageId::derive`]), so a re-sent command carries the same id and participants dedupe it,
+//! while nobody without the key can name it.
 //! Every reply names the command it answers in `in_reply_to`.
 //!
 //! One file per participant, the common parts apart (edges point one way, leaves first):
 //!
 //! * `subjects`: [`Step`] and [`ReplyKind`], the names and subjects of the contract.
-//! * `ids`: [`MessageId`] (derived deterministically), [`SagaId`], the participants' opaque
+//! * `ids`: [`MessageId`] (derived from the saga's [`CommandIdKey`]), [`SagaId`], the participants' opaque
 //!   [`ReservationId`] and [`PaymentId`].
 //! * `envelope`: the header every message carries ([`Message`], [`ReplyMessage`]).
 //! * `inventory`: `inventory.commands.*` and `inventory.replies.*` bodies.
@@ -29,7 +30,7 @@ mod subjects;
 
 pub use any::{ParseError, ParticipantCommand, Reply};
 pub use envelope::{Message, ReplyMessage};
-pub use ids::{MessageId, PaymentId, ReservationId, SagaId};
+pub use ids::{CommandIdKey, MessageId, PaymentId, ReservationId, SagaId};
 pub use inventory::{
     CommitStock, ReleaseStock, ReserveStock, StockCommitted, StockItem, StockRejected,
     StockReleased, StockReserved, UnavailableItem,

@@ -1,6 +1,9 @@
 //! The payment participant's part of the contract: the `payment.commands.*` bodies the saga sends
-//! (authorize, void, capture, refund) and the `payment.replies.*` bodies it answers with. Amount
-//! echoes in replies are optional additions, checked by the saga when present.
+//! (authorize, void, capture, refund) and the `payment.replies.*` bodies it answers with.
+//!
+//! The replies that move money the saga's way (`authorized`, `captured`) must echo the amount
+//! and currency: the saga believes them only when both equal the order's. The other amount
+//! echoes are optional, checked when present.
 
 use order_domain::{Currency, CustomerId, OrderId};
 use serde::{Deserialize, Serialize};
@@ -60,8 +63,8 @@ message!(RefundPayment, Step::Refund.subject());
 
 /// `payment.replies.authorized`: the money is held under `payment_id`.
 ///
-/// `amount_minor` and `currency` are optional additions to the contract: when a participant
-/// echoes them, the saga checks them against the order.
+/// `amount_minor` and `currency` are required and must equal the order's: an authorization of
+/// another amount confirms nothing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PaymentAuthorized {
     pub message_id: MessageId,
@@ -69,10 +72,8 @@ pub struct PaymentAuthorized {
     pub order_id: OrderId,
     pub in_reply_to: MessageId,
     pub payment_id: PaymentId,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub amount_minor: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub currency: Option<Currency>,
+    pub amount_minor: i64,
+    pub currency: Currency,
 }
 reply!(PaymentAuthorized, ReplyKind::PaymentAuthorized);
 
@@ -100,16 +101,16 @@ pub struct PaymentVoided {
 }
 reply!(PaymentVoided, ReplyKind::PaymentVoided);
 
-/// `payment.replies.captured`: the money was taken. `amount_minor` is an optional echo,
-/// checked when present.
+/// `payment.replies.captured`: the money was taken. `amount_minor` and `currency` are required
+/// and must equal the order's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PaymentCaptured {
     pub message_id: MessageId,
     pub saga_id: SagaId,
     pub order_id: OrderId,
     pub in_reply_to: MessageId,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub amount_minor: Option<i64>,
+    pub amount_minor: i64,
+    pub currency: Currency,
 }
 reply!(PaymentCaptured, ReplyKind::PaymentCaptured);
 

@@ -6,7 +6,7 @@ use order_domain::{Currency, CustomerId, OrderChange, OrderId, Quantity, Sku, St
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::messages::{Reply, StockItem};
+use crate::messages::{CommandIdKey, Reply, StockItem};
 
 /// What the saga needs to know of the placed order: the `OrderPlaced` snapshot.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,9 +75,12 @@ impl OrderSnapshot {
 /// saga. Each carries the time of its decision: the saga has no clock.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SagaCommand {
-    /// The order was placed (`OrderPlaced`): reserve its stock. Idempotent.
+    /// The order was placed (`OrderPlaced`): reserve its stock. Idempotent (a second `Start`
+    /// keeps the first one's key).
     Start {
         order: OrderSnapshot,
+        /// The secret the saga's command ids are derived from: random, drawn by the caller.
+        command_id_key: CommandIdKey,
         now: DateTime<Utc>,
     },
     /// A participant replied.

@@ -17,8 +17,8 @@ use super::policy::SagaPolicy;
 use super::state::{OrderSaga, Outcome, SagaData};
 use super::status::SagaStatus;
 use crate::messages::{
-    AuthorizePayment, CapturePayment, CommitStock, ParticipantCommand, RefundPayment, ReleaseStock,
-    Reply, ReserveStock, SagaId, Step, VoidPayment,
+    AuthorizePayment, CapturePayment, CommandIdKey, CommitStock, ParticipantCommand, RefundPayment,
+    ReleaseStock, Reply, ReserveStock, SagaId, Step, VoidPayment,
 };
 
 impl OrderSaga {
@@ -29,8 +29,13 @@ impl OrderSaga {
         command: &SagaCommand,
         policy: &SagaPolicy,
     ) -> Result<Vec<SagaEvent>, SagaError> {
-        if let SagaCommand::Start { order, now } = command {
-            return Ok(self.decide_start(order, *now, policy));
+        if let SagaCommand::Start {
+            order,
+            command_id_key,
+            now,
+        } = command
+        {
+            return Ok(self.decide_start(order, *command_id_key, *now, policy));
         }
         let Some(data) = &self.data else {
             return Err(match command {
@@ -53,6 +58,7 @@ impl OrderSaga {
     fn decide_start(
         &self,
         order: &OrderSnapshot,
+        command_id_key: CommandIdKey,
         now: DateTime<Utc>,
         policy: &SagaPolicy,
     ) -> Vec<SagaEvent> {
@@ -69,6 +75,7 @@ impl OrderSaga {
             total_minor: order.total_minor,
             lines: order.lines.clone(),
             started_at: now,
+            command_id_key: Some(command_id_key),
         };
         let Some(data) = SagaData::from_started(&started) else {
             return Vec::new();
@@ -172,11 +179,9 @@ impl<'a> Draft<'a> {
         if let Some(got) = reply.amount_minor().filter(|got| *got != expected) {
             return Err(ignored(IgnoredReason::WrongAmount { expected, got }));
         }
-        if let Reply::PaymentAuthorized(r) = reply {
-            let expected = data.order.currency;
-            if let Some(got) = r.currency.filter(|got| *got != expected) {
-                return Err(ignored(IgnoredReason::WrongCurrency { expected, got }));
-            }
+        let expected = data.order.currency;
+        if let Some(got) = reply.currency().filter(|got| *got != expected) {
+            return Err(ignored(IgnoredReason::WrongCurrency { expected, got }));
         }
         match &request.answer {
             None => Ok(true),

@@ -11,9 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use super::status::SagaStatus;
 use crate::messages::{
-    AuthorizePayment, CapturePayment, CommitStock, MessageId, ParticipantCommand, PaymentId,
-    RefundPayment, ReleaseStock, Reply, ReservationId, ReserveStock, SagaId, Step, StockItem,
-    UnavailableItem, VoidPayment,
+    AuthorizePayment, CapturePayment, CommandIdKey, CommitStock, MessageId, ParticipantCommand,
+    PaymentId, RefundPayment, ReleaseStock, Reply, ReservationId, ReserveStock, SagaId, Step,
+    StockItem, UnavailableItem, VoidPayment,
 };
 
 /// What happened to a saga. JSON: `{"type": "<variant>", ...fields}`.
@@ -32,6 +32,10 @@ pub enum SagaChange {
         total_minor: i64,
         lines: Vec<StockItem>,
         started_at: DateTime<Utc>,
+        /// The secret the saga's command ids are derived from; absent in sagas started before
+        /// keys existed (they derive from the saga id). Never shown outside the event store.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        command_id_key: Option<CommandIdKey>,
     },
     StockReservationRequested {
         command: ReserveStock,

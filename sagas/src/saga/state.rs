@@ -16,7 +16,7 @@ use super::event::SagaChange;
 use super::holdings::{Answer, OrderVerdict, Payment, SentRequest, Stock};
 use super::status::SagaStatus;
 use crate::messages::{
-    MessageId, ParticipantCommand, PaymentId, ReplyKind, ReservationId, SagaId, Step,
+    CommandIdKey, MessageId, ParticipantCommand, PaymentId, ReplyKind, ReservationId, SagaId, Step,
 };
 
 /// How many reply message ids a saga remembers for duplicate detection. Older duplicates are
@@ -35,6 +35,8 @@ pub(super) enum Outcome {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(super) struct SagaData {
     pub(super) saga_id: SagaId,
+    /// What the saga's command ids are derived from.
+    pub(super) command_id_key: CommandIdKey,
     pub(super) order: OrderSnapshot,
     pub(super) started_at: DateTime<Utc>,
     pub(super) requests: Vec<SentRequest>,
@@ -158,12 +160,14 @@ impl SagaData {
             total_minor,
             lines,
             started_at,
+            command_id_key,
         } = change
         else {
             return None;
         };
         Some(Self {
             saga_id: *saga_id,
+            command_id_key: command_id_key.unwrap_or(CommandIdKey::legacy(*saga_id)),
             order: OrderSnapshot {
                 order_id: *order_id,
                 store_id: *store_id,
@@ -232,7 +236,7 @@ impl SagaData {
     pub(super) fn next_message_id(&self, step: Step) -> MessageId {
         let sent = self.requests.iter().filter(|r| r.step() == step).count();
         let generation = u32::try_from(sent).map_or(u32::MAX, |n| n.saturating_add(1));
-        MessageId::derive(self.saga_id, step, generation)
+        MessageId::derive(self.command_id_key, step, generation)
     }
 
     pub(super) fn apply(&mut self, change: &SagaChange) {
@@ -421,6 +425,7 @@ mod tests {
             total_minor: 900,
             lines: vec![],
             started_at: DateTime::<Utc>::MIN_UTC,
+            command_id_key: None,
         };
         let mut data = SagaData::from_started(&started).unwrap();
         for n in 0..200 {

@@ -111,8 +111,8 @@ impl PaymentBook {
             order_id,
             in_reply_to,
             payment_id: id,
-            amount_minor: Some(c.amount_minor),
-            currency: Some(c.currency),
+            amount_minor: c.amount_minor,
+            currency: c.currency,
         }
         .into()
     }
@@ -159,15 +159,15 @@ impl PaymentBook {
                 PaymentState::Authorized => {
                     p.state = PaymentState::Captured;
                     p.captured_minor = c.amount_minor;
-                    Ok(p.captured_minor)
+                    Ok((p.captured_minor, p.currency))
                 }
-                PaymentState::Captured => Ok(p.captured_minor),
+                PaymentState::Captured => Ok((p.captured_minor, p.currency)),
                 PaymentState::Voided => Err("payment was voided".to_owned()),
                 PaymentState::Refunded => Err("payment was refunded".to_owned()),
             },
         };
         match outcome {
-            Ok(amount) => {
+            Ok((amount_minor, currency)) => {
                 let (message_id, saga_id, order_id, in_reply_to) =
                     head(c, ReplyKind::PaymentCaptured);
                 PaymentCaptured {
@@ -175,7 +175,8 @@ impl PaymentBook {
                     saga_id,
                     order_id,
                     in_reply_to,
-                    amount_minor: Some(amount),
+                    amount_minor,
+                    currency,
                 }
                 .into()
             }

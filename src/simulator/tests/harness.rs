@@ -51,11 +51,17 @@ impl Received {
 pub(super) async fn harness(config: SimulatorConfig) -> Harness {
     let url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
     let prefix = format!("simtest{}.", Uuid::new_v4().simple());
-    let nats = tokio::time::timeout(Duration::from_secs(10), Nats::connect(&url, &prefix))
+    let settings = crate::config::NatsSettings {
+        prefix,
+        ..crate::config::Settings::default().nats
+    };
+    let nats = tokio::time::timeout(Duration::from_secs(10), Nats::connect(&url, &settings))
         .await
         .unwrap_or_else(|_| panic!("no NATS at {url} (set NATS_URL)"))
         .expect("connecting to NATS");
-    nats.ensure_streams().await.expect("creating the streams");
+    nats.ensure_streams(&settings.streams)
+        .await
+        .expect("creating the streams");
     let published = nats
         .client
         .subscribe(nats.subject("*.replies.*"))
