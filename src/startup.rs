@@ -52,6 +52,18 @@ struct InProcessSimulator {
     participants: crate::config::SimulatorSettings,
 }
 
+impl InProcessSimulator {
+    /// The simulator to run in this process, if it is enabled and the saga machinery runs.
+    fn configured(settings: &Settings, with_nats: bool) -> Option<Self> {
+        (settings.simulator.enabled.unwrap_or(false) && with_nats).then(|| Self {
+            config: crate::simulator::SimulatorConfig::from(&settings.simulator),
+            nats_url: settings.nats_url.clone().unwrap_or_default(),
+            nats: settings.nats.clone(),
+            participants: settings.simulator.clone(),
+        })
+    }
+}
+
 impl std::fmt::Debug for Application {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Application")
@@ -164,14 +176,7 @@ impl Application {
                 Duration::from_millis(settings.saga.reply_retry_first_ms),
                 Duration::from_millis(settings.saga.reply_retry_max_ms),
             ),
-            simulator: (settings.simulator.enabled.unwrap_or(false) && nats.is_some()).then(|| {
-                InProcessSimulator {
-                    config: crate::simulator::SimulatorConfig::from(&settings.simulator),
-                    nats_url: settings.nats_url.clone().unwrap_or_default(),
-                    nats: settings.nats.clone(),
-                    participants: settings.simulator.clone(),
-                }
-            }),
+            simulator: InProcessSimulator::configured(settings, nats.is_some()),
             nats,
             publish_personal_data: settings.nats.publish_personal_data,
         })

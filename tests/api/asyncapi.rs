@@ -765,7 +765,7 @@ fn the_contract_document_matches_the_rust_types() {
     problems.retain(|p| reported.insert(p.clone()));
     assert!(
         problems.is_empty(),
-        "docs/asyncapi.yaml disagrees with sagas/src/messages.rs:\n  {}",
+        "docs/asyncapi.yaml disagrees with sagas/src/messages/:\n  {}",
         problems.join("\n  ")
     );
 }

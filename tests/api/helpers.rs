@@ -93,6 +93,8 @@ pub struct TestApp {
     pub simulator: Option<order_service::simulator::Simulator>,
     minter: TokenMinter,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    /// The serving task: done once the service stopped with every worker.
+    running: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for TestApp {
@@ -101,21 +103,108 @@ impl Drop for TestApp {
             let _ = tx.send(());
         }
         // Streams of a saga test's prefix are its own: remove them.
+        let prefix = &self.settings.nats.prefix;
         if let (Some(url), true) = (self.settings.nats_url.clone(), self.settings.workers.sagas) {
-            let names: Vec<String> = order_service::nats::STREAMS
-                .iter()
-                .map(|b| order_service::nats::Nats::stream_name_for(&self.settings.nats.prefix, b))
-                .collect();
-            tokio::spawn(async move {
-                if let Ok(client) = async_nats::connect(url).await {
-                    let js = async_nats::jetstream::new(client);
-                    for n in names {
-                        let _ = js.delete_stream(n).await;
-                    }
-                }
-            });
+            if !prefix.is_empty() {
+                let names: Vec<String> = order_service::nats::STREAMS
+                    .iter()
+                    .map(|b| order_service::nats::Nats::stream_name_for(prefix, b))
+                    .collect();
+                delete_streams(url, names);
+            }
         }
     }
+}
+
+/// Deletes `names` on the server at `url` before returning. On a thread of its own: `Drop`
+/// cannot await, and a task spawned on the test's runtime dies with it before it runs (the
+/// streams then stayed on the shared server, each holding its `max_bytes` reservation).
+fn delete_streams(url: String, names: Vec<String>) {
+    let _ = std::thread::spawn(move || {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        runtime.block_on(async move {
+            let wait = Duration::from_secs(3);
+            let Ok(Ok(client)) = tokio::time::timeout(wait, async_nats::connect(url)).await else {
+                return;
+            };
+            let js = async_nats::jetstream::new(client);
+            for name in names {
+                let _ = tokio::time::timeout(wait, js.delete_stream(name)).await;
+            }
+        });
+    })
+    .join();
+}
+
+/// Stream bounds for tests: JetStream reserves each stream's `max_bytes` on the server, so the
+/// production defaults (1.6 GiB a deployment) times every concurrent test would exhaust the
+/// shared server's storage. A test needs little.
+pub fn test_streams() -> order_service::config::StreamsSettings {
+    let bounds = order_service::config::StreamLimits {
+        max_age_secs: 3_600,
+        max_bytes: 8 << 20,
+    };
+    order_service::config::StreamsSettings {
+        order_events: bounds,
+        saga_commands: bounds,
+        saga_replies: bounds,
+        dead_letters: bounds,
+    }
+}
+
+/// The NATS settings of a test with its own `prefix`: default credentials, small streams.
+pub fn test_nats_settings(prefix: &str) -> order_service::config::NatsSettings {
+    order_service::config::NatsSettings {
+        prefix: prefix.to_owned(),
+        streams: test_streams(),
+        ..Settings::default().nats
+    }
+}
+
+static STALE_STREAMS_DROPPED: OnceCell<()> = OnceCell::const_new();
+
+/// Removes test streams left on the shared server by runs that were killed (older than an hour),
+/// once per test binary, as `drop_stale_databases` does for databases.
+async fn drop_stale_streams(url: &str) {
+    use futures::TryStreamExt as _;
+    STALE_STREAMS_DROPPED
+        .get_or_init(|| async {
+            let Ok(client) = async_nats::connect(url).await else {
+                return;
+            };
+            let js = async_nats::jetstream::new(client);
+            let names: Vec<String> = js.stream_names().try_collect().await.unwrap_or_default();
+            let cutoff = chrono::Utc::now().timestamp() - 3_600;
+            for name in names.into_iter().filter(|n| is_test_stream(n)) {
+                let Ok(mut stream) = js.get_stream(&name).await else {
+                    continue;
+                };
+                if stream
+                    .info()
+                    .await
+                    .is_ok_and(|i| i.created.unix_timestamp() < cutoff)
+                {
+                    let _ = js.delete_stream(&name).await;
+                }
+            }
+        })
+        .await;
+}
+
+/// A stream of a test prefix: `T`, `SIMTEST` or `CRASH`, 32 hex digits, `_`.
+fn is_test_stream(name: &str) -> bool {
+    ["T", "SIMTEST", "CRASH"].iter().any(|p| {
+        name.strip_prefix(p).is_some_and(|rest| {
+            rest.len() > 33
+                && rest.as_bytes()[32] == b'_'
+                && rest[..32].bytes().all(|b| b.is_ascii_hexdigit())
+        })
+    })
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -157,7 +246,7 @@ async fn start(settings: Settings) -> TestApp {
     let pool = app.state().pool.clone();
     let app_state = app.state().clone();
     let (tx, rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(async move {
+    let running = tokio::spawn(async move {
         let _ = app
             .run_until_stopped(async {
                 let _ = rx.await;
@@ -182,6 +271,7 @@ async fn start(settings: Settings) -> TestApp {
         simulator: None,
         minter,
         shutdown: Some(tx),
+        running: Some(running),
     }
 }
 
@@ -213,10 +303,11 @@ pub async fn spawn_saga_app(
 /// test answers the saga's commands itself.
 pub async fn spawn_saga_app_without_simulator(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
+    drop_stale_streams(&url).await;
     let prefix = format!("t{}.", Uuid::new_v4().simple());
     spawn_app_with(|s| {
         s.nats_url = Some(url);
-        s.nats.prefix = prefix;
+        s.nats = test_nats_settings(&prefix);
         s.workers.sagas = true;
         s.simulator.enabled = Some(false);
         s.saga.step_timeout_ms = 2_000;
@@ -226,6 +317,17 @@ pub async fn spawn_saga_app_without_simulator(configure: impl FnOnce(&mut Settin
 }
 
 impl TestApp {
+    /// Stops the service and waits until it stopped, every worker with it (dropping it only
+    /// asks it to stop).
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(running) = self.running.take() {
+            let _ = running.await;
+        }
+    }
+
     /// A second service process on the same database, as another replica behind the load
     /// balancer would be.
     pub async fn replica(&self) -> TestApp {

@@ -631,7 +631,8 @@ async fn a_log_readers_open_transaction_holds_no_event_back_any_other_does() {
 async fn appends_wake_other_processes_and_a_process_alone_notifies_no_one() {
     use order_service::log::wake::{self, AppendSignal};
     let (app, pool) = database().await;
-    drop(app);
+    // Stopped, not only dropped: a listener it was still connecting would show up later.
+    app.stop().await;
     let listeners = |pool: PgPool| async move {
         sqlx::query_scalar::<_, i64>(
             "select count(*) from pg_stat_activity

@@ -361,15 +361,10 @@ async fn sagas_survive_crashes(n: usize, kills: usize, seed: u64) {
     let store = app.store_with_products().await;
     let nats_url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
     let prefix = format!("crash{}.", Uuid::new_v4().simple());
-    let nats = order_service::nats::Nats::connect(
-        &nats_url,
-        &order_service::config::NatsSettings {
-            prefix: prefix.clone(),
-            ..order_service::config::Settings::default().nats
-        },
-    )
-    .await
-    .expect("nats");
+    let nats =
+        order_service::nats::Nats::connect(&nats_url, &crate::helpers::test_nats_settings(&prefix))
+            .await
+            .expect("nats");
     let simulator = Simulator::start(
         nats.clone(),
         SimulatorConfig {

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer::{pull, AckPolicy};
 use futures::StreamExt as _;
-use order_service::config::{NatsSettings, Settings};
 use order_service::nats::Nats;
 use order_service::simulator::SimulatorConfig;
 use uuid::Uuid;
@@ -57,10 +56,7 @@ async fn a_reply_that_meets_a_database_outage_is_applied_once_the_database_is_ba
     // (`max_deliver: 8`), then the service on them.
     let url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
     let prefix = format!("t{}.", Uuid::new_v4().simple());
-    let settings = NatsSettings {
-        prefix: prefix.clone(),
-        ..Settings::default().nats
-    };
+    let settings = crate::helpers::test_nats_settings(&prefix);
     let nats = Nats::connect(&url, &settings).await.expect("nats");
     nats.ensure_streams(&settings.streams)
         .await

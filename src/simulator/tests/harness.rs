@@ -51,8 +51,19 @@ impl Received {
 pub(super) async fn harness(config: SimulatorConfig) -> Harness {
     let url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
     let prefix = format!("simtest{}.", Uuid::new_v4().simple());
+    // Small streams: JetStream reserves each stream's `max_bytes` on the shared server.
+    let bounds = crate::config::StreamLimits {
+        max_age_secs: 3_600,
+        max_bytes: 8 << 20,
+    };
     let settings = crate::config::NatsSettings {
         prefix,
+        streams: crate::config::StreamsSettings {
+            order_events: bounds,
+            saga_commands: bounds,
+            saga_replies: bounds,
+            dead_letters: bounds,
+        },
         ..crate::config::Settings::default().nats
     };
     let nats = tokio::time::timeout(Duration::from_secs(10), Nats::connect(&url, &settings))
