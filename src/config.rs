@@ -66,6 +66,9 @@ pub struct WorkerSettings {
 pub struct HttpSettings {
     /// Listen address; port 0 picks a free port (tests).
     pub addr: SocketAddr,
+    /// Longest wait for a request's headers, a keep-alive connection's idle time included:
+    /// a client that trickles them (slowloris) or idles is disconnected (ms).
+    pub header_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -246,6 +249,9 @@ pub struct LiveSettings {
     /// Batches of new events a feed may fall behind (its client reading slowly) before it
     /// reads what it missed from the database instead; memory is this many batches at most.
     pub broadcast_batches: usize,
+    /// How far back a store feed resumes (seconds): an older resume id gets 410
+    /// `resume-too-old` (the client reads the order list, then opens the feed from now).
+    pub store_resume_max_age_secs: u64,
 }
 
 /// Bounds on what one request may ask for (DESIGN §10: bodies size-limited, lists bounded).
@@ -253,6 +259,15 @@ pub struct LiveSettings {
 pub struct LimitSettings {
     /// Largest accepted request body in bytes.
     pub max_body_bytes: usize,
+    /// Longest wait for a request's whole body: 408 after it (ms).
+    pub body_timeout_ms: u64,
+    /// Commands per second one caller (token subject) may send, sustained; 429 with
+    /// `Retry-After` beyond it.
+    pub commands_per_second: u32,
+    /// Commands one caller may send at once above the sustained rate.
+    pub command_burst: u32,
+    /// Live feeds one caller may hold open at once in this process; 429 beyond.
+    pub feeds_per_subject: usize,
 }
 
 impl Default for Settings {
@@ -262,6 +277,7 @@ impl Default for Settings {
             nats_url: None,
             http: HttpSettings {
                 addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+                header_timeout_ms: 10_000,
             },
             database: DatabaseSettings {
                 max_connections: 32,
@@ -327,6 +343,10 @@ impl Default for Settings {
             log: LogSettings { format: None },
             limits: LimitSettings {
                 max_body_bytes: 64 * 1024,
+                body_timeout_ms: 10_000,
+                commands_per_second: 20,
+                command_burst: 40,
+                feeds_per_subject: 16,
             },
             workers: WorkerSettings {
                 projector: true,
@@ -337,6 +357,7 @@ impl Default for Settings {
             },
             live: LiveSettings {
                 broadcast_batches: BROADCAST_BATCHES,
+                store_resume_max_age_secs: 3_600,
             },
         }
     }

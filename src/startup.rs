@@ -5,13 +5,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use poem::listener::{Acceptor as _, Listener as _, TcpListener};
 use secrecy::SecretString;
 use sqlx::PgPool;
 
 use crate::backoff::Backoff;
 use crate::config::{Settings, WorkerSettings};
 use crate::http::auth::JwtVerifier;
+use crate::http::server::ServerTimeouts;
+use crate::http::throttle::{Throttle, ThrottleMetrics};
 use crate::live::LiveFeeds;
 use crate::log::{AppendSignal, LogReader};
 use crate::nats::Nats;
@@ -28,10 +29,14 @@ use crate::workers::replies::ReplyConsumer;
 use crate::workers::saga_reactor::SagaReactor;
 use order_sagas::SagaPolicy;
 
+/// How long requests in flight may take to finish once the service stops.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 /// A built, bound, not yet serving application.
 pub struct Application {
     port: u16,
-    acceptor: poem::listener::TcpAcceptor,
+    listener: tokio::net::TcpListener,
+    server: ServerTimeouts,
     state: AppState,
     workers: WorkerSettings,
     reply_retry: Backoff,
@@ -137,7 +142,7 @@ impl Application {
             pool.clone(),
             metrics.clone(),
             appended.clone(),
-            settings.live.broadcast_batches,
+            &settings.live,
         );
         let supervisor = Supervisor::new(
             Backoff::new(
@@ -145,6 +150,10 @@ impl Application {
                 Duration::from_millis(settings.workers.restart_backoff_max_ms),
             ),
             SupervisorMetrics::register(&metrics.registry)?,
+        );
+        let throttle = Throttle::new(
+            &settings.limits,
+            ThrottleMetrics::register(&metrics.registry)?,
         );
         let state = AppState {
             pool,
@@ -157,19 +166,20 @@ impl Application {
             live,
             appended,
             supervisor,
+            throttle,
         };
-        let acceptor = TcpListener::bind(settings.http.addr)
-            .into_acceptor()
-            .await
-            .with_context(|| format!("binding {}", settings.http.addr))?;
-        let port = acceptor
+        let listener = crate::http::server::bind(settings.http.addr).await?;
+        let port = listener
             .local_addr()
-            .first()
-            .and_then(|a| a.as_socket_addr().map(std::net::SocketAddr::port))
-            .context("listener has no TCP address")?;
+            .context("the listener's address")?
+            .port();
         Ok(Self {
             port,
-            acceptor,
+            listener,
+            server: ServerTimeouts {
+                header_timeout: Duration::from_millis(settings.http.header_timeout_ms),
+                grace: SHUTDOWN_GRACE,
+            },
             state,
             workers: settings.workers.clone(),
             reply_retry: Backoff::new(
@@ -292,8 +302,7 @@ impl Application {
             shutdown.await;
             live.close();
         };
-        let result = poem::Server::new_with_acceptor(self.acceptor)
-            .run_with_graceful_shutdown(app, shutdown, Some(Duration::from_secs(10)))
+        let result = crate::http::server::serve(self.listener, app, self.server, shutdown)
             .await
             .context("HTTP server failed");
         tracing::info!("HTTP server stopped");

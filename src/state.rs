@@ -6,6 +6,7 @@ use sqlx::PgPool;
 
 use crate::config::LimitSettings;
 use crate::http::auth::JwtVerifier;
+use crate::http::throttle::Throttle;
 use crate::live::LiveFeeds;
 use crate::log::AppendSignal;
 use crate::store::catalog::CatalogRepository;
@@ -35,4 +36,6 @@ pub struct AppState {
     pub live: LiveFeeds,
     /// Runs the background workers; readiness asks it which are up.
     pub supervisor: Supervisor,
+    /// Per-caller limits: command rate, open live feeds.
+    pub throttle: Throttle,
 }

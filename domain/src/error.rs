@@ -22,6 +22,8 @@ pub enum OrderError {
     EmptyOrder,
     #[error("an order holds at most {max} lines")]
     TooManyLines { max: usize },
+    #[error("an order takes item changes up to version {max}; place or discard this draft")]
+    TooManyChanges { max: u64 },
     #[error("line {line_id} does not exist on this order")]
     LineNotFound { line_id: LineId },
     #[error("sku {sku} is not in this store's catalog")]
@@ -49,6 +51,7 @@ impl OrderError {
             Self::StatusNotSettable { .. } => "status-not-settable",
             Self::EmptyOrder => "empty-order",
             Self::TooManyLines { .. } => "too-many-lines",
+            Self::TooManyChanges { .. } => "too-many-changes",
             Self::LineNotFound { .. } => "line-not-found",
             Self::UnknownSku { .. } => "unknown-sku",
             Self::ProductInactive { .. } => "product-inactive",

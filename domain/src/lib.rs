@@ -22,6 +22,6 @@ pub use command::{
 };
 pub use error::OrderError;
 pub use event::{LineSnapshot, OrderChange, OrderEvent, PERSONAL_DATA_FIELDS};
-pub use order::{Decision, Order, OrderLine, Shipment, MAX_LINES};
+pub use order::{Decision, Order, OrderLine, Shipment, MAX_DRAFT_EVENTS, MAX_LINES};
 pub use status::OrderStatus;
 pub use values::*;

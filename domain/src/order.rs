@@ -21,6 +21,11 @@ use crate::values::{
 /// Most lines one order may hold.
 pub const MAX_LINES: usize = 100;
 
+/// Most events an order may reach through item changes. Only a draft's items can change
+/// without end (every other transition moves the status forward), so a client looping on
+/// them is stopped here: the draft is then placed or discarded.
+pub const MAX_DRAFT_EVENTS: u64 = 1_000;
+
 /// How many idempotent requests an order remembers (older keys may be replayed as new ones).
 pub const REMEMBERED_REQUESTS: usize = 128;
 
@@ -172,6 +177,17 @@ impl Order {
     ) -> Result<Vec<OrderChange>, OrderError> {
         let OrderCommand::CreateOrder(create) = command else {
             let state = self.state.as_ref().ok_or(OrderError::NotFound)?;
+            let item_change = matches!(
+                command,
+                OrderCommand::AddItem { .. }
+                    | OrderCommand::UpdateItemQuantity { .. }
+                    | OrderCommand::RemoveItem { .. }
+            );
+            if item_change && self.version >= MAX_DRAFT_EVENTS {
+                return Err(OrderError::TooManyChanges {
+                    max: MAX_DRAFT_EVENTS,
+                });
+            }
             return state.decide(command, prices);
         };
         if self.state.is_some() {

@@ -400,6 +400,51 @@ fn an_order_holds_at_most_max_lines() {
         .then_expect_error(OrderError::TooManyLines { max: MAX_LINES });
 }
 
+/// A draft whose one line went from 1 to 2 units and back, again and again, up to `version`.
+fn churned_draft(version: u64) -> Given {
+    let mut given = vec![created(), tea_added(1, 450)];
+    while (given.len() as u64) < version {
+        let quantity = if given.len() % 2 == 0 { 2 } else { 1 };
+        given.push(OrderChange::ItemQuantityChanged {
+            line_id: LineId::new(1),
+            sku: sku("TEA"),
+            previous_quantity: 3 - quantity,
+            quantity,
+            line_total_minor: 450 * i64::from(quantity),
+            order_total_minor: 450 * i64::from(quantity),
+        });
+    }
+    ev(given)
+}
+
+#[test]
+fn a_draft_takes_item_changes_only_up_to_a_bound_and_can_still_be_placed() {
+    let add = || {
+        cmd(OrderCommand::AddItem {
+            sku: sku("CAKE"),
+            quantity: qty(1),
+        })
+    };
+    order()
+        .given(churned_draft(MAX_DRAFT_EVENTS))
+        .when(add())
+        .then_expect_error(OrderError::TooManyChanges {
+            max: MAX_DRAFT_EVENTS,
+        });
+    // counter-test: one version below the bound, the same change is taken
+    assert!(order()
+        .given(churned_draft(MAX_DRAFT_EVENTS - 1))
+        .when(add())
+        .inspect_result()
+        .is_ok());
+    // at the bound the draft can still be placed (or discarded)
+    assert!(order()
+        .given(churned_draft(MAX_DRAFT_EVENTS))
+        .when(cmd(OrderCommand::PlaceOrder))
+        .inspect_result()
+        .is_ok());
+}
+
 #[test]
 fn updating_a_line_quantity_recomputes_totals() {
     order()

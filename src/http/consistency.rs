@@ -3,7 +3,8 @@
 //! client asked for (`min_version`), or without it the order's latest version in the event
 //! store when the request arrived.
 //!
-//! * An explicit `min_version` not reached in time answers 503 `projection-behind`.
+//! * An explicit `min_version` not reached in time answers 503 `projection-behind`; one beyond
+//!   the order's version in the event store, which no wait could reach, answers 400 at once.
 //! * The implicit one serves the row as it stands (its version says which that is).
 //! * An order the caller may not see is a 404, decided before any wait, from the read model or,
 //!   when it is not projected yet, from the event store.
@@ -42,6 +43,7 @@ pub(crate) async fn fresh_order(
             if !can_see_order_of(p, &order.summary.customer_id, order.summary.store_id) {
                 return Err(ApiError::order_not_found());
             }
+            beyond_the_log(id, min_version, order.log_version)?;
             let target = *wanted.get_or_insert(order.log_version);
             if order.summary.version >= target {
                 return Ok(order);
@@ -66,6 +68,7 @@ pub(crate) async fn fresh_order(
                 if !can_see_order_of(p, &logged.customer_id, logged.store_id) {
                     return Err(ApiError::order_not_found());
                 }
+                beyond_the_log(id, min_version, logged.version)?;
                 wanted.get_or_insert(logged.version);
                 owner_checked = true;
             }
@@ -79,5 +82,23 @@ pub(crate) async fn fresh_order(
             });
         }
         tokio::time::sleep(READ_POLL).await;
+    }
+}
+
+/// 400 when `min_version` asks for a version the order does not have in the event store: the
+/// read model can never reach it, so waiting would only hold the request (and poll the
+/// database) for nothing.
+fn beyond_the_log(id: Uuid, min_version: Option<u64>, logged: i64) -> Result<(), ApiError> {
+    match min_version {
+        Some(asked) if i64::try_from(asked).map_or(true, |asked| asked > logged) => {
+            Err(ApiError::BadRequest {
+                slug: "invalid-parameter",
+                detail: format!(
+                    "min_version {asked} is beyond order {id}'s version {logged}: no read can \
+                     reach it"
+                ),
+            })
+        }
+        _ => Ok(()),
     }
 }

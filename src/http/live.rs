@@ -17,7 +17,12 @@
 //!   never logged). A feed ends when the token that opened it expires: the client reconnects
 //!   with a fresh one and resumes.
 //! * A resume id past the order's version (another order's, or from before a restore) is not
-//!   one of its messages: the feed starts with the snapshot instead.
+//!   one of its messages: the feed starts with the snapshot instead. A store feed resumes only
+//!   from a message of the last `APP__LIVE__STORE_RESUME_MAX_AGE_SECS` (default an hour): an
+//!   older or unknown id gets 410 `resume-too-old` (read the order list, open from now).
+//! * **Bounded.** A caller holds at most `APP__LIMITS__FEEDS_PER_SUBJECT` feeds open at once
+//!   (429 `too-many-feeds` beyond); a WebSocket client's frames and messages are at most
+//!   [`MAX_CLIENT_MESSAGE`] bytes (the feed sends, it does not listen): a larger one closes it.
 //!
 //! These two routes sit beside the OpenAPI service rather than in it (OpenAPI describes
 //! neither WebSocket nor one path that answers both); errors are the same problem documents.
@@ -42,7 +47,8 @@ use super::consistency::fresh_order;
 use super::problem::ApiError;
 use super::queries::detail_view;
 use super::security::{can_see_order_of, sees_every_order};
-use crate::live::{parse_store_feed_id, LiveMessage, OrderStart, KEEP_ALIVE};
+use super::throttle::FeedPermit;
+use crate::live::{parse_store_feed_id, LiveMessage, OrderStart, ResumeTooOld, KEEP_ALIVE};
 use crate::state::AppState;
 
 /// `GET /v1/orders/{id}/live`
@@ -54,7 +60,7 @@ pub async fn order_live(
     Data(state): Data<&AppState>,
 ) -> poem::Result<Response> {
     let open = async {
-        let (p, order_id, transport) = opening(req, state, &id, ws)?;
+        let (p, order_id, transport, permit) = opening(req, state, &id, ws)?;
         let after = resume_id(req)
             .map(|raw| {
                 raw.trim().parse::<u64>().map_err(|_| {
@@ -93,7 +99,7 @@ pub async fn order_live(
             .order(order_id, start)
             .await
             .map_err(ApiError::Unavailable)?;
-        Ok::<_, ApiError>(respond(transport, messages, expiry(&p)))
+        Ok::<_, ApiError>(respond(transport, messages, expiry(&p), permit))
     };
     Ok(open.await?)
 }
@@ -107,7 +113,7 @@ pub async fn store_live(
     Data(state): Data<&AppState>,
 ) -> poem::Result<Response> {
     let open = async {
-        let (p, store_id, transport) = opening(req, state, &id, ws)?;
+        let (p, store_id, transport, permit) = opening(req, state, &id, ws)?;
         state
             .catalog
             .store(store_id)
@@ -129,25 +135,38 @@ pub async fn store_live(
                 })
             })
             .transpose()?;
-        let messages = state
-            .live
-            .store(store_id, after)
-            .await
-            .map_err(ApiError::Unavailable)?;
-        Ok::<_, ApiError>(respond(transport, messages, expiry(&p)))
+        let messages = state.live.store(store_id, after).await.map_err(|e| {
+            if let Some(too_old) = e.downcast_ref::<ResumeTooOld>() {
+                ApiError::Gone {
+                    slug: "resume-too-old",
+                    detail: too_old.to_string(),
+                }
+            } else {
+                ApiError::Unavailable(e)
+            }
+        })?;
+        Ok::<_, ApiError>(respond(transport, messages, expiry(&p), permit))
     };
     Ok(open.await?)
 }
 
-/// What every feed checks first: the caller, the id in the path, the transport asked for.
+/// What every feed checks first: the caller, the id in the path, the transport asked for,
+/// and a place among the caller's open feeds.
 fn opening(
     req: &Request,
     state: &AppState,
     id: &str,
     ws: Option<WebSocket>,
-) -> Result<(Principal, Uuid, Transport), ApiError> {
-    Ok((principal(req, state)?, uuid_of(id)?, transport(req, ws)?))
+) -> Result<(Principal, Uuid, Transport, FeedPermit), ApiError> {
+    let p = principal(req, state)?;
+    let (id, transport) = (uuid_of(id)?, transport(req, ws)?);
+    let permit = state.throttle.open_feed(&p.subject)?;
+    Ok((p, id, transport, permit))
 }
+
+/// The largest frame or message a feed's WebSocket client may send: it has nothing to say
+/// beyond a close or a pong.
+pub const MAX_CLIENT_MESSAGE: usize = 4 * 1024;
 
 /// How the client wants the feed.
 enum Transport {
@@ -159,7 +178,10 @@ enum Transport {
 /// (`text/event-stream`, `text/*`, `*/*`, or no `Accept` at all); 406 otherwise.
 fn transport(req: &Request, ws: Option<WebSocket>) -> Result<Transport, ApiError> {
     if let Some(ws) = ws {
-        return Ok(Transport::WebSocket(ws));
+        let config = poem::web::websocket::WebSocketConfig::default()
+            .max_message_size(Some(MAX_CLIENT_MESSAGE))
+            .max_frame_size(Some(MAX_CLIENT_MESSAGE));
+        return Ok(Transport::WebSocket(ws.config(config)));
     }
     let accepts = req.header(header::ACCEPT).is_none_or(|accept| {
         accept.split(',').any(|range| {
@@ -178,19 +200,22 @@ fn transport(req: &Request, ws: Option<WebSocket>) -> Result<Transport, ApiError
     }
 }
 
+/// The feed as the client asked for it; `permit` is held until the feed ends.
 fn respond(
     transport: Transport,
     messages: mpsc::Receiver<LiveMessage>,
     expires: Instant,
+    permit: FeedPermit,
 ) -> Response {
     match transport {
         Transport::Sse => {
-            let events = futures::stream::unfold(messages, |mut messages| async move {
+            let held = (messages, permit);
+            let events = futures::stream::unfold(held, |(mut messages, permit)| async move {
                 let m = messages.recv().await?;
                 let event = Event::message(m.data.to_string())
                     .event_type(m.kind)
                     .id(m.id);
-                Some((event, messages))
+                Some((event, (messages, permit)))
             })
             // the feed ends with the token; the client reconnects with a fresh one
             .take_until(tokio::time::sleep_until(expires));
@@ -202,7 +227,10 @@ fn respond(
             response
         }
         Transport::WebSocket(ws) => ws
-            .on_upgrade(move |socket| pump(socket, messages, expires))
+            .on_upgrade(move |socket| async move {
+                pump(socket, messages, expires).await;
+                drop(permit);
+            })
             .into_response(),
     }
 }

@@ -20,7 +20,9 @@ pub mod queries;
 pub mod reading;
 pub mod sagas;
 pub mod security;
+pub mod server;
 pub mod spec;
+pub mod throttle;
 
 use poem::middleware::{RequestId, ReuseId};
 use poem::{Endpoint, EndpointExt as _, IntoEndpoint, Route};
@@ -65,6 +67,7 @@ pub fn app(state: AppState) -> impl Endpoint {
     let spec = api.spec_endpoint();
     let docs = api.swagger_ui();
     let max_body = state.limits.max_body_bytes;
+    let state_limits = state.limits.clone();
     let metrics = state.metrics.clone();
     let routes = Route::new()
         .at("/v1/orders/:id/live", poem::get(live::order_live))
@@ -73,7 +76,9 @@ pub fn app(state: AppState) -> impl Endpoint {
         .at("/openapi.json", spec)
         .nest("/docs", docs)
         .data(state);
-    let limited = limits::BodyLimit::new(routes.into_endpoint(), max_body);
-    observe::Observe::new(problem::ProblemEndpoint(limited), metrics)
-        .with(RequestId::default().reuse_id(ReuseId::Use))
+    let body_timeout = std::time::Duration::from_millis(state_limits.body_timeout_ms);
+    let limited = limits::BodyLimit::new(routes.into_endpoint(), max_body, body_timeout);
+    let observed = observe::Observe::new(problem::ProblemEndpoint(limited), metrics)
+        .with(RequestId::default().reuse_id(ReuseId::Use));
+    observe::PlainRequestId(observed)
 }

@@ -29,7 +29,7 @@ impl<E: Endpoint> Endpoint for Observe<E> {
 
     async fn call(&self, req: Request) -> poem::Result<Self::Output> {
         let started = Instant::now();
-        let method = req.method().to_string();
+        let method = method_label(req.method());
         let path = req.uri().path().to_owned();
         let span = tracing::info_span!(
             "http.request",
@@ -66,6 +66,56 @@ impl<E: Endpoint> Endpoint for Observe<E> {
             tracing::warn!(parent: &span, %status, route, "request failed");
         }
         Ok(response)
+    }
+}
+
+/// The method as a metric label: one of HTTP's own, else `other`, so a client inventing
+/// methods (`curl -X RANDOM123`) cannot add series.
+fn method_label(method: &poem::http::Method) -> String {
+    use poem::http::Method as M;
+    let known = [
+        M::GET,
+        M::POST,
+        M::PUT,
+        M::PATCH,
+        M::DELETE,
+        M::HEAD,
+        M::OPTIONS,
+        M::TRACE,
+        M::CONNECT,
+    ];
+    if known.contains(method) {
+        method.as_str().to_owned()
+    } else {
+        "other".to_owned()
+    }
+}
+
+/// Longest `x-request-id` a client may choose.
+pub const MAX_REQUEST_ID: usize = 64;
+
+/// Keeps a client's `x-request-id` only when it is short and plain (letters, digits, `-`,
+/// `_`, `.`, `:`, at most [`MAX_REQUEST_ID`]); otherwise drops it, so the request-id layer
+/// inside makes a fresh one. The id is stored in every event's metadata: a client must not be
+/// able to write kilobytes there, or anything a log viewer would interpret.
+#[derive(Debug)]
+pub struct PlainRequestId<E>(pub E);
+
+impl<E: Endpoint> Endpoint for PlainRequestId<E> {
+    type Output = E::Output;
+
+    async fn call(&self, mut req: Request) -> poem::Result<Self::Output> {
+        let plain = |id: &str| {
+            !id.is_empty()
+                && id.len() <= MAX_REQUEST_ID
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+        };
+        if req.header("x-request-id").is_some_and(|id| !plain(id)) {
+            req.headers_mut().remove("x-request-id");
+        }
+        self.0.call(req).await
     }
 }
 

@@ -81,6 +81,7 @@ async fn run(
     if_match: Option<String>,
 ) -> Result<OrderResponse, ApiError> {
     let principal = &auth.0;
+    state.throttle.command(&principal.subject)?;
     let key = IdempotencyKey::parse(principal, idempotency_key)?;
     let expected_version = parse_if_match(if_match.as_deref())?;
     let mark = key
@@ -186,6 +187,7 @@ impl OrdersApi {
         #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<String>>,
     ) -> Result<CreatedResponse, ApiError> {
         let principal = &auth.0;
+        state.throttle.command(&principal.subject)?;
         let key = IdempotencyKey::parse(principal, idempotency_key.0)?;
         let body = body.0;
         let customer = customer_of_new_order(principal, &body)?;

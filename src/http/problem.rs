@@ -78,6 +78,17 @@ pub enum ApiError {
     /// 409: a catalog entity already exists.
     #[error("{detail}")]
     AlreadyExists { slug: &'static str, detail: String },
+    /// 410: what the client asks to resume from is no longer served (`resume-too-old`).
+    #[error("{detail}")]
+    Gone { slug: &'static str, detail: String },
+    /// 429: the caller (or the subject it acts on) is over a rate or an open-feed cap; retry
+    /// after the given seconds.
+    #[error("{detail}")]
+    TooManyRequests {
+        slug: &'static str,
+        detail: String,
+        retry_after_secs: u64,
+    },
     /// 412: `If-Match` named another version.
     #[error("the order is at version {actual}, not {expected}")]
     VersionMismatch { expected: u64, actual: u64 },
@@ -155,6 +166,8 @@ impl ApiError {
             Self::Conflict { .. } => (StatusCode::CONFLICT, "concurrent-modification"),
             Self::AlreadyExists { slug, .. } => (StatusCode::CONFLICT, slug),
             Self::VersionMismatch { .. } => (StatusCode::PRECONDITION_FAILED, "version-mismatch"),
+            Self::Gone { slug, .. } => (StatusCode::GONE, slug),
+            Self::TooManyRequests { slug, .. } => (StatusCode::TOO_MANY_REQUESTS, slug),
             Self::Invalid { slug, .. } => (StatusCode::UNPROCESSABLE_ENTITY, slug),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "service-unavailable"),
             Self::ProjectionBehind { .. } => (StatusCode::SERVICE_UNAVAILABLE, "projection-behind"),
@@ -189,6 +202,7 @@ fn refusal_status(e: &OrderError) -> StatusCode {
         OrderError::StatusNotSettable { .. }
         | OrderError::EmptyOrder
         | OrderError::TooManyLines { .. }
+        | OrderError::TooManyChanges { .. }
         | OrderError::UnknownSku { .. }
         | OrderError::ProductInactive { .. }
         | OrderError::CurrencyMismatch { .. }
@@ -245,6 +259,13 @@ impl ApiError {
                 }
             }
             Self::Conflict { retry_after_secs } => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            }
+            Self::TooManyRequests {
+                retry_after_secs, ..
+            } => {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
@@ -367,6 +388,11 @@ fn error_response(err: &poem::Error, request_id: Option<&str>) -> Response {
         (
             "body-too-large",
             "the request body exceeds the size limit".to_owned(),
+        )
+    } else if status == StatusCode::REQUEST_TIMEOUT {
+        (
+            "request-timeout",
+            "the request body did not arrive in time".to_owned(),
         )
     } else if status == StatusCode::NOT_FOUND {
         ("not-found", "no such resource".to_owned())

@@ -55,6 +55,18 @@ pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 #[derive(Debug, Clone)]
 pub struct LiveFeeds {
     hub: Arc<Hub>,
+    /// How old a store feed's resume point may be.
+    store_resume_max_age: Duration,
+}
+
+/// A store feed asked to resume from a message that is older than the resume window, or not
+/// one of the log's at all: catching up would re-read the whole log since then.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "a store feed resumes only from a message of the last {max_age_secs} seconds; read the      store's orders (`GET /v1/orders?store_id=`), then open the feed without a resume id"
+)]
+pub struct ResumeTooOld {
+    pub max_age_secs: u64,
 }
 
 impl LiveFeeds {
@@ -64,10 +76,16 @@ impl LiveFeeds {
         pool: PgPool,
         metrics: Arc<Metrics>,
         appended: AppendSignal,
-        broadcast_batches: usize,
+        settings: &crate::config::LiveSettings,
     ) -> Self {
         Self {
-            hub: Arc::new(Hub::new(pool, metrics, appended, broadcast_batches)),
+            hub: Arc::new(Hub::new(
+                pool,
+                metrics,
+                appended,
+                settings.broadcast_batches,
+            )),
+            store_resume_max_age: Duration::from_secs(settings.store_resume_max_age_secs),
         }
     }
 
@@ -93,12 +111,16 @@ impl LiveFeeds {
     }
 
     /// Opens the feed of one store's orders: every event of them after `after` (a store feed
-    /// message id) when resuming, else from now.
+    /// message id) when resuming, else from now. A resume point older than the resume window,
+    /// or not in the log, fails with [`ResumeTooOld`] before anything is read.
     pub async fn store(
         &self,
         store_id: Uuid,
         after: Option<Cursor>,
     ) -> anyhow::Result<mpsc::Receiver<LiveMessage>> {
+        if let Some(at) = after {
+            self.check_resumable(at).await?;
+        }
         let subscription = self.hub.subscribe().await?;
         let start = match after {
             Some(at) => StoreStart::After(at),
@@ -111,6 +133,26 @@ impl LiveFeeds {
         Ok(self.spawn_feed("store", store_id, move |out| {
             StoreFeed { hub, store_id, out }.run(subscription, start)
         }))
+    }
+
+    /// Whether a store feed may resume after `at`: an event of the log recorded within the
+    /// resume window (one index lookup).
+    async fn check_resumable(&self, at: Cursor) -> anyhow::Result<()> {
+        let max_age = self.store_resume_max_age;
+        let max_age_secs = max_age.as_secs();
+        let recent: Option<bool> = sqlx::query_scalar(
+            "select recorded_at > now() - make_interval(secs => $3)
+               from events where tx_id = $1::text::xid8 and position = $2",
+        )
+        .bind(at.tx_id.to_string())
+        .bind(at.position)
+        .bind(max_age.as_secs_f64())
+        .fetch_optional(&self.hub.pool)
+        .await?;
+        match recent {
+            Some(true) => Ok(()),
+            _ => Err(ResumeTooOld { max_age_secs }.into()),
+        }
     }
 
     /// Runs the feed `run` makes (of the order or store `id`) in a span of its own, counted

@@ -231,6 +231,10 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     settings.auth.jwt_secret = Some(SecretString::from(SECRET.to_owned()));
     settings.database.migrate_on_start = true;
     settings.database.max_connections = 8;
+    // Tests drive many commands and feeds as one caller; the tests of the limits set their own.
+    settings.limits.commands_per_second = 100_000;
+    settings.limits.command_burst = 100_000;
+    settings.limits.feeds_per_subject = 1_000;
     // The saga machinery needs NATS; tests that exercise it turn it on (`spawn_saga_app`).
     settings.workers.sagas = false;
     configure(&mut settings);

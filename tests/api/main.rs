@@ -11,6 +11,7 @@ mod concurrency;
 mod forged_replies;
 mod hostile;
 mod lifecycle;
+mod limits;
 mod live;
 mod log_reader;
 mod nats_trust;
