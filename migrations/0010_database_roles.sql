@@ -18,6 +18,10 @@ declare
     t record;
     f text;
 begin
+    -- Two processes migrating at once (replicas starting with APP__DATABASE__MIGRATE_ON_START)
+    -- would update the same catalog rows and one would fail with "tuple concurrently updated":
+    -- one at a time, until the caller's transaction ends.
+    perform pg_advisory_xact_lock(hashtext('order_service_grant_roles'));
     for t in
         select c.oid::regclass::text as name, n.nspname as schema, c.relname as relname,
                c.relkind as kind
