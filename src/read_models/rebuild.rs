@@ -1,5 +1,11 @@
 //! The rebuild: replay the whole log into shadow tables while the service keeps serving,
 //! then swap them in (see [`rebuild`]).
+//!
+//! The service's database role runs no DDL (DESIGN §10): creating, indexing and swapping the
+//! shadow tables happens in three functions the schema's owner defines (migration 0011,
+//! `security definer`, taking no names from the caller), which the runtime role may execute.
+//! Everything else (the lock, the replay, the catch-up, the checkpoint) is the runtime role's
+//! own DML, as the live projector's.
 
 use std::time::Duration;
 
@@ -108,45 +114,30 @@ async fn rebuild_holding_the_lock(conn: &mut PgConnection) -> Result<u64, Rebuil
         );
     }
 
-    let indexes = live_indexes(conn).await?;
-    create_shadow_tables(conn, &tables, &indexes).await?;
+    create_shadow_tables(conn).await?;
     let (at, events) = replay(conn).await?;
-    index_shadow_tables(conn, &indexes).await?;
+    index_shadow_tables(conn).await?;
     Ok(events + swap_giving_way(conn, &tables, at).await?)
 }
 
 /// Step 1: fresh, empty shadow tables with the live tables' columns and constraints, but only
-/// the indexes the replay needs (see `LiveIndex::needed_by_the_replay`). No lower
-/// fillfactor: at 70 for the summaries, half their replay updates became HOT instead of
-/// 2%, but the rebuild was no faster (measured on the seeded 550k events).
-async fn create_shadow_tables(
-    conn: &mut PgConnection,
-    tables: &[String],
-    indexes: &[LiveIndex],
-) -> anyhow::Result<()> {
-    let mut tx = conn.begin().await.context("creating the shadow tables")?;
-    sqlx::query(&format!("drop schema if exists {SHADOW_SCHEMA} cascade"))
-        .execute(&mut *tx)
+/// the indexes the replay needs (primary keys, unique indexes: its `on conflict` targets). The
+/// DDL runs in `read_rebuild_prepare()` (migration 0011), with the rights of the schema's owner:
+/// the service's role may not run DDL. No lower fillfactor: at 70 for the summaries, half their
+/// replay updates became HOT instead of 2%, but the rebuild was no faster (measured on the
+/// seeded 550k events).
+async fn create_shadow_tables(conn: &mut PgConnection) -> anyhow::Result<()> {
+    sqlx::query("select read_rebuild_prepare()")
+        .execute(&mut *conn)
         .await
-        .context("dropping an old shadow schema")?;
-    sqlx::query(&format!("create schema {SHADOW_SCHEMA}"))
-        .execute(&mut *tx)
-        .await
-        .context("creating the shadow schema")?;
-    for t in tables {
-        sqlx::query(&format!(
-            "create table {SHADOW_SCHEMA}.{t} (like {SCHEMA}.{t} including all excluding indexes)"
-        ))
-        .execute(&mut *tx)
-        .await
-        .with_context(|| format!("creating the shadow of {t}"))?;
-    }
-    for index in indexes.iter().filter(|i| i.needed_by_the_replay()) {
-        index.create_in_shadow(&mut tx).await?;
-    }
-    tx.commit().await.context("creating the shadow tables")?;
+        .context(MIGRATED)
+        .context("creating the shadow tables")?;
     Ok(())
 }
+
+/// Where the rebuild's functions come from, for an error that names them.
+const MIGRATED: &str = "the rebuild runs functions of migration 0011 (`read_rebuild_*`), which \
+    `order-service migrate` creates and grants to the runtime role";
 
 /// Step 2: replays the log into the shadow tables, batch by batch, without holding anything the
 /// API needs; returns where it ended and how many events it applied.
@@ -175,21 +166,16 @@ async fn replay(conn: &mut PgConnection) -> anyhow::Result<(Cursor, u64)> {
     Ok((at, events))
 }
 
-/// Step 2b: the other indexes, each built once over the finished tables: cheaper than keeping
-/// them up to date through every update of the replay. Built here, before the swap takes its
-/// locks, so the live tables are never locked while indexing.
-async fn index_shadow_tables(conn: &mut PgConnection, indexes: &[LiveIndex]) -> anyhow::Result<()> {
-    for index in indexes.iter().filter(|i| !i.needed_by_the_replay()) {
-        let mut tx = conn.begin().await.context("indexing the shadow tables")?;
-        sqlx::query(&format!(
-            "set local maintenance_work_mem = '{INDEX_BUILD_MEMORY}'"
-        ))
-        .execute(&mut *tx)
+/// Step 2b: the other indexes, each built once over the finished tables (by
+/// `read_rebuild_create_indexes`, same names and definitions as the live ones): cheaper than
+/// keeping them up to date through every update of the replay. Built here, before the swap takes
+/// its locks, so the live tables are never locked while indexing.
+async fn index_shadow_tables(conn: &mut PgConnection) -> anyhow::Result<()> {
+    sqlx::query("select read_rebuild_create_indexes(false)")
+        .execute(&mut *conn)
         .await
+        .context(MIGRATED)
         .context("indexing the shadow tables")?;
-        index.create_in_shadow(&mut tx).await?;
-        tx.commit().await.context("indexing the shadow tables")?;
-    }
     Ok(())
 }
 
@@ -221,91 +207,6 @@ async fn swap_giving_way(
     Err(RebuildError::LiveTablesBusy {
         attempts: SWAP_ATTEMPTS,
     })
-}
-
-/// Memory for building one index of the shadow tables (`maintenance_work_mem`, for the
-/// transaction that builds it). A trigram GIN build flushes its entries and a btree build
-/// sorts on disk whenever this runs out. On the seeded 100k orders the builds fit the 64MB
-/// default (16, 64 and 256MB built the search index equally fast, about 2.3 s); this leaves
-/// room for larger read models, one rebuild (and one index) at a time.
-const INDEX_BUILD_MEMORY: &str = "256MB";
-
-/// An index of a live read model, as the catalog defines it.
-#[derive(Debug)]
-struct LiveIndex {
-    table: String,
-    name: String,
-    /// `pg_get_indexdef`: `CREATE [UNIQUE] INDEX <name> ON read.<table> USING ...`.
-    definition: String,
-    /// The constraint the index implements (primary key, unique, exclusion) with its
-    /// definition (`pg_get_constraintdef`), if any.
-    constraint: Option<String>,
-    unique: bool,
-}
-
-impl LiveIndex {
-    /// Whether the shadow table needs the index while the log is replayed into it: the
-    /// constraints it enforces and the `on conflict` targets of the upserts are primary keys
-    /// and unique indexes. The others only serve queries.
-    fn needed_by_the_replay(&self) -> bool {
-        self.constraint.is_some() || self.unique
-    }
-
-    /// Creates the same index (or constraint), with the same name, on the shadow table.
-    async fn create_in_shadow(&self, conn: &mut PgConnection) -> anyhow::Result<()> {
-        let statement = if let Some(definition) = &self.constraint {
-            format!(
-                "alter table {SHADOW_SCHEMA}.{} add constraint {} {definition}",
-                self.table, self.name
-            )
-        } else {
-            // The definition names the table schema-qualified, always.
-            let live = format!(" ON {SCHEMA}.{} ", self.table);
-            anyhow::ensure!(
-                self.definition.matches(&live).count() == 1,
-                "unexpected definition of index {}: {}",
-                self.name,
-                self.definition
-            );
-            self.definition
-                .replacen(&live, &format!(" ON {SHADOW_SCHEMA}.{} ", self.table), 1)
-        };
-        sqlx::query(&statement)
-            .execute(&mut *conn)
-            .await
-            .with_context(|| format!("creating index {} of the shadow tables", self.name))?;
-        Ok(())
-    }
-}
-
-/// The indexes of the live read models.
-async fn live_indexes(conn: &mut PgConnection) -> anyhow::Result<Vec<LiveIndex>> {
-    let rows: Vec<(String, String, String, Option<String>, bool)> = sqlx::query_as(
-        "select t.relname::text, i.relname::text, pg_get_indexdef(x.indexrelid),
-                pg_get_constraintdef(c.oid), x.indisunique
-           from pg_index x
-           join pg_class t on t.oid = x.indrelid
-           join pg_class i on i.oid = x.indexrelid
-           left join pg_constraint c
-                  on c.conindid = x.indexrelid and c.conrelid = x.indrelid
-                 and c.contype in ('p', 'u', 'x')
-          where t.relnamespace = $1::regnamespace and t.relkind = 'r'
-          order by t.relname, i.relname",
-    )
-    .bind(SCHEMA)
-    .fetch_all(&mut *conn)
-    .await
-    .context("listing the indexes of the read models")?;
-    Ok(rows
-        .into_iter()
-        .map(|(table, name, definition, constraint, unique)| LiveIndex {
-            table,
-            name,
-            definition,
-            constraint,
-            unique,
-        })
-        .collect())
 }
 
 /// One attempt at the swap, in one transaction: lock the live tables (which waits for the
@@ -352,15 +253,12 @@ async fn swap(conn: &mut PgConnection, tables: &[String], from: Cursor) -> anyho
     // The rebuilt tables may be ahead of a lagging projector: it continues from here. They
     // hold exactly the log up to `at`, so this sets the checkpoint rather than advancing it.
     crate::log::reset_checkpoint(&mut tx, PROJECTOR, at).await?;
-    sqlx::query(&format!("alter schema {SCHEMA} rename to {SCHEMA}_old"))
+    // The renames and the drop of the old read models, as their owner (migration 0011).
+    sqlx::query("select read_rebuild_swap()")
         .execute(&mut *tx)
-        .await?;
-    sqlx::query(&format!("alter schema {SHADOW_SCHEMA} rename to {SCHEMA}"))
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query(&format!("drop schema {SCHEMA}_old cascade"))
-        .execute(&mut *tx)
-        .await?;
+        .await
+        .context(MIGRATED)
+        .context("swapping the rebuilt read models in")?;
     tx.commit().await?;
     Ok(events)
 }

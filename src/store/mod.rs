@@ -63,12 +63,21 @@ pub async fn named_listener(
     sqlx::postgres::PgListener::connect_with(&named).await
 }
 
-/// Applies pending migrations.
+/// Applies pending migrations as the schema's owner (the migrator role of
+/// `deploy/postgres/roles.sql`, or the one role of a single-role setup), then grants the service's
+/// and the analyst's roles what they need on every object, when those roles exist (migration
+/// 0010): objects of later migrations, and roles created after the database was migrated, get
+/// their grants without a migration of their own. Idempotent.
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
     MIGRATOR
         .run(pool)
         .await
-        .context("running database migrations")
+        .context("running database migrations")?;
+    sqlx::query("select order_service_grant_roles()")
+        .execute(pool)
+        .await
+        .context("granting the database roles their privileges (migration 0010)")?;
+    Ok(())
 }
 
 /// Whether every embedded migration has been applied (readiness).

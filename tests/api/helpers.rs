@@ -1,6 +1,11 @@
 //! `spawn_app()`: the real service on a random port, against real PostgreSQL, one fresh
 //! database per test. PostgreSQL comes from `DATABASE_URL` when set, else the local server on
 //! 127.0.0.1:5432, else the embedded dev stack.
+//!
+//! Each database is set up as production's is (`deploy/postgres/`): the roles once per run,
+//! the database's grants, the migrations as `order_migrator`, and the service on
+//! `order_runtime`. `app.pool` is the service's (the runtime role); `app.owner_pool` the
+//! migrator's, for what only the schema's owner may do (a trigger simulating an outage).
 
 use std::time::Duration;
 
@@ -47,6 +52,7 @@ async fn server() -> &'static Server {
                 }
             };
             drop_stale_databases(&admin_url).await;
+            create_roles(&admin_url).await;
             Server {
                 admin_url,
                 _stack: stack,
@@ -75,17 +81,83 @@ async fn drop_stale_databases(admin_url: &str) {
     }
 }
 
+/// The service's roles, cluster-wide (`deploy/postgres/roles.sql`), once per run. Runs of other
+/// test binaries or worktrees may apply it at the same moment: an advisory lock (in the admin
+/// database, which they share) puts them one after the other, as two `alter role` of the same
+/// role at once fail with "tuple concurrently updated".
+async fn create_roles(admin_url: &str) {
+    let mut admin = sqlx::PgConnection::connect(admin_url)
+        .await
+        .expect("admin connection");
+    sqlx::query("select pg_advisory_lock(hashtext('order-service deploy/postgres/roles.sql'))")
+        .execute(&mut admin)
+        .await
+        .expect("roles lock");
+    sqlx::raw_sql(include_str!("../../deploy/postgres/roles.sql"))
+        .execute(&mut admin)
+        .await
+        .expect("deploy/postgres/roles.sql");
+    // A server that asks for passwords: the roles get the one the run was given.
+    if let Some(password) = role_password() {
+        for role in [MIGRATOR, RUNTIME, ANALYST] {
+            sqlx::query(&format!(
+                "alter role {role} password '{}'",
+                password.replace('\'', "''")
+            ))
+            .execute(&mut admin)
+            .await
+            .expect("role password");
+        }
+    }
+    admin.close().await.expect("roles unlocked");
+}
+
+/// The schema's owner, which runs the migrations (`deploy/postgres/roles.sql`).
+pub const MIGRATOR: &str = "order_migrator";
+/// The service's role.
+pub const RUNTIME: &str = "order_runtime";
+/// The analysts' role: reads `read.*` only.
+pub const ANALYST: &str = "order_analyst";
+
+/// The password of the roles, for a server that asks for one (`ORDER_TEST_ROLE_PASSWORD`);
+/// none on a server that trusts local connections, as 127.0.0.1:5432 here does.
+fn role_password() -> Option<String> {
+    std::env::var("ORDER_TEST_ROLE_PASSWORD").ok()
+}
+
 fn with_database(url: &str, db: &str) -> String {
     let mut parsed = url::Url::parse(url).expect("database url");
     parsed.set_path(&format!("/{db}"));
     parsed.to_string()
 }
 
+/// `url` with `role` (and its password, if the run has one) as the user.
+pub fn as_role(url: &str, role: &str) -> String {
+    let mut parsed = url::Url::parse(url).expect("database url");
+    parsed.set_username(role).expect("a user in the url");
+    parsed
+        .set_password(role_password().as_deref())
+        .expect("a password in the url");
+    parsed.to_string()
+}
+
+/// A small pool on the test database `url` as `role`.
+pub async fn pool_as(url: &str, role: &str) -> PgPool {
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(4)
+        .connect(&as_role(url, role))
+        .await
+        .unwrap_or_else(|e| panic!("connecting as {role}: {e}"))
+}
+
 /// A running service and typed helpers to drive it as a storefront would.
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
+    /// The service's pool: the runtime role.
     pub pool: PgPool,
+    /// The schema owner's (the migrator role): for what only it may do, as creating a trigger.
+    pub owner_pool: PgPool,
     pub app_state: order_service::state::AppState,
     /// The settings this instance runs with (a replica reuses them).
     pub settings: Settings,
@@ -212,6 +284,30 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    // Boxed: its future is large, and every test awaits this one.
+    let (url, owner_pool) = Box::pin(fresh_database()).await;
+    let mut settings = Settings {
+        database_url: Some(SecretString::from(as_role(&url, RUNTIME))),
+        ..Settings::default()
+    };
+    settings.http.addr = "127.0.0.1:0".parse().expect("addr");
+    settings.auth.jwt_secret = Some(SecretString::from(SECRET.to_owned()));
+    // Migrated above, by the migrator: the runtime role could not.
+    settings.database.migrate_on_start = false;
+    settings.database.max_connections = 8;
+    // Tests drive many commands and feeds as one caller; the tests of the limits set their own.
+    settings.limits.commands_per_second = 100_000;
+    settings.limits.command_burst = 100_000;
+    settings.limits.feeds_per_subject = 1_000;
+    // The saga machinery needs NATS; tests that exercise it turn it on (`spawn_saga_app`).
+    settings.workers.sagas = false;
+    configure(&mut settings);
+    start(settings, owner_pool).await
+}
+
+/// A new database set up as production's: the database's grants (`deploy/postgres/`), then the
+/// migrations as the migrator. Returns its URL (as the admin) and the migrator's pool.
+async fn fresh_database() -> (String, PgPool) {
     let server = server().await;
     let db = format!("{DB_PREFIX}{}", Uuid::new_v4().simple());
     let mut admin = sqlx::PgConnection::connect(&server.admin_url)
@@ -222,27 +318,23 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         .await
         .expect("create database");
     let url = with_database(&server.admin_url, &db);
-
-    let mut settings = Settings {
-        database_url: Some(SecretString::from(url)),
-        ..Settings::default()
-    };
-    settings.http.addr = "127.0.0.1:0".parse().expect("addr");
-    settings.auth.jwt_secret = Some(SecretString::from(SECRET.to_owned()));
-    settings.database.migrate_on_start = true;
-    settings.database.max_connections = 8;
-    // Tests drive many commands and feeds as one caller; the tests of the limits set their own.
-    settings.limits.commands_per_second = 100_000;
-    settings.limits.command_burst = 100_000;
-    settings.limits.feeds_per_subject = 1_000;
-    // The saga machinery needs NATS; tests that exercise it turn it on (`spawn_saga_app`).
-    settings.workers.sagas = false;
-    configure(&mut settings);
-    start(settings).await
+    let mut on_db = sqlx::PgConnection::connect(&url)
+        .await
+        .expect("connection to the test database");
+    sqlx::raw_sql(include_str!("../../deploy/postgres/database.sql"))
+        .execute(&mut on_db)
+        .await
+        .expect("deploy/postgres/database.sql");
+    on_db.close().await.ok();
+    let owner_pool = pool_as(&url, MIGRATOR).await;
+    order_service::store::migrate(&owner_pool)
+        .await
+        .expect("migrations as the migrator");
+    (url, owner_pool)
 }
 
 /// Runs the service with `settings` on a random port.
-async fn start(settings: Settings) -> TestApp {
+async fn start(settings: Settings, owner_pool: PgPool) -> TestApp {
     let app = Application::build(&settings)
         .await
         .expect("application builds");
@@ -270,6 +362,7 @@ async fn start(settings: Settings) -> TestApp {
             .build()
             .expect("client"),
         pool,
+        owner_pool,
         app_state,
         settings,
         simulator: None,
@@ -335,7 +428,7 @@ impl TestApp {
     /// A second service process on the same database, as another replica behind the load
     /// balancer would be.
     pub async fn replica(&self) -> TestApp {
-        start(self.settings.clone()).await
+        start(self.settings.clone(), self.owner_pool.clone()).await
     }
 }
 

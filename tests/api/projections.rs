@@ -42,7 +42,9 @@ async fn tables(pool: &PgPool, schema: &str) -> Vec<(&'static str, Vec<Value>)> 
     out
 }
 
-/// Empty read-model tables in a schema of their own, like the rebuild's shadow.
+/// Empty read-model tables in a schema of their own, like the rebuild's shadow. Through the
+/// schema owner's pool (`app.owner_pool`): the service's role may not create schemas, and the
+/// tests of the apply then read and write these tables as their owner.
 async fn empty_schema(pool: &PgPool, schema: &str) {
     sqlx::query(&format!("create schema {schema}"))
         .execute(pool)
@@ -240,24 +242,24 @@ async fn app_with_a_varied_log(orders: usize) -> TestApp {
 async fn one_batch_small_batches_and_one_event_at_a_time_leave_the_same_read_models() {
     // Arrange
     let app = app_with_a_varied_log(150).await;
-    let log = the_log(&app.pool).await;
+    let log = the_log(&app.owner_pool).await;
     for schema in ["batch_all", "batch_small", "batch_single"] {
-        empty_schema(&app.pool, schema).await;
+        empty_schema(&app.owner_pool, schema).await;
     }
 
     // Act
-    apply_in_batches(&app.pool, "batch_all", &log, log.len())
+    apply_in_batches(&app.owner_pool, "batch_all", &log, log.len())
         .await
         .expect("one batch");
-    apply_in_batches(&app.pool, "batch_small", &log, 7)
+    apply_in_batches(&app.owner_pool, "batch_small", &log, 7)
         .await
         .expect("batches of 7");
-    apply_in_batches(&app.pool, "batch_single", &log, 1)
+    apply_in_batches(&app.owner_pool, "batch_single", &log, 1)
         .await
         .expect("one at a time");
 
     // Assert
-    let single = tables(&app.pool, "batch_single").await;
+    let single = tables(&app.owner_pool, "batch_single").await;
     for (table, rows) in &single {
         if *table != "saga_progress" {
             assert!(
@@ -270,7 +272,7 @@ async fn one_batch_small_batches_and_one_event_at_a_time_leave_the_same_read_mod
         log.iter().map(|e| e.event_type.as_str()).collect();
     assert_eq!(kinds.len(), 14, "every kind of order event: {kinds:?}");
     for schema in ["batch_all", "batch_small"] {
-        let other = tables(&app.pool, schema).await;
+        let other = tables(&app.owner_pool, schema).await;
         for ((table, a), (_, b)) in single.iter().zip(&other) {
             assert_eq!(a.len(), b.len(), "{schema}.{table}: row count differs");
             for (x, y) in a.iter().zip(b) {
@@ -284,36 +286,41 @@ async fn one_batch_small_batches_and_one_event_at_a_time_leave_the_same_read_mod
           where (store_id, day, sku) = (select store_id, day, sku
                                           from batch_small.product_sales_daily limit 1)",
     )
-    .execute(&app.pool)
+    .execute(&app.owner_pool)
     .await
     .expect("tamper");
-    assert_ne!(tables(&app.pool, "batch_small").await, single);
+    assert_ne!(tables(&app.owner_pool, "batch_small").await, single);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_applied_again_changes_nothing_and_a_batch_with_a_gap_writes_nothing() {
     // Arrange
     let app = app_with_a_varied_log(40).await;
-    let log = the_log(&app.pool).await;
-    empty_schema(&app.pool, "replayed").await;
-    apply_in_batches(&app.pool, "replayed", &log, 50)
+    let log = the_log(&app.owner_pool).await;
+    empty_schema(&app.owner_pool, "replayed").await;
+    apply_in_batches(&app.owner_pool, "replayed", &log, 50)
         .await
         .expect("applies");
-    let applied = tables(&app.pool, "replayed").await;
+    let applied = tables(&app.owner_pool, "replayed").await;
 
     // Act 1: the log again, in batches cut elsewhere, and the first half once more.
-    apply_in_batches(&app.pool, "replayed", &log, 13)
+    apply_in_batches(&app.owner_pool, "replayed", &log, 13)
         .await
         .expect("duplicates are no error");
-    apply_in_batches(&app.pool, "replayed", &log[..log.len() / 2], log.len())
-        .await
-        .expect("duplicates are no error");
+    apply_in_batches(
+        &app.owner_pool,
+        "replayed",
+        &log[..log.len() / 2],
+        log.len(),
+    )
+    .await
+    .expect("duplicates are no error");
 
     // Assert 1
-    assert_eq!(tables(&app.pool, "replayed").await, applied);
+    assert_eq!(tables(&app.owner_pool, "replayed").await, applied);
 
     // Arrange 2: a fresh schema; the log without one order's second event.
-    empty_schema(&app.pool, "gapped").await;
+    empty_schema(&app.owner_pool, "gapped").await;
     let third = log
         .iter()
         .find(|e| e.aggregate_type == "Order" && e.sequence == 3)
@@ -326,7 +333,7 @@ async fn a_batch_applied_again_changes_nothing_and_a_batch_with_a_gap_writes_not
     gapped.remove(skipped);
 
     // Act 2: one transaction, the batch fails in it; look before rolling back.
-    let mut tx = app.pool.begin().await.expect("begin");
+    let mut tx = app.owner_pool.begin().await.expect("begin");
     let failed = apply_batch(&mut tx, "gapped", &gapped)
         .await
         .expect_err("a gap fails the batch");
@@ -349,8 +356,8 @@ async fn a_batch_applied_again_changes_nothing_and_a_batch_with_a_gap_writes_not
     );
     assert_eq!(written, 0, "nothing of the failed batch was written");
     // Counter-test: the same log without the hole applies.
-    apply_in_batches(&app.pool, "gapped", &log, log.len())
+    apply_in_batches(&app.owner_pool, "gapped", &log, log.len())
         .await
         .expect("the whole log applies");
-    assert_eq!(tables(&app.pool, "gapped").await, applied);
+    assert_eq!(tables(&app.owner_pool, "gapped").await, applied);
 }

@@ -234,7 +234,7 @@ async fn a_missing_index_is_told_apart_from_the_live_ones() {
     let before = indexes_and_constraints(&app.pool).await;
 
     sqlx::query("drop index read.order_search_text_idx")
-        .execute(&app.pool)
+        .execute(&app.owner_pool)
         .await
         .expect("drop index");
 

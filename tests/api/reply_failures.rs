@@ -96,7 +96,7 @@ async fn a_reply_that_meets_a_database_outage_is_applied_once_the_database_is_ba
            raise exception 'the database system is starting up' using errcode = 'cannot_connect_now';
          end $$",
     )
-    .execute(&app.pool)
+    .execute(&app.owner_pool)
     .await
     .expect("function");
     sqlx::query(
@@ -104,7 +104,7 @@ async fn a_reply_that_meets_a_database_outage_is_applied_once_the_database_is_ba
          when (new.aggregate_type = 'OrderSaga' and new.event_type = 'StockReserved')
          execute function fail_stock_reserved()",
     )
-    .execute(&app.pool)
+    .execute(&app.owner_pool)
     .await
     .expect("trigger");
 
@@ -126,7 +126,7 @@ async fn a_reply_that_meets_a_database_outage_is_applied_once_the_database_is_ba
     .await;
     assert_eq!(app.saga_events(order, "StockReserved").await, 0);
     sqlx::query("drop trigger outage on events")
-        .execute(&app.pool)
+        .execute(&app.owner_pool)
         .await
         .expect("end of the outage");
 
