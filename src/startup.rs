@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use poem::listener::{Acceptor as _, Listener as _, TcpListener};
-use secrecy::SecretString;
 use sqlx::PgPool;
 
 use crate::backoff::Backoff;
@@ -88,16 +87,8 @@ impl Application {
 
     /// Like [`Application::build`] with an existing pool.
     pub async fn build_with_pool(settings: &Settings, pool: PgPool) -> anyhow::Result<Self> {
-        let secret: &SecretString = settings.auth.jwt_secret.as_ref().context(
-            "APP__AUTH__JWT_SECRET is not set (JWKS is not supported yet; `dev` generates a secret)",
-        )?;
-        anyhow::ensure!(
-            settings.auth.jwks_url.is_none(),
-            "APP__AUTH__JWKS_URL is not supported yet; configure APP__AUTH__JWT_SECRET (HS256)"
-        );
-        let verifier = JwtVerifier::new(secret, &settings.auth.issuer, &settings.auth.audience)
-            .context("invalid JWT settings")?;
         let metrics = Metrics::new()?;
+        let verifier = JwtVerifier::from_settings(&settings.auth, &metrics.registry).await?;
         let catalog = CatalogRepository::new(pool.clone());
         let appended = AppendSignal::default();
         let orders = OrderRepository::new(
@@ -200,6 +191,11 @@ impl Application {
         let pool = &self.state.pool;
         let metrics = &self.state.metrics;
         let appended = &self.state.appended;
+        if let Some(jwks) = self.state.verifier.jwks().cloned() {
+            supervisor.supervise("jwks-refresher", move |token| {
+                jwks.clone().run_refresher(token)
+            });
+        }
         let catalog = self.state.catalog.clone();
         supervisor.supervise("catalog-watcher", move |token| {
             catalog.clone().watch_changes(token)
