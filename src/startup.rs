@@ -88,7 +88,12 @@ impl Application {
     /// Like [`Application::build`] with an existing pool.
     pub async fn build_with_pool(settings: &Settings, pool: PgPool) -> anyhow::Result<Self> {
         let metrics = Metrics::new()?;
-        let verifier = JwtVerifier::from_settings(&settings.auth, &metrics.registry).await?;
+        // boxed: the JWKS fetch's future would otherwise weigh on every caller's future
+        let verifier = Box::pin(JwtVerifier::from_settings(
+            &settings.auth,
+            &metrics.registry,
+        ))
+        .await?;
         let catalog = CatalogRepository::new(pool.clone());
         let appended = AppendSignal::default();
         let orders = OrderRepository::new(

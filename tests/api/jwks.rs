@@ -81,7 +81,7 @@ impl SigningKey {
         Who {
             token: self.sign(&claims(
                 sub,
-                json!({"realm_access": {"roles": all}, "store_ids": store_ids}),
+                &json!({"realm_access": {"roles": all}, "store_ids": store_ids}),
             )),
             sub: sub.to_owned(),
         }
@@ -89,7 +89,7 @@ impl SigningKey {
 }
 
 /// Standard claims for `sub` (valid now, ten minutes) with `extra` merged in.
-fn claims(sub: &str, extra: Value) -> Value {
+fn claims(sub: &str, extra: &Value) -> Value {
     let now = jsonwebtoken::get_current_timestamp();
     let mut claims = json!({
         "sub": sub, "iss": ISSUER, "aud": [AUDIENCE, "account"], "iat": now, "exp": now + 600,
@@ -149,9 +149,9 @@ fn trusting(provider: &Provider, min_refresh: Duration) -> impl FnOnce(&mut Sett
     let url = provider.url.clone();
     move |s| {
         s.auth.jwks_url = Some(url);
-        s.auth.issuer = ISSUER.to_owned();
-        s.auth.audience = AUDIENCE.to_owned();
-        s.auth.roles_claim = ROLES_CLAIM.to_owned();
+        ISSUER.clone_into(&mut s.auth.issuer);
+        AUDIENCE.clone_into(&mut s.auth.audience);
+        ROLES_CLAIM.clone_into(&mut s.auth.roles_claim);
         s.auth.jwks_min_refresh_interval_ms = u64::try_from(min_refresh.as_millis()).expect("ms");
         // no periodic refresh during a test: only the ones the test causes
         s.auth.jwks_refresh_interval_ms = 3_600_000;
@@ -324,7 +324,7 @@ async fn tokens_breaking_a_rule_are_refused_with_401_problem_json_naming_it() {
     let cases: Vec<(&str, String, &str)> = vec![
         (
             "a good token (counter-test)",
-            rsa.sign(&claims("a", roles.clone())),
+            rsa.sign(&claims("a", &roles)),
             "",
         ),
         (
@@ -334,51 +334,50 @@ async fn tokens_breaking_a_rule_are_refused_with_401_problem_json_naming_it() {
         ),
         (
             "an unknown kid",
-            SigningKey::rsa("nope", include_str!("keys/rsa-a.pem"))
-                .sign(&claims("a", roles.clone())),
+            SigningKey::rsa("nope", include_str!("keys/rsa-a.pem")).sign(&claims("a", &roles)),
             "unknown-kid",
         ),
         (
             "a lifetime of two days",
             rsa.sign(&claims(
                 "a",
-                json!({"realm_access": {"roles": ["analyst"]}, "exp": now + 2 * 86_400}),
+                &json!({"realm_access": {"roles": ["analyst"]}, "exp": now + 2 * 86_400}),
             )),
             "token-lifetime-too-long",
         ),
         (
             "roles at the top level, not at realm_access.roles",
-            rsa.sign(&claims("a", json!({"roles": ["admin"]}))),
+            rsa.sign(&claims("a", &json!({"roles": ["admin"]}))),
             "invalid-roles",
         ),
         (
             "only roles of other applications",
             rsa.sign(&claims(
                 "a",
-                json!({"realm_access": {"roles": ["offline_access"]}}),
+                &json!({"realm_access": {"roles": ["offline_access"]}}),
             )),
             "invalid-roles",
         ),
         (
             "no kid",
-            jsonwebtoken::encode(&no_kid, &claims("a", roles.clone()), &rsa.key).expect("sign"),
+            jsonwebtoken::encode(&no_kid, &claims("a", &roles), &rsa.key).expect("sign"),
             "missing-kid",
         ),
         (
             "ES256 under an RSA key's kid",
-            mismatched.sign(&claims("a", roles.clone())),
+            mismatched.sign(&claims("a", &roles)),
             "key-algorithm-mismatch",
         ),
         (
             "signed by another key under a served kid",
-            forger.sign(&claims("a", roles.clone())),
+            forger.sign(&claims("a", &roles)),
             "bad-signature",
         ),
         (
             "another audience",
             rsa.sign(&claims(
                 "a",
-                json!({"realm_access": {"roles": ["analyst"]}, "aud": "billing"}),
+                &json!({"realm_access": {"roles": ["analyst"]}, "aud": "billing"}),
             )),
             "wrong-audience",
         ),
@@ -386,7 +385,7 @@ async fn tokens_breaking_a_rule_are_refused_with_401_problem_json_naming_it() {
             "store_ids that are not UUIDs",
             rsa.sign(&claims(
                 "a",
-                json!({"realm_access": {"roles": ["staff"]}, "store_ids": ["shop-1"]}),
+                &json!({"realm_access": {"roles": ["staff"]}, "store_ids": ["shop-1"]}),
             )),
             "invalid-store-ids",
         ),

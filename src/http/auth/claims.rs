@@ -189,7 +189,7 @@ mod tests {
 
     const NOW: u64 = 1_800_000_000;
 
-    fn claims(extra: Value) -> Map<String, Value> {
+    fn claims(extra: &Value) -> Map<String, Value> {
         let mut base = json!({"sub": "alice", "exp": NOW + 300, "iat": NOW});
         base.as_object_mut()
             .unwrap()
@@ -208,7 +208,7 @@ mod tests {
     #[test]
     fn keycloak_realm_roles_are_found_by_a_dotted_path_and_foreign_roles_ignored() {
         let c = claims(
-            json!({"realm_access": {"roles": ["offline_access", "staff", "uma_authorization"]}}),
+            &json!({"realm_access": {"roles": ["offline_access", "staff", "uma_authorization"]}}),
         );
 
         let p = provider("realm_access.roles").principal(&c, NOW).unwrap();
@@ -218,7 +218,7 @@ mod tests {
 
     #[test]
     fn an_auth0_namespaced_claim_with_dots_is_read_as_one_name() {
-        let c = claims(json!({"https://shop.example/roles": ["customer"]}));
+        let c = claims(&json!({"https://shop.example/roles": ["customer"]}));
 
         let p = provider("https://shop.example/roles")
             .principal(&c, NOW)
@@ -230,7 +230,7 @@ mod tests {
     #[test]
     fn zitadel_roles_are_the_keys_of_an_object() {
         let c =
-            claims(json!({"urn:zitadel:iam:org:project:roles": {"admin": {"1": "shop.example"}}}));
+            claims(&json!({"urn:zitadel:iam:org:project:roles": {"admin": {"1": "shop.example"}}}));
 
         let p = provider("urn:zitadel:iam:org:project:roles")
             .principal(&c, NOW)
@@ -241,7 +241,7 @@ mod tests {
 
     #[test]
     fn roles_at_another_path_than_the_configured_one_are_refused() {
-        let c = claims(json!({"roles": ["admin"]}));
+        let c = claims(&json!({"roles": ["admin"]}));
 
         let err = provider("realm_access.roles")
             .principal(&c, NOW)
@@ -255,14 +255,14 @@ mod tests {
 
     #[test]
     fn a_provider_token_with_none_of_our_roles_is_refused_and_ours_strictly_refuse_unknown_names() {
-        let c = claims(json!({"roles": ["offline_access"]}));
+        let c = claims(&json!({"roles": ["offline_access"]}));
 
         assert!(matches!(
             provider("roles").principal(&c, NOW),
             Err(AuthError::InvalidRoles(_))
         ));
         assert!(matches!(
-            ClaimRules::own_tokens().principal(&claims(json!({"roles": ["staff", "offline_access"]})), NOW),
+            ClaimRules::own_tokens().principal(&claims(&json!({"roles": ["staff", "offline_access"]})), NOW),
             Err(AuthError::InvalidRoles(why)) if why.contains("offline_access")
         ));
     }
@@ -273,11 +273,11 @@ mod tests {
             max_lifetime_secs: 600,
             ..ClaimRules::own_tokens()
         };
-        let roles = json!(["customer"]);
-        let ok = claims(json!({"roles": roles, "exp": NOW + 600}));
-        let issued_long = claims(json!({"roles": roles, "iat": NOW - 3000, "exp": NOW + 60}));
-        let far_exp = claims(json!({"roles": roles, "iat": NOW + 9000, "exp": NOW + 9500}));
-        let mut no_iat = claims(json!({"roles": roles, "exp": NOW + 700}));
+        let granted = json!(["customer"]);
+        let ok = claims(&json!({"roles": granted, "exp": NOW + 600}));
+        let issued_long = claims(&json!({"roles": granted, "iat": NOW - 3000, "exp": NOW + 60}));
+        let far_exp = claims(&json!({"roles": granted, "iat": NOW + 9000, "exp": NOW + 9500}));
+        let mut no_iat = claims(&json!({"roles": granted, "exp": NOW + 700}));
         no_iat.remove("iat");
 
         assert!(rules.principal(&ok, NOW).is_ok());
@@ -293,18 +293,18 @@ mod tests {
     fn store_ids_are_a_list_or_a_single_string_of_uuids() {
         let store = Uuid::new_v4();
         let rules = ClaimRules::own_tokens();
-        let roles = json!(["staff"]);
+        let granted = json!(["staff"]);
 
         let list = rules.principal(
-            &claims(json!({"roles": roles, "store_ids": [store.to_string()]})),
+            &claims(&json!({"roles": granted, "store_ids": [store.to_string()]})),
             NOW,
         );
         let one = rules.principal(
-            &claims(json!({"roles": roles, "store_ids": store.to_string()})),
+            &claims(&json!({"roles": granted, "store_ids": store.to_string()})),
             NOW,
         );
         let junk = rules.principal(
-            &claims(json!({"roles": roles, "store_ids": ["shop-1"]})),
+            &claims(&json!({"roles": granted, "store_ids": ["shop-1"]})),
             NOW,
         );
 
