@@ -21,8 +21,9 @@ use std::fmt;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use super::error::AuthError;
 use super::principal::{Principal, Role};
-use super::{AuthError, LEEWAY_SECS};
+use super::token::LEEWAY_SECS;
 
 /// Where a claim sits in the token payload: a top-level name (`roles`, or one with dots such as
 /// Auth0's namespaced `https://shop.example/roles`), else a dotted path into nested objects

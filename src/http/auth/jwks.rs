@@ -37,7 +37,7 @@ use prometheus::{IntCounterVec, IntGauge, Registry};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-use super::AuthError;
+use super::error::AuthError;
 use crate::metric;
 
 /// Longest a JWKS fetch may take, connecting included: a slow provider must not hold the
