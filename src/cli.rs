@@ -112,11 +112,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             stores,
             ttl,
         } => {
+            anyhow::ensure!(
+                settings.auth.jwks_url.is_none(),
+                "APP__AUTH__JWKS_URL is set: the service accepts only its identity provider's tokens, so an HS256 token minted here would be refused; get a token from the provider (see docs/auth.md)"
+            );
             let secret = settings.auth.jwt_secret.take().context(
                 "APP__AUTH__JWT_SECRET is not set: tokens are signed with the service's secret",
             )?;
             let minter = TokenMinter::new(&secret, &settings.auth.issuer, &settings.auth.audience)?;
-            let ttl = Duration::from_secs(ttl.unwrap_or(settings.auth.token_ttl_secs));
+            let ttl = ttl.unwrap_or(settings.auth.token_ttl_secs);
+            anyhow::ensure!(
+                ttl <= settings.auth.max_token_lifetime_secs,
+                "a token living {ttl} s would be refused: the service accepts at most {} s (APP__AUTH__MAX_TOKEN_LIFETIME_SECS)",
+                settings.auth.max_token_lifetime_secs
+            );
+            let ttl = Duration::from_secs(ttl);
             println!("{}", minter.mint(&sub, &roles, &stores, ttl)?);
             Ok(())
         }
@@ -269,8 +279,13 @@ async fn dev(mut settings: Settings, data_dir: &std::path::Path) -> anyhow::Resu
 
     let result = async {
         let app = Application::build(&settings).await?;
-        let minter = TokenMinter::new(&secret, &settings.auth.issuer, &settings.auth.audience)?;
-        let token = minter.mint("dev-admin", &[Role::Admin], &[], Duration::from_secs(settings.auth.token_ttl_secs))?;
+        // With an identity provider, tokens come from it: an HS256 one would be refused.
+        let token = if settings.auth.jwks_url.is_some() {
+            None
+        } else {
+            let minter = TokenMinter::new(&secret, &settings.auth.issuer, &settings.auth.audience)?;
+            Some(minter.mint("dev-admin", &[Role::Admin], &[], Duration::from_secs(settings.auth.token_ttl_secs))?)
+        };
         let host = match settings.http.addr.ip() {
             ip if ip.is_unspecified() => "127.0.0.1".to_owned(),
             ip => ip.to_string(),
@@ -281,12 +296,16 @@ async fn dev(mut settings: Settings, data_dir: &std::path::Path) -> anyhow::Resu
         println!("  Swagger UI:  {base}/docs");
         println!("  OpenAPI:     {base}/openapi.json");
         println!("  Metrics:     {base}/metrics");
-        println!("  Admin token (valid {} h):", settings.auth.token_ttl_secs / 3600);
-        println!("    export TOKEN={token}");
-        println!(
-            "  Mint more:   APP__AUTH__JWT_SECRET=$(cat {}/dev-jwt-secret) cargo run -- token --role customer --sub alice",
-            stack.as_ref().map_or(data_dir, DevStack::data_dir).display()
-        );
+        if let Some(token) = token {
+            println!("  Admin token (valid {} h):", settings.auth.token_ttl_secs / 3600);
+            println!("    export TOKEN={token}");
+            println!(
+                "  Mint more:   APP__AUTH__JWT_SECRET=$(cat {}/dev-jwt-secret) cargo run -- token --role customer --sub alice",
+                stack.as_ref().map_or(data_dir, DevStack::data_dir).display()
+            );
+        } else {
+            println!("  Tokens:      from your identity provider (APP__AUTH__JWKS_URL; see docs/auth.md)");
+        }
         println!("  Try:         curl -H \"Authorization: Bearer $TOKEN\" {base}/v1/stores");
         println!("Press Ctrl-C to stop.");
         app.run_until_stopped(shutdown_signal()).await

@@ -164,9 +164,21 @@ pub struct AuthSettings {
     /// HS256 secret. In `dev`, a random one is generated and printed when unset.
     #[serde(default, skip_serializing)]
     pub jwt_secret: Option<SecretString>,
-    /// JWKS URL for RS256/ES256 (not implemented yet: start-up refuses it rather than ignore it).
+    /// The identity provider's JWKS URL (`https://`, or `http://` to loopback). Set, tokens
+    /// must be RS256, ES256 or EdDSA signed by one of its keys, and HS256 is refused.
     #[serde(default)]
     pub jwks_url: Option<String>,
+    /// Longest accepted token lifetime, in seconds (`exp - iat`, and `exp - now`).
+    pub max_token_lifetime_secs: u64,
+    /// Where the role names are in a token: a claim name, or a dotted path
+    /// (`realm_access.roles` for Keycloak realm roles).
+    pub roles_claim: String,
+    /// Where the store ids of staff and store-scoped services are (same syntax).
+    pub store_ids_claim: String,
+    /// How often the JWKS is fetched again (ms).
+    pub jwks_refresh_interval_ms: u64,
+    /// Shortest time between two JWKS fetches caused by tokens naming an unknown `kid` (ms).
+    pub jwks_min_refresh_interval_ms: u64,
     /// Required `iss` claim.
     pub issuer: String,
     /// Required `aud` claim.
@@ -315,6 +327,11 @@ impl Default for Settings {
                 issuer: "order-service".into(),
                 audience: "order-service".into(),
                 token_ttl_secs: 8 * 3600,
+                max_token_lifetime_secs: DAY_SECS,
+                roles_claim: "roles".into(),
+                store_ids_claim: "store_ids".into(),
+                jwks_refresh_interval_ms: 300_000,
+                jwks_min_refresh_interval_ms: 10_000,
             },
             simulator: SimulatorSettings {
                 enabled: None,
@@ -397,7 +414,7 @@ impl Settings {
 
 /// Keys (their last part) whose values are text whatever they look like: figment's `Env` reads
 /// `007` as the number 7 and `4711` as a number a string field refuses.
-const TEXT_KEYS: [&str; 8] = [
+const TEXT_KEYS: [&str; 11] = [
     "password",
     "nkey_seed",
     "jwt_secret",
@@ -406,6 +423,9 @@ const TEXT_KEYS: [&str; 8] = [
     "issuer",
     "audience",
     "key_encryption_key",
+    "jwks_url",
+    "roles_claim",
+    "store_ids_claim",
 ];
 
 fn is_text_key(key: &str) -> bool {

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use secrecy::SecretString;
 use sqlx::PgPool;
 
 use crate::backoff::Backoff;
@@ -93,16 +92,13 @@ impl Application {
 
     /// Like [`Application::build`] with an existing pool.
     pub async fn build_with_pool(settings: &Settings, pool: PgPool) -> anyhow::Result<Self> {
-        let secret: &SecretString = settings.auth.jwt_secret.as_ref().context(
-            "APP__AUTH__JWT_SECRET is not set (JWKS is not supported yet; `dev` generates a secret)",
-        )?;
-        anyhow::ensure!(
-            settings.auth.jwks_url.is_none(),
-            "APP__AUTH__JWKS_URL is not supported yet; configure APP__AUTH__JWT_SECRET (HS256)"
-        );
-        let verifier = JwtVerifier::new(secret, &settings.auth.issuer, &settings.auth.audience)
-            .context("invalid JWT settings")?;
         let metrics = Metrics::new()?;
+        // boxed: the JWKS fetch's future would otherwise weigh on every caller's future
+        let verifier = Box::pin(JwtVerifier::from_settings(
+            &settings.auth,
+            &metrics.registry,
+        ))
+        .await?;
         let catalog = CatalogRepository::new(pool.clone());
         let appended = AppendSignal::default();
         let orders = OrderRepository::new(
@@ -210,6 +206,11 @@ impl Application {
         let pool = &self.state.pool;
         let metrics = &self.state.metrics;
         let appended = &self.state.appended;
+        if let Some(jwks) = self.state.verifier.jwks().cloned() {
+            supervisor.supervise("jwks-refresher", move |token| {
+                jwks.clone().run_refresher(token)
+            });
+        }
         let catalog = self.state.catalog.clone();
         supervisor.supervise("catalog-watcher", move |token| {
             catalog.clone().watch_changes(token)

@@ -5,174 +5,234 @@
 //! [`JwtVerifier::verify`], and maps an [`AuthError`] to a problem+json answer through
 //! [`AuthError::code`] and its `Display` text.
 //!
-//! Tokens are HS256 only: the algorithm is pinned, `exp`, `iss`, `aud` and `sub` must be
-//! present, and the `roles` claim must be a non-empty subset of the known [`Role`]s.
-//! [`TokenMinter`] makes the matching tokens for `order-service token` and for tests.
+//! A verifier has one of two key sources, never both:
+//! * **An identity provider's JWKS** (`APP__AUTH__JWKS_URL`): RS256, ES256 and EdDSA tokens,
+//!   each verified with the key its `kid` names and only with that key's algorithm
+//!   (`auth/jwks.rs`); HS256 and `none` are refused, so holding the dev secret mints nothing.
+//! * **An HS256 secret** (`APP__AUTH__JWT_SECRET`, dev and tests): the algorithm is pinned to
+//!   HS256, and [`TokenMinter`] makes the matching tokens for `order-service token`.
 //!
-//! The pieces: `auth/principal.rs` (who the caller is), `auth/token.rs` (the claims and the
-//! algorithm both sides share), `auth/mint.rs` (making tokens); verification is here.
+//! Either way `exp`, `iss`, `aud` and `sub` must be present and `iss`/`aud` match; the token
+//! may live at most the configured maximum, and its roles are read where the provider puts
+//! them (`auth/claims.rs`). The pieces: `auth/principal.rs` (who the caller is),
+//! `auth/token.rs` (the claims and algorithm of our own tokens), `auth/mint.rs` (making
+//! them), `auth/claims.rs` (claims to principal), `auth/jwks.rs` (the provider's keys);
+//! verification is here.
 
+mod claims;
+mod error;
+pub mod jwks;
 mod mint;
 mod principal;
 mod token;
 
-use std::collections::BTreeSet;
 use std::fmt;
+use std::time::Duration;
 
+use anyhow::Context as _;
 use base64::Engine as _;
-use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{DecodingKey, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use secrecy::SecretString;
 use serde::Deserialize;
+use serde_json::{Map, Value};
 
+pub use self::claims::{ClaimPath, ClaimRules, UnknownRoles};
+pub use self::error::AuthError;
+use self::jwks::{Jwks, JwksMetrics, PinnedKey, RefreshPolicy};
 pub use self::mint::{random_secret, TokenMinter};
 pub use self::principal::{Principal, Role, UnknownRole};
-use self::token::{checked_settings, ALGORITHM, ALGORITHM_NAME};
+use self::token::{checked_settings, ALGORITHM, ALGORITHM_NAME, LEEWAY_SECS};
 pub use self::token::{AuthConfigError, Claims, MIN_SECRET_BYTES};
+use crate::config::AuthSettings;
 
-/// Clock skew tolerated on `exp` and `nbf`, in seconds. Small on purpose: tokens are short-lived.
-const LEEWAY_SECS: u64 = 5;
-
-/// Why a request was not authenticated. Every variant answers 401; the HTTP layer uses
-/// [`AuthError::code`] as the problem type and the `Display` text as the detail.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum AuthError {
-    /// No `Authorization` header at all (constructed by the HTTP layer).
-    #[error("no bearer token; send `Authorization: Bearer <token>`")]
-    Missing,
-    /// The header or token is not a well-formed bearer JWT.
-    #[error("the Authorization header is not a well-formed bearer JWT (`Bearer <header>.<payload>.<signature>`)")]
-    Malformed,
-    /// The token's `exp` is in the past.
-    #[error("the token has expired; obtain a new one")]
-    Expired,
-    /// The token's `nbf` is in the future.
-    #[error("the token is not valid yet (its nbf is in the future); check the issuer's clock")]
-    NotYetValid,
-    /// The signature does not match the payload under the configured secret.
-    #[error("the token signature is invalid")]
-    BadSignature,
-    /// The token is not signed with HS256 (this includes `alg: none`).
-    #[error("the token must be signed with HS256; other algorithms, including none, are refused")]
-    WrongAlgorithm,
-    /// The token's `iss` is not the configured issuer.
-    #[error("the token was issued by an issuer this service does not trust")]
-    WrongIssuer,
-    /// The token's `aud` is not this service.
-    #[error("the token is not intended for this service (wrong aud)")]
-    WrongAudience,
-    /// A required claim is absent (or empty, for `sub`).
-    #[error("the token's sub must be 1-128 printable characters without surrounding blanks")]
-    InvalidSubject,
-    #[error("the token lacks the required claim `{0}`")]
-    MissingClaim(String),
-    /// The `roles` claim is empty or names an unknown role.
-    #[error("the token's roles claim is invalid: {0}")]
-    InvalidRoles(String),
+/// Where a verifier gets its keys.
+#[derive(Clone)]
+enum Keys {
+    /// The HS256 secret.
+    Secret(DecodingKey),
+    /// The identity provider's key set.
+    Provider(Jwks),
 }
 
-impl AuthError {
-    /// A stable kebab-case slug, suitable as the last segment of a problem type URI.
-    pub fn code(&self) -> &'static str {
-        match self {
-            AuthError::Missing => "token-missing",
-            AuthError::InvalidSubject => "invalid-subject",
-            AuthError::Malformed => "token-malformed",
-            AuthError::Expired => "token-expired",
-            AuthError::NotYetValid => "token-not-yet-valid",
-            AuthError::BadSignature => "bad-signature",
-            AuthError::WrongAlgorithm => "wrong-algorithm",
-            AuthError::WrongIssuer => "wrong-issuer",
-            AuthError::WrongAudience => "wrong-audience",
-            AuthError::MissingClaim(_) => "missing-claim",
-            AuthError::InvalidRoles(_) => "invalid-roles",
-        }
-    }
-}
-
-impl From<jsonwebtoken::errors::Error> for AuthError {
-    fn from(err: jsonwebtoken::errors::Error) -> Self {
-        match err.kind() {
-            ErrorKind::ExpiredSignature => AuthError::Expired,
-            ErrorKind::ImmatureSignature => AuthError::NotYetValid,
-            ErrorKind::InvalidSignature => AuthError::BadSignature,
-            ErrorKind::InvalidAlgorithm
-            | ErrorKind::InvalidAlgorithmName
-            | ErrorKind::UnsupportedAlgorithm
-            | ErrorKind::MissingAlgorithm => AuthError::WrongAlgorithm,
-            ErrorKind::InvalidIssuer => AuthError::WrongIssuer,
-            ErrorKind::InvalidAudience => AuthError::WrongAudience,
-            ErrorKind::MissingRequiredClaim(claim) => AuthError::MissingClaim(claim.clone()),
-            ErrorKind::InvalidToken
-            | ErrorKind::InvalidClaimFormat(_)
-            | ErrorKind::Base64(_)
-            | ErrorKind::Json(_)
-            | ErrorKind::Utf8(_) => AuthError::Malformed,
-            // Key and provider failures cannot come from the caller's token with an HMAC key;
-            // refuse (fail closed) and leave a trace for operators.
-            _ => {
-                tracing::error!(error = %err, "unexpected JWT verification failure");
-                AuthError::BadSignature
-            }
-        }
-    }
-}
-/// Verifies HS256 bearer tokens against one secret, issuer and audience.
+/// Verifies bearer tokens: signature, `exp`/`nbf`, issuer, audience, lifetime, roles.
 #[derive(Clone)]
 pub struct JwtVerifier {
-    key: DecodingKey,
-    validation: Validation,
+    keys: Keys,
+    issuer: String,
+    audience: String,
+    rules: ClaimRules,
 }
 
 impl fmt::Debug for JwtVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let keys = match &self.keys {
+            Keys::Secret(_) => "HS256 secret [redacted]".to_owned(),
+            Keys::Provider(jwks) => format!("{jwks:?}"),
+        };
         f.debug_struct("JwtVerifier")
-            .field("key", &"[redacted]")
-            .field("issuer", &self.validation.iss)
-            .field("audience", &self.validation.aud)
+            .field("keys", &keys)
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("rules", &self.rules)
             .finish()
     }
 }
 
 impl JwtVerifier {
-    /// Builds a verifier; the secret's UTF-8 bytes are the HMAC key and must be at least
-    /// [`MIN_SECRET_BYTES`] long.
+    /// An HS256 verifier with the rules of the service's own tokens; the secret's UTF-8 bytes
+    /// are the HMAC key and must be at least [`MIN_SECRET_BYTES`] long.
     pub fn new(
         secret: &SecretString,
         issuer: &str,
         audience: &str,
     ) -> Result<Self, AuthConfigError> {
+        Self::hs256(secret, issuer, audience, ClaimRules::own_tokens())
+    }
+
+    /// An HS256 verifier with `rules`.
+    pub fn hs256(
+        secret: &SecretString,
+        issuer: &str,
+        audience: &str,
+        rules: ClaimRules,
+    ) -> Result<Self, AuthConfigError> {
         let key = DecodingKey::from_secret(checked_settings(secret, issuer, audience)?);
-        let mut validation = Validation::new(ALGORITHM);
+        Ok(Self {
+            keys: Keys::Secret(key),
+            issuer: issuer.to_owned(),
+            audience: audience.to_owned(),
+            rules,
+        })
+    }
+
+    /// A verifier of the identity provider's tokens, with the keys of `jwks`.
+    pub fn provider(jwks: Jwks, issuer: &str, audience: &str, rules: ClaimRules) -> Self {
+        Self {
+            keys: Keys::Provider(jwks),
+            issuer: issuer.to_owned(),
+            audience: audience.to_owned(),
+            rules,
+        }
+    }
+
+    /// The verifier `settings` describe: the provider's JWKS when `jwks_url` is set (fetched
+    /// once now; a failure is logged and the keys are fetched on the first token), else the
+    /// HS256 secret. Registers the JWKS metrics in `registry`.
+    pub async fn from_settings(
+        settings: &AuthSettings,
+        registry: &prometheus::Registry,
+    ) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            settings.max_token_lifetime_secs > 0,
+            "APP__AUTH__MAX_TOKEN_LIFETIME_SECS must be positive"
+        );
+        let path = |value: &str, name: &str| {
+            ClaimPath::new(value).with_context(|| format!("{name} must not be empty"))
+        };
+        let mut rules = ClaimRules {
+            roles: path(&settings.roles_claim, "APP__AUTH__ROLES_CLAIM")?,
+            store_ids: path(&settings.store_ids_claim, "APP__AUTH__STORE_IDS_CLAIM")?,
+            max_lifetime_secs: settings.max_token_lifetime_secs,
+            unknown_roles: UnknownRoles::Refuse,
+        };
+        let Some(url) = &settings.jwks_url else {
+            let secret = settings.jwt_secret.as_ref().context(
+                "set APP__AUTH__JWKS_URL (your identity provider) or APP__AUTH__JWT_SECRET (HS256; `dev` generates one)",
+            )?;
+            return Self::hs256(secret, &settings.issuer, &settings.audience, rules)
+                .context("invalid JWT settings");
+        };
+        anyhow::ensure!(
+            !settings.issuer.is_empty() && !settings.audience.is_empty(),
+            "APP__AUTH__ISSUER and APP__AUTH__AUDIENCE must not be empty"
+        );
+        if settings.jwt_secret.is_some() {
+            tracing::warn!("APP__AUTH__JWT_SECRET is ignored: APP__AUTH__JWKS_URL is set, HS256 tokens are refused");
+        }
+        rules.unknown_roles = UnknownRoles::Ignore;
+        let policy = RefreshPolicy {
+            refresh_interval: Duration::from_millis(settings.jwks_refresh_interval_ms.max(1)),
+            min_refresh_interval: Duration::from_millis(settings.jwks_min_refresh_interval_ms),
+        };
+        let jwks = Jwks::new(url, policy, JwksMetrics::register(registry)?)?;
+        if let Err(err) = jwks.refresh("startup").await {
+            tracing::warn!(error = %err, "the JWKS could not be fetched at start; tokens are refused until it can");
+        }
+        Ok(Self::provider(
+            jwks,
+            &settings.issuer,
+            &settings.audience,
+            rules,
+        ))
+    }
+
+    /// The provider's key set, when this verifier uses one (its refresher runs beside it).
+    pub fn jwks(&self) -> Option<&Jwks> {
+        match &self.keys {
+            Keys::Provider(jwks) => Some(jwks),
+            Keys::Secret(_) => None,
+        }
+    }
+
+    /// Verifies `token` (without the `Bearer ` prefix) and returns who it speaks for. With a
+    /// JWKS, an unknown `kid` may fetch the key set first (rate-limited, see `auth/jwks.rs`).
+    pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        let header = read_header(token)?;
+        let (key, algorithm) = match &self.keys {
+            Keys::Secret(key) => {
+                if header.alg != ALGORITHM_NAME {
+                    return Err(AuthError::WrongAlgorithm);
+                }
+                (key.clone(), ALGORITHM)
+            }
+            Keys::Provider(jwks) => {
+                if !matches!(header.alg.as_str(), "RS256" | "ES256" | "EdDSA") {
+                    return Err(AuthError::AlgorithmNotAccepted);
+                }
+                let kid = header.kid.as_deref().ok_or(AuthError::MissingKeyId)?;
+                let PinnedKey { key, algorithm } = jwks.key(kid).await?;
+                if format!("{algorithm:?}") != header.alg {
+                    return Err(AuthError::KeyAlgorithmMismatch {
+                        token: header.alg,
+                        key: format!("{algorithm:?}"),
+                    });
+                }
+                (key, algorithm)
+            }
+        };
+        let data =
+            jsonwebtoken::decode::<Map<String, Value>>(token, &key, &self.validation(algorithm))?;
+        self.rules
+            .principal(&data.claims, jsonwebtoken::get_current_timestamp())
+    }
+
+    /// What jsonwebtoken checks for a token signed with `algorithm`.
+    fn validation(&self, algorithm: Algorithm) -> Validation {
+        let mut validation = Validation::new(algorithm);
         // Since jsonwebtoken 10, `iss`/`aud` are only compared when the token carries them;
         // listing them here is what makes a token without them fail.
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        validation.set_issuer(&[issuer]);
-        validation.set_audience(&[audience]);
+        validation.set_issuer(&[&self.issuer]);
+        validation.set_audience(&[&self.audience]);
         validation.leeway = LEEWAY_SECS;
         validation.validate_exp = true;
         validation.validate_nbf = true;
         validation.validate_aud = true;
-        Ok(Self { key, validation })
-    }
-
-    /// Verifies `token` (without the `Bearer ` prefix) and returns who it speaks for.
-    pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
-        check_algorithm(token)?;
-        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)?;
-        principal_from(data.claims)
+        validation
     }
 }
 
-/// Refuses any token whose header does not say `"alg": "HS256"` with a clear
-/// [`AuthError::WrongAlgorithm`]. jsonwebtoken refuses them too, but an algorithm it has no
-/// variant for (notably `none`) surfaces there as a JSON error, indistinguishable from garbage.
-fn check_algorithm(token: &str) -> Result<(), AuthError> {
-    #[derive(Deserialize)]
-    struct AlgOnly {
-        alg: String,
-    }
+/// The part of a token header the key choice needs.
+#[derive(Deserialize)]
+struct Header {
+    alg: String,
+    #[serde(default)]
+    kid: Option<String>,
+}
 
+/// Reads the header before any key is chosen, so an algorithm jsonwebtoken has no variant
+/// for (notably `none`) is refused as such rather than as a JSON error.
+fn read_header(token: &str) -> Result<Header, AuthError> {
     let mut parts = token.split('.');
     let (Some(header), Some(_payload), Some(_signature), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -182,46 +242,7 @@ fn check_algorithm(token: &str) -> Result<(), AuthError> {
     let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(header)
         .map_err(|_| AuthError::Malformed)?;
-    let header: AlgOnly = serde_json::from_slice(&json).map_err(|_| AuthError::Malformed)?;
-    if header.alg == ALGORITHM_NAME {
-        Ok(())
-    } else {
-        Err(AuthError::WrongAlgorithm)
-    }
-}
-
-/// Turns verified claims into a [`Principal`], enforcing the role rules.
-fn principal_from(claims: Claims) -> Result<Principal, AuthError> {
-    if claims.sub.trim().is_empty() {
-        return Err(AuthError::MissingClaim("sub".to_owned()));
-    }
-    // The subject doubles as the customer id of a customer's orders: it must be one exactly
-    // (no surrounding blanks, printable, at most 128 characters), or ownership checks would
-    // compare two different strings.
-    if order_domain::CustomerId::parse(claims.sub.clone())
-        .map(String::from)
-        .as_deref()
-        != Ok(claims.sub.as_str())
-    {
-        return Err(AuthError::InvalidSubject);
-    }
-    if claims.roles.is_empty() {
-        return Err(AuthError::InvalidRoles(
-            "the token grants no roles".to_owned(),
-        ));
-    }
-    let roles = claims
-        .roles
-        .iter()
-        .map(|name| name.parse::<Role>())
-        .collect::<Result<BTreeSet<_>, _>>()
-        .map_err(|err| AuthError::InvalidRoles(err.to_string()))?;
-    Ok(Principal {
-        subject: claims.sub,
-        roles,
-        store_ids: claims.store_ids,
-        expires_at: claims.exp,
-    })
+    serde_json::from_slice(&json).map_err(|_| AuthError::Malformed)
 }
 
 #[cfg(test)]
@@ -232,6 +253,8 @@ mod tests {
     use secrecy::ExposeSecret as _;
     use serde::Serialize;
     use uuid::Uuid;
+
+    use std::collections::BTreeSet;
 
     use super::*;
 
@@ -245,6 +268,11 @@ mod tests {
 
     fn verifier() -> JwtVerifier {
         JwtVerifier::new(&secret(), ISSUER, AUDIENCE).unwrap()
+    }
+
+    /// Verifies with the test verifier; HS256 verification never waits on anything.
+    fn verify(token: &str) -> Result<Principal, AuthError> {
+        futures::executor::block_on(verifier().verify(token))
     }
 
     fn minter() -> TokenMinter {
@@ -278,7 +306,7 @@ mod tests {
             .mint("bob", &[Role::Staff, Role::Analyst], &[store], HOUR)
             .unwrap();
 
-        let principal = verifier().verify(&token).unwrap();
+        let principal = verify(&token).unwrap();
 
         assert_eq!(principal.subject, "bob");
         assert_eq!(
@@ -303,7 +331,7 @@ mod tests {
         // Counter-test for the hand-built refusals below: the helper itself makes good tokens.
         let token = sign(Algorithm::HS256, &valid_claims());
 
-        assert!(verifier().verify(&token).is_ok());
+        assert!(verify(&token).is_ok());
     }
 
     #[test]
@@ -319,7 +347,7 @@ mod tests {
             )
             .unwrap();
 
-        assert_eq!(verifier().verify(&token), Err(AuthError::Expired));
+        assert_eq!(verify(&token), Err(AuthError::Expired));
     }
 
     #[test]
@@ -329,7 +357,7 @@ mod tests {
             ..valid_claims()
         };
 
-        assert!(verifier().verify(&sign(Algorithm::HS256, &claims)).is_ok());
+        assert!(verify(&sign(Algorithm::HS256, &claims)).is_ok());
     }
 
     #[test]
@@ -340,7 +368,7 @@ mod tests {
         };
 
         assert_eq!(
-            verifier().verify(&sign(Algorithm::HS256, &claims)),
+            verify(&sign(Algorithm::HS256, &claims)),
             Err(AuthError::NotYetValid)
         );
     }
@@ -350,7 +378,7 @@ mod tests {
         let other = TokenMinter::new(&secret(), ISSUER, "billing-service").unwrap();
         let token = other.mint("alice", &[Role::Customer], &[], HOUR).unwrap();
 
-        assert_eq!(verifier().verify(&token), Err(AuthError::WrongAudience));
+        assert_eq!(verify(&token), Err(AuthError::WrongAudience));
     }
 
     #[test]
@@ -358,7 +386,7 @@ mod tests {
         let other = TokenMinter::new(&secret(), "someone-else", AUDIENCE).unwrap();
         let token = other.mint("alice", &[Role::Customer], &[], HOUR).unwrap();
 
-        assert_eq!(verifier().verify(&token), Err(AuthError::WrongIssuer));
+        assert_eq!(verify(&token), Err(AuthError::WrongIssuer));
     }
 
     #[derive(Serialize)]
@@ -384,7 +412,7 @@ mod tests {
     #[test]
     fn a_token_without_an_audience_is_refused() {
         assert_eq!(
-            verifier().verify(&token_without_aud()),
+            verify(&token_without_aud()),
             Err(AuthError::MissingClaim("aud".to_owned()))
         );
     }
@@ -410,7 +438,7 @@ mod tests {
         });
 
         assert_eq!(
-            verifier().verify(&sign(Algorithm::HS256, &claims)),
+            verify(&sign(Algorithm::HS256, &claims)),
             Err(AuthError::MissingClaim("exp".to_owned()))
         );
     }
@@ -423,7 +451,7 @@ mod tests {
         });
 
         assert_eq!(
-            verifier().verify(&sign(Algorithm::HS256, &claims)),
+            verify(&sign(Algorithm::HS256, &claims)),
             Err(AuthError::MissingClaim("iss".to_owned()))
         );
     }
@@ -436,7 +464,7 @@ mod tests {
         };
 
         assert_eq!(
-            verifier().verify(&sign(Algorithm::HS256, &claims)),
+            verify(&sign(Algorithm::HS256, &claims)),
             Err(AuthError::MissingClaim("sub".to_owned()))
         );
     }
@@ -448,14 +476,14 @@ mod tests {
         let payload = b64.encode(serde_json::to_vec(&valid_claims()).unwrap());
         let token = format!("{header}.{payload}.");
 
-        assert_eq!(verifier().verify(&token), Err(AuthError::WrongAlgorithm));
+        assert_eq!(verify(&token), Err(AuthError::WrongAlgorithm));
     }
 
     #[test]
     fn a_token_signed_with_hs384_and_the_same_secret_is_refused() {
         let token = sign(Algorithm::HS384, &valid_claims());
 
-        assert_eq!(verifier().verify(&token), Err(AuthError::WrongAlgorithm));
+        assert_eq!(verify(&token), Err(AuthError::WrongAlgorithm));
     }
 
     #[test]
@@ -463,8 +491,11 @@ mod tests {
         // Defence in depth: our header pre-check is not the only guard.
         let token = sign(Algorithm::HS384, &valid_claims());
         let verifier = verifier();
+        let Keys::Secret(key) = &verifier.keys else {
+            panic!("an HS256 verifier");
+        };
 
-        let result = jsonwebtoken::decode::<Claims>(&token, &verifier.key, &verifier.validation);
+        let result = jsonwebtoken::decode::<Claims>(&token, key, &verifier.validation(ALGORITHM));
 
         assert_eq!(
             result.map(|_| ()).map_err(AuthError::from),
@@ -482,7 +513,7 @@ mod tests {
         let flipped = if first == 'A' { 'B' } else { 'A' };
         let tampered = format!("{body}.{flipped}{}", &signature[1..]);
 
-        assert_eq!(verifier().verify(&tampered), Err(AuthError::BadSignature));
+        assert_eq!(verify(&tampered), Err(AuthError::BadSignature));
     }
 
     #[test]
@@ -499,10 +530,7 @@ mod tests {
             .encode(serde_json::to_vec(&forged_claims).unwrap());
         parts[1] = &forged;
 
-        assert_eq!(
-            verifier().verify(&parts.join(".")),
-            Err(AuthError::BadSignature)
-        );
+        assert_eq!(verify(&parts.join(".")), Err(AuthError::BadSignature));
     }
 
     #[test]
@@ -511,7 +539,7 @@ mod tests {
         let other = TokenMinter::new(&other_secret, ISSUER, AUDIENCE).unwrap();
         let token = other.mint("alice", &[Role::Customer], &[], HOUR).unwrap();
 
-        assert_eq!(verifier().verify(&token), Err(AuthError::BadSignature));
+        assert_eq!(verify(&token), Err(AuthError::BadSignature));
     }
 
     #[test]
@@ -521,9 +549,7 @@ mod tests {
             ..valid_claims()
         };
 
-        let err = verifier()
-            .verify(&sign(Algorithm::HS256, &claims))
-            .unwrap_err();
+        let err = verify(&sign(Algorithm::HS256, &claims)).unwrap_err();
 
         assert!(matches!(&err, AuthError::InvalidRoles(why) if why.contains("superuser")));
     }
@@ -536,7 +562,7 @@ mod tests {
         };
 
         assert!(matches!(
-            verifier().verify(&sign(Algorithm::HS256, &claims)),
+            verify(&sign(Algorithm::HS256, &claims)),
             Err(AuthError::InvalidRoles(_))
         ));
     }
@@ -548,7 +574,7 @@ mod tests {
         });
 
         assert!(matches!(
-            verifier().verify(&sign(Algorithm::HS256, &claims)),
+            verify(&sign(Algorithm::HS256, &claims)),
             Err(AuthError::InvalidRoles(_))
         ));
     }
@@ -556,11 +582,7 @@ mod tests {
     #[test]
     fn garbage_is_malformed() {
         for token in ["", "abc", "a.b", "a.b.c.d", "!!!.e30.sig", "e30.e30.sig"] {
-            assert_eq!(
-                verifier().verify(token),
-                Err(AuthError::Malformed),
-                "{token}"
-            );
+            assert_eq!(verify(token), Err(AuthError::Malformed), "{token}");
         }
     }
 
@@ -611,6 +633,16 @@ mod tests {
             AuthError::WrongAudience,
             AuthError::MissingClaim("aud".to_owned()),
             AuthError::InvalidRoles("none".to_owned()),
+            AuthError::AlgorithmNotAccepted,
+            AuthError::KeyAlgorithmMismatch {
+                token: "ES256".to_owned(),
+                key: "RS256".to_owned(),
+            },
+            AuthError::MissingKeyId,
+            AuthError::UnknownKey,
+            AuthError::LifetimeTooLong { max_secs: 1 },
+            AuthError::InvalidSubject,
+            AuthError::InvalidStoreIds("x".to_owned()),
         ];
         let codes: BTreeSet<_> = all.iter().map(AuthError::code).collect();
 

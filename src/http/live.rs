@@ -41,7 +41,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::auth::{AuthError, Principal, Role};
+use super::auth::{AuthError, Principal};
 use super::catalog::store_not_found;
 use super::consistency::fresh_order;
 use super::problem::ApiError;
@@ -60,7 +60,7 @@ pub async fn order_live(
     Data(state): Data<&AppState>,
 ) -> poem::Result<Response> {
     let open = async {
-        let (p, order_id, transport, permit) = opening(req, state, &id, ws)?;
+        let (p, order_id, transport, permit) = opening(req, state, &id, ws).await?;
         let after = resume_id(req)
             .map(|raw| {
                 raw.trim().parse::<u64>().map_err(|_| {
@@ -113,14 +113,14 @@ pub async fn store_live(
     Data(state): Data<&AppState>,
 ) -> poem::Result<Response> {
     let open = async {
-        let (p, store_id, transport, permit) = opening(req, state, &id, ws)?;
+        let (p, store_id, transport, permit) = opening(req, state, &id, ws).await?;
         state
             .catalog
             .store(store_id)
             .await
             .map_err(ApiError::infra)?
             .ok_or_else(|| store_not_found(store_id))?;
-        if !(sees_every_order(&p) || (p.has(Role::Staff) && p.can_access_store(store_id))) {
+        if !(sees_every_order(&p) || p.can_access_store(store_id)) {
             return Err(ApiError::forbidden(
                 "a store's live feed is for its staff, analysts, services and admins",
             ));
@@ -152,13 +152,13 @@ pub async fn store_live(
 
 /// What every feed checks first: the caller, the id in the path, the transport asked for,
 /// and a place among the caller's open feeds.
-fn opening(
+async fn opening(
     req: &Request,
     state: &AppState,
     id: &str,
     ws: Option<WebSocket>,
 ) -> Result<(Principal, Uuid, Transport, FeedPermit), ApiError> {
-    let p = principal(req, state)?;
+    let p = principal(req, state).await?;
     let (id, transport) = (uuid_of(id)?, transport(req, ws)?);
     let permit = state.throttle.open_feed(&p.subject)?;
     Ok((p, id, transport, permit))
@@ -290,7 +290,7 @@ async fn pump(
 }
 
 /// The caller, from `Authorization: Bearer` or, failing that, `?access_token=`.
-fn principal(req: &Request, state: &AppState) -> Result<Principal, ApiError> {
+async fn principal(req: &Request, state: &AppState) -> Result<Principal, ApiError> {
     let token = match req.header(header::AUTHORIZATION) {
         Some(value) => {
             let (scheme, token) = value
@@ -308,6 +308,7 @@ fn principal(req: &Request, state: &AppState) -> Result<Principal, ApiError> {
     state
         .verifier
         .verify(&token)
+        .await
         .map_err(ApiError::Unauthorized)
 }
 

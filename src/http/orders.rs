@@ -129,13 +129,9 @@ fn customer_of_new_order(
     if !(is(Role::Admin) || is(Role::Service) || is(Role::Staff)) {
         return Err(ApiError::forbidden("this role may only read orders"));
     }
-    if is(Role::Staff)
-        && !is(Role::Admin)
-        && !is(Role::Service)
-        && !principal.can_access_store(body.store_id)
-    {
+    if !principal.can_access_store(body.store_id) {
         return Err(ApiError::forbidden(
-            "staff create orders only in their own stores",
+            "staff and store-scoped services create orders only in their own stores",
         ));
     }
     body.customer_id.clone().ok_or_else(|| {

@@ -316,7 +316,7 @@ fn visibility(p: &Principal) -> Visibility {
     }
     Visibility::Only {
         customer_id: p.has(Role::Customer).then(|| p.subject.clone()),
-        store_ids: if p.has(Role::Staff) {
+        store_ids: if p.has(Role::Staff) || p.has(Role::Service) {
             p.store_ids.clone()
         } else {
             Vec::new()
@@ -590,7 +590,10 @@ impl QueriesApi {
         limit: Query<Option<i64>>,
     ) -> Result<OrderPageResponse, ApiError> {
         let p = &auth.0;
-        let own_only = p.has(Role::Customer) && !sees_every_order(p) && !p.has(Role::Staff);
+        let own_only = p.has(Role::Customer)
+            && !sees_every_order(p)
+            && !p.has(Role::Staff)
+            && !p.has(Role::Service);
         if own_only && id.0 != p.subject {
             return Err(ApiError::NotFound {
                 slug: "customer-not-found",

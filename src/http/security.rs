@@ -2,7 +2,9 @@
 //!
 //! Visibility comes before permission: an order the caller may not see answers 404 whatever
 //! the command, so ids of other customers' orders leak nothing. A visible order the caller's
-//! role may not change answers 403.
+//! role may not change answers 403. Which stores a caller reaches is
+//! [`Principal::can_access_store`]'s: a service token listing `store_ids` is held to those
+//! stores like staff (the full matrix: `docs/security.md`).
 
 use order_domain::Order;
 use poem::Request;
@@ -26,6 +28,7 @@ async fn verify_bearer(req: &Request, bearer: Bearer) -> poem::Result<Principal>
     state
         .verifier
         .verify(&bearer.token)
+        .await
         .map_err(|e| ApiError::Unauthorized(e).into())
 }
 
@@ -40,9 +43,10 @@ pub enum OrderAction {
     Fulfil,
 }
 
-/// Whether `p` sees every order, whoever and wherever it belongs to.
+/// Whether `p` sees every order, whoever and wherever it belongs to: admins, analysts and
+/// services not scoped to stores.
 pub fn sees_every_order(p: &Principal) -> bool {
-    p.has(Role::Admin) || p.has(Role::Service) || p.has(Role::Analyst)
+    p.reaches_every_store() || p.has(Role::Analyst)
 }
 
 /// Whether `p` may see an order of customer `customer_id` in store `store_id`: the one
@@ -50,7 +54,7 @@ pub fn sees_every_order(p: &Principal) -> bool {
 pub fn can_see_order_of(p: &Principal, customer_id: &str, store_id: Uuid) -> bool {
     sees_every_order(p)
         || (p.has(Role::Customer) && customer_id == p.subject)
-        || (p.has(Role::Staff) && p.can_access_store(store_id))
+        || p.can_access_store(store_id)
 }
 
 /// Whether `p` may see `order` at all.
@@ -68,15 +72,16 @@ pub fn authorize_order(p: &Principal, order: &Order, action: OrderAction) -> Res
         return Err(ApiError::order_not_found());
     }
     let own = p.has(Role::Customer) && order.customer_id().is_some_and(|c| c.as_str() == p.subject);
-    let store = p.has(Role::Staff)
-        && order
-            .store_id()
-            .is_some_and(|s| p.can_access_store(s.as_uuid()));
-    let operator = p.has(Role::Admin) || p.has(Role::Service);
+    // staff and services of the order's store (a service not scoped to stores reaches all)
+    let operator = p.is_admin()
+        || ((p.has(Role::Staff) || p.has(Role::Service))
+            && order
+                .store_id()
+                .map_or(p.reaches_every_store(), |s| p.can_access_store(s.as_uuid())));
     let allowed = match action {
         OrderAction::Read => true,
-        OrderAction::Shop => operator || own || store,
-        OrderAction::Fulfil => operator || store,
+        OrderAction::Shop => operator || own,
+        OrderAction::Fulfil => operator,
     };
     if allowed {
         Ok(())
@@ -90,12 +95,10 @@ pub fn authorize_order(p: &Principal, order: &Order, action: OrderAction) -> Res
     }
 }
 
-/// Admins and services manage every store; staff only their own.
+/// Admins and unscoped services manage every store; staff and store-scoped services only
+/// their own.
 pub fn authorize_store_admin(p: &Principal, store: Uuid) -> Result<(), ApiError> {
-    if p.has(Role::Admin)
-        || p.has(Role::Service)
-        || (p.has(Role::Staff) && p.can_access_store(store))
-    {
+    if p.can_access_store(store) {
         Ok(())
     } else {
         Err(ApiError::forbidden(
@@ -104,11 +107,14 @@ pub fn authorize_store_admin(p: &Principal, store: Uuid) -> Result<(), ApiError>
     }
 }
 
-/// Only admins and services open stores.
+/// Only admins and services not scoped to stores open stores (a scoped one could not reach
+/// the store it opened).
 pub fn require_operator(p: &Principal) -> Result<(), ApiError> {
-    if p.has(Role::Admin) || p.has(Role::Service) {
+    if p.reaches_every_store() {
         Ok(())
     } else {
-        Err(ApiError::forbidden("only admins and services may do this"))
+        Err(ApiError::forbidden(
+            "only admins and services not scoped to stores may do this",
+        ))
     }
 }

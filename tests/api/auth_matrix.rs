@@ -5,6 +5,8 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use order_service::http::auth::Role;
+
 use crate::helpers::{spawn_app, TestApp, Who};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,17 +16,23 @@ enum Caller {
     StaffOfStore,
     StaffElsewhere,
     Service,
+    /// A service token scoped to the order's store (`store_ids`).
+    ServiceOfStore,
+    /// A service token scoped to another store.
+    ServiceElsewhere,
     Analyst,
     Admin,
     Anonymous,
 }
 
-const CALLERS: [Caller; 8] = [
+const CALLERS: [Caller; 10] = [
     Caller::Owner,
     Caller::OtherCustomer,
     Caller::StaffOfStore,
     Caller::StaffElsewhere,
     Caller::Service,
+    Caller::ServiceOfStore,
+    Caller::ServiceElsewhere,
     Caller::Analyst,
     Caller::Admin,
     Caller::Anonymous,
@@ -48,7 +56,7 @@ struct Op {
     body: Option<Value>,
     needs: Needs,
     /// Expected status per caller, in `CALLERS` order.
-    expect: [u16; 8],
+    expect: [u16; 10],
 }
 
 struct World<'a> {
@@ -65,6 +73,14 @@ impl World<'_> {
             Caller::StaffOfStore => self.app.staff(self.store),
             Caller::StaffElsewhere => self.app.staff(self.other_store),
             Caller::Service => self.app.service(),
+            Caller::ServiceOfStore => {
+                self.app
+                    .token("storefront-1", &[Role::Service], &[self.store])
+            }
+            Caller::ServiceElsewhere => {
+                self.app
+                    .token("storefront-2", &[Role::Service], &[self.other_store])
+            }
             Caller::Analyst => self.app.analyst(),
             Caller::Admin => self.app.admin(),
             Caller::Anonymous => return None,
@@ -111,25 +127,25 @@ async fn every_operation_answers_each_kind_of_caller_as_documented() {
         other_store,
     };
 
-    //            owner other staff staff-x service analyst admin anon
-    let read = [200, 404, 200, 404, 200, 200, 200, 401];
-    let shop = [200, 404, 200, 404, 200, 403, 200, 401];
-    let fulfil = [403, 404, 200, 404, 200, 403, 200, 401];
-    let anyone = [200, 200, 200, 200, 200, 200, 200, 401];
-    let manage_store = [403, 403, 201, 403, 201, 403, 201, 401];
-    let patch_product = [403, 403, 200, 403, 200, 403, 200, 401];
-    let open_store = [403, 403, 403, 403, 201, 403, 201, 401];
-    let admin_only = [403, 403, 403, 403, 403, 403, 200, 401];
+    //            owner other staff staff-x service svc-store svc-x analyst admin anon
+    let read = [200, 404, 200, 404, 200, 200, 404, 200, 200, 401];
+    let shop = [200, 404, 200, 404, 200, 200, 404, 403, 200, 401];
+    let fulfil = [403, 404, 200, 404, 200, 200, 404, 403, 200, 401];
+    let anyone = [200, 200, 200, 200, 200, 200, 200, 200, 200, 401];
+    let manage_store = [403, 403, 201, 403, 201, 201, 403, 403, 201, 401];
+    let patch_product = [403, 403, 200, 403, 200, 200, 403, 403, 200, 401];
+    let open_store = [403, 403, 403, 403, 201, 403, 403, 403, 201, 401];
+    let admin_only = [403, 403, 403, 403, 403, 403, 403, 403, 200, 401];
     // No saga machinery runs in this app: a visible order answers "no saga", an invisible one
     // "no order"; both are 404, and only the bearer check differs.
-    let saga_of_draft = [404, 404, 404, 404, 404, 404, 404, 401];
-    let retry_missing = [403, 403, 403, 403, 403, 403, 404, 401];
+    let saga_of_draft = [404, 404, 404, 404, 404, 404, 404, 404, 404, 401];
+    let retry_missing = [403, 403, 403, 403, 403, 403, 403, 403, 404, 401];
     // createOrder: the owner creates for itself; "other customer" tries to create for alice.
-    let create = [201, 403, 201, 403, 201, 403, 201, 401];
+    let create = [201, 403, 201, 403, 201, 201, 403, 403, 201, 401];
     // alice's history: hidden from other customers; staff elsewhere get an empty page.
-    let customer_history = [200, 404, 200, 200, 200, 200, 200, 401];
+    let customer_history = [200, 404, 200, 200, 200, 200, 200, 200, 200, 401];
     // reports: analysts, services, admins, and staff about their own store.
-    let report = [403, 403, 200, 403, 200, 200, 200, 401];
+    let report = [403, 403, 200, 403, 200, 200, 403, 200, 200, 401];
 
     let ops = vec![
         Op {

@@ -10,6 +10,7 @@ mod catalog_cache;
 mod concurrency;
 mod forged_replies;
 mod hostile;
+mod jwks;
 mod least_privilege;
 mod lifecycle;
 mod limits;

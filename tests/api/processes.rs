@@ -501,6 +501,7 @@ async fn sagas_survive_crashes(n: usize, kills: usize, seed: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sagas_survive_a_service_killed_at_random_moments() {
+    // boxed: the settings it holds (auth grew by its JWKS knobs) pass clippy's large_futures bound
     Box::pin(sagas_survive_crashes(60, 3, 21)).await;
 }
 
@@ -508,5 +509,6 @@ async fn sagas_survive_a_service_killed_at_random_moments() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "long: 200 sagas, 8 kills (about a minute)"]
 async fn sagas_survive_many_kills() {
+    // boxed: the settings it holds (auth grew by its JWKS knobs) pass clippy's large_futures bound
     Box::pin(sagas_survive_crashes(200, 8, 42)).await;
 }

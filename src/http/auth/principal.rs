@@ -16,7 +16,8 @@ use uuid::Uuid;
 pub enum Role {
     /// Sees and commands only its own orders.
     Customer,
-    /// Another service acting on behalf of the platform; reaches every store.
+    /// Another service acting on behalf of the platform; reaches every store, or only the
+    /// stores in `store_ids` when its token lists some.
     Service,
     /// Store staff; acts only on the stores listed in `store_ids`.
     Staff,
@@ -77,7 +78,8 @@ pub struct Principal {
     pub subject: String,
     /// Granted roles; never empty.
     pub roles: BTreeSet<Role>,
-    /// Stores a staff member may act on; meaningless for other roles.
+    /// Stores a staff member, or a store-scoped service, may act on; meaningless for other
+    /// roles. A service token without any reaches every store.
     pub store_ids: Vec<Uuid>,
     /// When the token stops being valid (its `exp`, seconds since the Unix epoch): what
     /// outlives the request, a live feed, ends then.
@@ -95,12 +97,18 @@ impl Principal {
         self.has(Role::Admin)
     }
 
-    /// Whether the caller may act on `store`: admins and services reach every store, staff
-    /// only the stores in their token, everyone else none.
+    /// Whether the caller reaches every store: admins, and services whose token is not
+    /// scoped to stores (it lists no `store_ids`).
+    pub fn reaches_every_store(&self) -> bool {
+        self.is_admin() || (self.has(Role::Service) && self.store_ids.is_empty())
+    }
+
+    /// Whether the caller may act on `store`: admins and unscoped services reach every store,
+    /// staff and store-scoped services only the stores in their token, everyone else none.
     pub fn can_access_store(&self, store: Uuid) -> bool {
-        self.is_admin()
-            || self.has(Role::Service)
-            || (self.has(Role::Staff) && self.store_ids.contains(&store))
+        self.reaches_every_store()
+            || ((self.has(Role::Staff) || self.has(Role::Service))
+                && self.store_ids.contains(&store))
     }
 
     /// Stable key under which this caller's idempotent ids are derived (UUIDv5 names): the
@@ -129,6 +137,17 @@ mod tests {
 
         assert!(principal(&[Role::Admin], &[]).can_access_store(store));
         assert!(principal(&[Role::Service], &[]).can_access_store(store));
+    }
+
+    #[test]
+    fn a_service_scoped_to_stores_reaches_only_those() {
+        let mine = Uuid::new_v4();
+        let scoped = principal(&[Role::Service], &[mine]);
+
+        assert!(scoped.can_access_store(mine));
+        assert!(!scoped.can_access_store(Uuid::new_v4()));
+        assert!(!scoped.reaches_every_store());
+        assert!(principal(&[Role::Service], &[]).reaches_every_store());
     }
 
     #[test]

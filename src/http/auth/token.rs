@@ -10,6 +10,8 @@ use uuid::Uuid;
 pub(super) const ALGORITHM: Algorithm = Algorithm::HS256;
 /// Its name as it appears in a token header.
 pub(super) const ALGORITHM_NAME: &str = "HS256";
+/// Clock skew tolerated on `exp` and `nbf`, in seconds. Small on purpose: tokens are short-lived.
+pub(super) const LEEWAY_SECS: u64 = 5;
 /// Shortest accepted HMAC secret, in bytes: HS256 keys shorter than the hash output (RFC 7518 §3.2).
 pub const MIN_SECRET_BYTES: usize = 32;
 

@@ -137,7 +137,7 @@ pub(super) fn authorize_report(p: &Principal, store_id: Option<Uuid>) -> Result<
     if sees_every_order(p) {
         return Ok(());
     }
-    if !p.has(Role::Staff) {
+    if !(p.has(Role::Staff) || p.has(Role::Service)) {
         return Err(ApiError::forbidden(
             "reports are for analysts, admins, services and store staff",
         ));
