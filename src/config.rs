@@ -274,7 +274,8 @@ pub struct LimitSettings {
     /// Longest wait for a request's whole body: 408 after it (ms).
     pub body_timeout_ms: u64,
     /// Commands per second one caller (token subject) may send, sustained; 429 with
-    /// `Retry-After` beyond it.
+    /// `Retry-After` beyond it. A storefront backend that sends every customer's commands
+    /// with one service token is one caller: size this for it.
     pub commands_per_second: u32,
     /// Commands one caller may send at once above the sustained rate.
     pub command_burst: u32,
@@ -361,8 +362,8 @@ impl Default for Settings {
             limits: LimitSettings {
                 max_body_bytes: 64 * 1024,
                 body_timeout_ms: 10_000,
-                commands_per_second: 20,
-                command_burst: 40,
+                commands_per_second: 200,
+                command_burst: 400,
                 feeds_per_subject: 16,
             },
             workers: WorkerSettings {

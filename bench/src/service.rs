@@ -108,6 +108,9 @@ impl Service {
             .env("APP__SIMULATOR__SILENCE_RATE", "0")
             .env("APP__SIMULATOR__DUPLICATE_REPLY_RATE", "0")
             .env("APP__SIMULATOR__DEFAULT_STOCK", "1000000000000")
+            // one token drives the whole load: the per-caller command rate must not cap it
+            .env("APP__LIMITS__COMMANDS_PER_SECOND", "1000000")
+            .env("APP__LIMITS__COMMAND_BURST", "1000000")
             .stdout(log_file.try_clone()?)
             .stderr(log_file)
             .kill_on_drop(true)
