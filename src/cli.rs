@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 use secrecy::{ExposeSecret as _, SecretString};
 use uuid::Uuid;
 
-use crate::config::{LogFormat, Settings};
+use crate::config::{LogFormat, NatsUrl, Settings};
 #[cfg(feature = "devstack")]
 use crate::devstack::DevStack;
 #[cfg(feature = "devstack")]
@@ -143,7 +143,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             init_logs(&settings, LogFormat::Pretty)?;
             let url = settings
                 .nats_url
-                .as_deref()
+                .as_ref()
+                .map(NatsUrl::expose)
                 .context("NATS_URL is not set")?;
             // Each participant as its own NATS user (APP__SIMULATOR__INVENTORY__*, ..PAYMENT..).
             let connections =
@@ -260,7 +261,7 @@ async fn dev(mut settings: Settings, data_dir: &std::path::Path) -> anyhow::Resu
             settings.database_url = Some(SecretString::from(stack.database_url().to_owned()));
         }
         if settings.nats_url.is_none() {
-            settings.nats_url = Some(stack.nats_url().to_owned());
+            settings.nats_url = Some(stack.nats_url().into());
         }
     }
     if settings.auth.jwt_secret.is_none() {

@@ -20,6 +20,49 @@ pub const PROJECTOR_BATCH_INTERVAL_MS: u64 = 25;
 
 const DAY_SECS: u64 = 24 * 3600;
 
+/// `NATS_URL` as configured. It may carry a user and password (`nats://user:pass@host`), so its
+/// `Debug` shows the servers only; the connection takes the credentials out before anything
+/// else sees it (`nats::connect`).
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct NatsUrl(String);
+
+impl NatsUrl {
+    /// The URL(s) as written, credentials included: for connecting only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for NatsUrl {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for NatsUrl {
+    fn from(url: String) -> Self {
+        Self(url)
+    }
+}
+
+impl From<&str> for NatsUrl {
+    fn from(url: &str) -> Self {
+        Self(url.to_owned())
+    }
+}
+
+impl std::fmt::Debug for NatsUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match crate::nats::connect::Servers::parse(&self.0) {
+            Ok(servers) => write!(f, "NatsUrl({servers})"),
+            Err(_) => f.write_str("NatsUrl(..)"),
+        }
+    }
+}
+
 /// Every knob of the service, read once in `main` and passed down.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct Settings {
@@ -27,8 +70,9 @@ pub struct Settings {
     #[serde(default, skip_serializing)]
     pub database_url: Option<SecretString>,
     /// NATS server URL(s), comma separated; `None` in `dev` means "start an embedded server".
-    #[serde(default)]
-    pub nats_url: Option<String>,
+    /// May carry `user:password@`: never printed (see [`NatsUrl`]).
+    #[serde(default, skip_serializing)]
+    pub nats_url: Option<NatsUrl>,
     pub http: HttpSettings,
     pub database: DatabaseSettings,
     pub nats: NatsSettings,
@@ -66,9 +110,15 @@ pub struct WorkerSettings {
 pub struct HttpSettings {
     /// Listen address; port 0 picks a free port (tests).
     pub addr: SocketAddr,
-    /// Longest wait for a request's headers, a keep-alive connection's idle time included:
-    /// a client that trickles them (slowloris) or idles is disconnected (ms).
+    /// Longest wait for an HTTP/1 request's headers, keep-alive time included: a client that
+    /// trickles them (slowloris) is disconnected (ms).
     pub header_timeout_ms: u64,
+    /// A connection that carries nothing at all for this long is closed, whatever its
+    /// protocol (ms). Above the live feeds' 15 s keep-alives.
+    pub idle_timeout_ms: u64,
+    /// Connections served at once; more wait in the kernel's backlog. Mind the process's file
+    /// descriptor limit (`ulimit -n`), which the database pool and NATS share.
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -291,6 +341,8 @@ impl Default for Settings {
             http: HttpSettings {
                 addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
                 header_timeout_ms: 10_000,
+                idle_timeout_ms: 60_000,
+                max_connections: 1_024,
             },
             database: DatabaseSettings {
                 max_connections: 32,
@@ -521,6 +573,11 @@ mod tests {
             assert_eq!(s.nats.streams.order_events.max_bytes, 1 << 30);
             let printed = format!("{s:?}");
             assert!(!printed.contains("012345") && !printed.contains("4711"));
+            jail.set_env("NATS_URL", "nats://svc:in-the-url-42@nats-1:4222");
+            let s = Settings::load(None).expect("loads");
+            let printed = format!("{s:?}");
+            assert!(!printed.contains("in-the-url-42"), "{printed}");
+            assert!(printed.contains("nats://nats-1:4222"), "{printed}");
             Ok(())
         });
     }

@@ -8,9 +8,9 @@ use anyhow::Context as _;
 use sqlx::PgPool;
 
 use crate::backoff::Backoff;
-use crate::config::{Settings, WorkerSettings};
+use crate::config::{NatsUrl, Settings, WorkerSettings};
 use crate::http::auth::JwtVerifier;
-use crate::http::server::ServerTimeouts;
+use crate::http::server::ServerLimits;
 use crate::http::throttle::{Throttle, ThrottleMetrics};
 use crate::live::LiveFeeds;
 use crate::log::{AppendSignal, LogReader};
@@ -35,7 +35,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub struct Application {
     port: u16,
     listener: tokio::net::TcpListener,
-    server: ServerTimeouts,
+    server: ServerLimits,
     state: AppState,
     workers: WorkerSettings,
     reply_retry: Backoff,
@@ -51,7 +51,7 @@ pub struct Application {
 #[derive(Debug, Clone)]
 struct InProcessSimulator {
     config: crate::simulator::SimulatorConfig,
-    nats_url: String,
+    nats_url: NatsUrl,
     nats: crate::config::NatsSettings,
     participants: crate::config::SimulatorSettings,
 }
@@ -125,7 +125,7 @@ impl Application {
             settings.database.order_cache_entries,
         ));
         let nats = if settings.workers.sagas {
-            let url = settings.nats_url.as_deref().context(
+            let url = settings.nats_url.as_ref().map(NatsUrl::expose).context(
                 "NATS_URL is not set (the saga needs NATS; set APP__WORKERS__SAGAS=false to run without it)",
             )?;
             let nats = Nats::connect(url, &settings.nats).await?;
@@ -172,8 +172,10 @@ impl Application {
         Ok(Self {
             port,
             listener,
-            server: ServerTimeouts {
-                header_timeout: Duration::from_millis(settings.http.header_timeout_ms),
+            server: ServerLimits {
+                header_timeout: Duration::from_millis(settings.http.header_timeout_ms.max(100)),
+                idle_timeout: Duration::from_millis(settings.http.idle_timeout_ms.max(1_000)),
+                max_connections: settings.http.max_connections,
                 grace: SHUTDOWN_GRACE,
             },
             state,
@@ -274,7 +276,7 @@ impl Application {
                 let (sim, nats) = (sim.clone(), nats.clone());
                 async move {
                     let connections = crate::simulator::Connections::connect(
-                        &sim.nats_url,
+                        sim.nats_url.expose(),
                         &sim.nats,
                         &sim.participants,
                         Some(&nats),

@@ -18,6 +18,7 @@ use crate::live::metrics::LiveMetrics;
 use crate::log::metrics::ReaderMetrics;
 use crate::nats::metrics::NatsMetrics;
 use crate::store::metrics::StoreMetrics;
+use crate::store::saga_metrics::SagaMetrics;
 use crate::workers::metrics::ReplyMetrics;
 
 /// Installs the global subscriber. `default_format` applies when the configuration leaves the
@@ -92,6 +93,7 @@ pub struct Metrics {
     pub registry: Registry,
     pub http: HttpMetrics,
     pub store: StoreMetrics,
+    pub sagas: SagaMetrics,
     pub readers: ReaderMetrics,
     pub nats: NatsMetrics,
     pub replies: ReplyMetrics,
@@ -104,6 +106,7 @@ impl Metrics {
         Ok(Arc::new(Self {
             http: HttpMetrics::register(&registry)?,
             store: StoreMetrics::register(&registry)?,
+            sagas: SagaMetrics::register(&registry)?,
             readers: ReaderMetrics::register(&registry)?,
             nats: NatsMetrics::register(&registry)?,
             replies: ReplyMetrics::register(&registry)?,

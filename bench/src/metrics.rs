@@ -166,7 +166,7 @@ impl Scrape {
             ("order_command_stage_seconds", "stage"),
             ("log_reader_apply_seconds", "reader"),
             ("log_reader_event_delay_seconds", "reader"),
-            ("saga_step_seconds", "step"),
+            ("saga_step_duration_seconds", "step"),
         ] {
             let mut rows = Map::new();
             for value in self.label_values(name, label) {

@@ -183,7 +183,7 @@ impl Order {
                     | OrderCommand::UpdateItemQuantity { .. }
                     | OrderCommand::RemoveItem { .. }
             );
-            if item_change && self.version >= MAX_DRAFT_EVENTS {
+            if item_change && state.is_draft() && self.version >= MAX_DRAFT_EVENTS {
                 return Err(OrderError::TooManyChanges {
                     max: MAX_DRAFT_EVENTS,
                 });
@@ -338,6 +338,10 @@ impl OrderState {
                 }])
             }
         }
+    }
+
+    fn is_draft(&self) -> bool {
+        self.status == OrderStatus::Draft
     }
 
     fn require_draft(&self) -> Result<(), OrderError> {

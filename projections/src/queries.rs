@@ -364,6 +364,13 @@ pub async fn status_history(
     .await
 }
 
+/// How many sagas are parked in `needs_attention` (the `saga_progress_status_idx` index).
+pub async fn sagas_needing_attention(pool: &PgPool) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("select count(*) from read.saga_progress where status = 'needs_attention'")
+        .fetch_one(pool)
+        .await
+}
+
 /// Up to `limit` events of an order's audit log after version `after_version`, in version
 /// order, straight from the event store.
 pub async fn order_events(

@@ -176,7 +176,9 @@ fn refund() -> ParticipantCommand {
 
 /// `command` sent for the `attempt`-th time, timing out at `deadline`.
 fn sent(command: ParticipantCommand, attempt: u32, deadline: DateTime<Utc>) -> SagaChange {
-    SagaChange::requested(command, attempt, deadline)
+    // sent when the policy's wait for this attempt began
+    let wait = policy().deadline(t(0), attempt) - t(0);
+    SagaChange::requested(command, attempt, deadline, deadline - wait)
 }
 
 // ---- participant replies -------------------------------------------------------------------
@@ -1776,6 +1778,43 @@ fn the_snapshot_comes_from_order_placed() {
 }
 
 #[test]
+fn a_request_recorded_before_sent_at_was_kept_still_reads() {
+    let mut json = serde_json::to_value(SagaEvent {
+        change: sent(reserve(), 1, t(10)),
+        status: S::ReservingStock,
+        next_deadline_at: Some(t(10)),
+    })
+    .unwrap();
+    json.as_object_mut().unwrap().remove("sent_at");
+    let old: SagaEvent = serde_json::from_value(json).unwrap();
+    let mut saga = OrderSaga::default();
+    saga.apply(SagaEvent {
+        change: saga_started(),
+        status: S::ReservingStock,
+        next_deadline_at: None,
+    });
+    saga.apply(old);
+    assert_eq!(saga.requests()[0].first_sent_at, None);
+    assert_eq!(saga.requests()[0].attempt, 1);
+}
+
+#[test]
+fn a_request_keeps_when_it_was_first_sent_across_re_sends() {
+    let events = saga()
+        .given(history(started()))
+        .when(timeout(10))
+        .inspect_result()
+        .unwrap();
+    let mut saga = OrderSaga::default();
+    for e in history(started()).into_iter().chain(events) {
+        saga.apply(e);
+    }
+    let reserve = &saga.requests()[0];
+    assert_eq!(reserve.attempt, 2);
+    assert_eq!(reserve.first_sent_at, Some(t(0)));
+}
+
+#[test]
 fn events_are_flat_json_with_a_type_tag_the_command_and_the_stamp() {
     let event = then(vec![sent(reserve(), 2, t(30))], S::ReservingStock, Some(30))
         .pop()
@@ -1794,6 +1833,7 @@ fn events_are_flat_json_with_a_type_tag_the_command_and_the_stamp() {
             "command",
             "deadline_at",
             "next_deadline_at",
+            "sent_at",
             "status",
             "type"
         ]

@@ -38,7 +38,7 @@ use serde_json::{Map, Value};
 
 pub use self::claims::{ClaimPath, ClaimRules, UnknownRoles};
 pub use self::error::AuthError;
-use self::jwks::{Jwks, JwksMetrics, PinnedKey, RefreshPolicy};
+use self::jwks::{Jwks, JwksMetrics, RefreshPolicy};
 pub use self::mint::{random_secret, TokenMinter};
 pub use self::principal::{Principal, Role, UnknownRole};
 use self::token::{checked_settings, ALGORITHM, ALGORITHM_NAME, LEEWAY_SECS};
@@ -61,6 +61,7 @@ pub struct JwtVerifier {
     issuer: String,
     audience: String,
     rules: ClaimRules,
+    checks: Checks,
 }
 
 impl fmt::Debug for JwtVerifier {
@@ -74,7 +75,7 @@ impl fmt::Debug for JwtVerifier {
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
             .field("rules", &self.rules)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -102,6 +103,7 @@ impl JwtVerifier {
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
             rules,
+            checks: Checks::new(issuer, audience),
         })
     }
 
@@ -112,6 +114,7 @@ impl JwtVerifier {
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
             rules,
+            checks: Checks::new(issuer, audience),
         }
     }
 
@@ -176,49 +179,77 @@ impl JwtVerifier {
 
     /// Verifies `token` (without the `Bearer ` prefix) and returns who it speaks for. With a
     /// JWKS, an unknown `kid` may fetch the key set first (rate-limited, see `auth/jwks.rs`).
+    /// Nothing is built per token: the checks of each algorithm are made once, keys are shared.
     pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
         let header = read_header(token)?;
-        let (key, algorithm) = match &self.keys {
+        let data = match &self.keys {
             Keys::Secret(key) => {
                 if header.alg != ALGORITHM_NAME {
                     return Err(AuthError::WrongAlgorithm);
                 }
-                (key.clone(), ALGORITHM)
+                jsonwebtoken::decode::<Map<String, Value>>(token, key, &self.checks.hs256)?
             }
             Keys::Provider(jwks) => {
                 if !matches!(header.alg.as_str(), "RS256" | "ES256" | "EdDSA") {
                     return Err(AuthError::AlgorithmNotAccepted);
                 }
                 let kid = header.kid.as_deref().ok_or(AuthError::MissingKeyId)?;
-                let PinnedKey { key, algorithm } = jwks.key(kid).await?;
-                if format!("{algorithm:?}") != header.alg {
+                let pinned = jwks.key(kid).await?;
+                if pinned.algorithm_name() != header.alg {
                     return Err(AuthError::KeyAlgorithmMismatch {
                         token: header.alg,
-                        key: format!("{algorithm:?}"),
+                        key: pinned.algorithm_name().to_owned(),
                     });
                 }
-                (key, algorithm)
+                let checks = self.checks.of(pinned.algorithm);
+                jsonwebtoken::decode::<Map<String, Value>>(token, &pinned.key, checks)?
             }
         };
-        let data =
-            jsonwebtoken::decode::<Map<String, Value>>(token, &key, &self.validation(algorithm))?;
         self.rules
             .principal(&data.claims, jsonwebtoken::get_current_timestamp())
     }
+}
 
-    /// What jsonwebtoken checks for a token signed with `algorithm`.
-    fn validation(&self, algorithm: Algorithm) -> Validation {
-        let mut validation = Validation::new(algorithm);
-        // Since jsonwebtoken 10, `iss`/`aud` are only compared when the token carries them;
-        // listing them here is what makes a token without them fail.
-        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        validation.set_issuer(&[&self.issuer]);
-        validation.set_audience(&[&self.audience]);
-        validation.leeway = LEEWAY_SECS;
-        validation.validate_exp = true;
-        validation.validate_nbf = true;
-        validation.validate_aud = true;
-        validation
+/// What jsonwebtoken checks, per algorithm the service accepts: built once per verifier.
+#[derive(Clone)]
+struct Checks {
+    hs256: Validation,
+    rs256: Validation,
+    es256: Validation,
+    eddsa: Validation,
+}
+
+impl Checks {
+    fn new(issuer: &str, audience: &str) -> Self {
+        let checks = |algorithm| {
+            let mut validation = Validation::new(algorithm);
+            // Since jsonwebtoken 10, `iss`/`aud` are only compared when the token carries
+            // them; listing them here is what makes a token without them fail.
+            validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+            validation.set_issuer(&[issuer]);
+            validation.set_audience(&[audience]);
+            validation.leeway = LEEWAY_SECS;
+            validation.validate_exp = true;
+            validation.validate_nbf = true;
+            validation.validate_aud = true;
+            validation
+        };
+        Self {
+            hs256: checks(ALGORITHM),
+            rs256: checks(Algorithm::RS256),
+            es256: checks(Algorithm::ES256),
+            eddsa: checks(Algorithm::EdDSA),
+        }
+    }
+
+    /// The checks of a provider key's algorithm (one of RS256, ES256, EdDSA: `jwks` pins no
+    /// other).
+    fn of(&self, algorithm: Algorithm) -> &Validation {
+        match algorithm {
+            Algorithm::ES256 => &self.es256,
+            Algorithm::EdDSA => &self.eddsa,
+            _ => &self.rs256,
+        }
     }
 }
 
@@ -495,7 +526,7 @@ mod tests {
             panic!("an HS256 verifier");
         };
 
-        let result = jsonwebtoken::decode::<Claims>(&token, key, &verifier.validation(ALGORITHM));
+        let result = jsonwebtoken::decode::<Claims>(&token, key, &verifier.checks.hs256);
 
         assert_eq!(
             result.map(|_| ()).map_err(AuthError::from),

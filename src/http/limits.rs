@@ -49,13 +49,18 @@ impl<E: Endpoint> Endpoint for BodyLimit<E> {
             .header(header::CONTENT_LENGTH)
             .and_then(|v| v.parse::<u64>().ok());
         let max = self.max as u64;
-        if declared.is_some_and(|len| len > DRAIN_MAX) {
-            // too much to hear out: refuse at once (the connection closes unread)
+        let expects_continue = req
+            .header(header::EXPECT)
+            .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
+        if declared.is_some_and(|len| len > DRAIN_MAX || (len > max && expects_continue)) {
+            // too much to hear out, or a client that waits for our word before sending: refuse
+            // at once (reading would have asked it to send what is thrown away)
             return Err(SizedLimitError::PayloadTooLarge.into());
         }
         let deadline = tokio::time::Instant::now() + self.timeout;
         let mut body = req.take_body().into_async_read();
-        let mut buf = Vec::new();
+        let expected = declared.unwrap_or(0).min(max);
+        let mut buf = Vec::with_capacity(usize::try_from(expected).unwrap_or(0));
         let mut head = (&mut body).take(max + 1);
         within(deadline, head.read_to_end(&mut buf)).await?;
         if buf.len() as u64 > max || declared.is_some_and(|len| len > max) {

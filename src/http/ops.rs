@@ -96,6 +96,12 @@ impl OpsApi {
             .store
             .pool_idle
             .set(i64::try_from(state.pool.num_idle()).unwrap_or(0));
+        // From the store, so it is right from the first scrape after a restart; a failed read
+        // leaves the last value (the database's own alerts say why).
+        match order_projections::queries::sagas_needing_attention(&state.pool).await {
+            Ok(parked) => state.metrics.sagas.needs_attention.set(parked),
+            Err(e) => tracing::warn!(error = %e, "could not count the sagas needing attention"),
+        }
         MetricsResponse::Ok(PlainText(state.metrics.render()))
     }
 }

@@ -12,7 +12,9 @@
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -22,13 +24,17 @@ use super::problem::ApiError;
 use crate::config::LimitSettings;
 use crate::metric;
 
-/// Callers remembered by the rate limiter before the idle ones are forgotten.
-const REMEMBERED_CALLERS: usize = 10_000;
+/// How often the rate limiter forgets callers that are back at a full burst (one pass over the
+/// callers it remembers, by whichever command comes first after the interval).
+const FORGET_EVERY: Duration = Duration::from_secs(60);
 
 /// The per-caller limits of one process. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Throttle {
     commands: Arc<DefaultKeyedRateLimiter<String>>,
+    /// When the limiter last forgot idle callers (ms since `started`).
+    forgotten_at: Arc<AtomicU64>,
+    started: Instant,
     feeds: Arc<Mutex<HashMap<String, usize>>>,
     feeds_per_subject: usize,
     metrics: ThrottleMetrics,
@@ -62,6 +68,8 @@ impl Throttle {
             commands: Arc::new(RateLimiter::keyed(
                 Quota::per_second(rate).allow_burst(burst),
             )),
+            forgotten_at: Arc::new(AtomicU64::new(0)),
+            started: Instant::now(),
             feeds: Arc::new(Mutex::new(HashMap::new())),
             feeds_per_subject: limits.feeds_per_subject,
             metrics,
@@ -70,9 +78,7 @@ impl Throttle {
 
     /// Admits one command of `subject`, or 429 with when to retry.
     pub fn command(&self, subject: &str) -> Result<(), ApiError> {
-        if self.commands.len() > REMEMBERED_CALLERS {
-            self.commands.retain_recent();
-        }
+        self.forget_idle_callers();
         match self.commands.check_key(&subject.to_owned()) {
             Ok(()) => Ok(()),
             Err(not_until) => {
@@ -86,6 +92,23 @@ impl Throttle {
                     retry_after_secs: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
                 })
             }
+        }
+    }
+
+    /// Once per [`FORGET_EVERY`], drops the callers back at a full burst, so memory follows the
+    /// callers of the last minute, not every caller ever seen. One command pays for the pass;
+    /// the others only read a clock.
+    fn forget_idle_callers(&self) {
+        let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let last = self.forgotten_at.load(Ordering::Relaxed);
+        let due = now.saturating_sub(last) >= u64::try_from(FORGET_EVERY.as_millis()).unwrap_or(0);
+        if due
+            && self
+                .forgotten_at
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.commands.retain_recent();
         }
     }
 

@@ -63,7 +63,8 @@ pub struct LiveFeeds {
 /// one of the log's at all: catching up would re-read the whole log since then.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error(
-    "a store feed resumes only from a message of the last {max_age_secs} seconds; read the      store's orders (`GET /v1/orders?store_id=`), then open the feed without a resume id"
+    "a store feed resumes only from a message of the last {max_age_secs} seconds; read the \
+     store's orders (`GET /v1/orders?store_id=`), then open the feed without a resume id"
 )]
 pub struct ResumeTooOld {
     pub max_age_secs: u64,

@@ -94,9 +94,10 @@ impl fmt::Display for Servers {
 
 impl fmt::Debug for Servers {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // a user without a password is a token: the user is not shown either
         f.debug_struct("Servers")
             .field("servers", &self.shown)
-            .field("user", &self.userinfo.as_ref().map(|(user, _)| user))
+            .field("credentials", &self.userinfo.as_ref().map(|_| "[redacted]"))
             .finish_non_exhaustive()
     }
 }

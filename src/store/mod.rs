@@ -11,6 +11,7 @@ pub mod executor;
 pub mod locks;
 pub mod metrics;
 pub mod orders;
+pub mod saga_metrics;
 pub mod sagas;
 
 use std::time::Duration;

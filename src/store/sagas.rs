@@ -105,7 +105,12 @@ impl SagaRepository {
             .execute(order, command.name(), &decider, metadata)
             .await
         {
-            Ok(Outcome::Appended { events, .. }) => Ok(events),
+            Ok(Outcome::Appended { events, state }) => {
+                self.metrics
+                    .sagas
+                    .observe(&events, &state, chrono::Utc::now());
+                Ok(events)
+            }
             Ok(Outcome::Answered { .. }) => Ok(Vec::new()),
             Err(Failure::Refused(e)) => {
                 if let SagaError::ReplyIgnored { reason } = &e {

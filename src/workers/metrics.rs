@@ -1,6 +1,6 @@
 //! The reply consumer's own metrics (its NATS deliveries are counted in `nats_consumed_total`).
 
-use prometheus::{HistogramVec, IntCounterVec, Registry};
+use prometheus::{IntCounterVec, Registry};
 
 use crate::metric;
 
@@ -11,8 +11,6 @@ pub struct ReplyMetrics {
     /// cause (`store`: the database failed; `conflict`: too many concurrent writers on the
     /// saga; `dead_letter`: an unprocessable reply could not be stored in the dead letters).
     pub transient_failures: IntCounterVec,
-    /// Time from a saga request to its reply, by step (seconds).
-    pub step_seconds: HistogramVec,
 }
 
 impl ReplyMetrics {
@@ -23,15 +21,6 @@ impl ReplyMetrics {
                 "saga_reply_transient_failures_total",
                 "Reply deliveries nak'd after a passing failure, to be delivered again, by cause",
                 &["cause"],
-            )?,
-            step_seconds: metric::histograms(
-                registry,
-                "saga_step_seconds",
-                "Time from a saga request to its reply",
-                &["step"],
-                &[
-                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-                ],
             )?,
         })
     }

@@ -1157,7 +1157,7 @@ async fn a_participant_written_from_the_document_completes_a_saga() {
     let contract = Arc::new(Contract::load());
     let prefix = app.settings.nats.prefix.clone();
     let url = app.settings.nats_url.clone().expect("a NATS url");
-    let client = async_nats::connect(url.as_str()).await.expect("NATS");
+    let client = async_nats::connect(&*url).await.expect("NATS");
 
     // The order events, as any subscriber sees them.
     let mut events = client

@@ -13,7 +13,7 @@ use crate::helpers::{sample, spawn_saga_app, spawn_saga_app_without_simulator, T
 const WAIT: Duration = Duration::from_secs(20);
 
 /// The id of the saga's command for `step`, as an admin reads it.
-async fn message_id(app: &TestApp, order: Uuid, step: &str) -> String {
+pub(crate) async fn message_id(app: &TestApp, order: Uuid, step: &str) -> String {
     let deadline = std::time::Instant::now() + WAIT;
     loop {
         let saga = app
@@ -38,7 +38,7 @@ async fn message_id(app: &TestApp, order: Uuid, step: &str) -> String {
 
 /// Publishes `body` on `subject` (without the prefix) as a participant would, or anyone who can
 /// reach the server.
-async fn publish(app: &TestApp, subject: &str, body: Value) {
+pub(crate) async fn publish(app: &TestApp, subject: &str, body: Value) {
     let url = app.settings.nats_url.clone().expect("nats url");
     let nats = order_service::nats::Nats::connect(&url, &app.settings.nats)
         .await
@@ -56,7 +56,7 @@ async fn publish(app: &TestApp, subject: &str, body: Value) {
 }
 
 /// A reply's body: the envelope every reply carries, plus `fields`.
-fn reply(order: Uuid, in_reply_to: &str, fields: Value) -> Value {
+pub(crate) fn reply(order: Uuid, in_reply_to: &str, fields: Value) -> Value {
     let mut body = json!({
         "message_id": Uuid::new_v4().to_string(),
         "saga_id": order.to_string(),

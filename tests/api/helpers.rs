@@ -182,7 +182,7 @@ impl Drop for TestApp {
                     .iter()
                     .map(|b| order_service::nats::Nats::stream_name_for(prefix, b))
                     .collect();
-                delete_streams(url, names);
+                delete_streams(url.to_string(), names);
             }
         }
     }
@@ -302,7 +302,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     // The saga machinery needs NATS; tests that exercise it turn it on (`spawn_saga_app`).
     settings.workers.sagas = false;
     configure(&mut settings);
-    start(settings, owner_pool).await
+    Box::pin(start(settings, owner_pool)).await
 }
 
 /// A new database set up as production's: the database's grants (`deploy/postgres/`), then the
@@ -335,7 +335,8 @@ async fn fresh_database() -> (String, PgPool) {
 
 /// Runs the service with `settings` on a random port.
 async fn start(settings: Settings, owner_pool: PgPool) -> TestApp {
-    let app = Application::build(&settings)
+    // Boxed: the application's build is a large future, and every test awaits it.
+    let app = Box::pin(Application::build(&settings))
         .await
         .expect("application builds");
     let port = app.port();
@@ -403,7 +404,7 @@ pub async fn spawn_saga_app_without_simulator(configure: impl FnOnce(&mut Settin
     drop_stale_streams(&url).await;
     let prefix = format!("t{}.", Uuid::new_v4().simple());
     spawn_app_with(|s| {
-        s.nats_url = Some(url);
+        s.nats_url = Some(url.into());
         s.nats = test_nats_settings(&prefix);
         s.workers.sagas = true;
         s.simulator.enabled = Some(false);
@@ -428,7 +429,7 @@ impl TestApp {
     /// A second service process on the same database, as another replica behind the load
     /// balancer would be.
     pub async fn replica(&self) -> TestApp {
-        start(self.settings.clone(), self.owner_pool.clone()).await
+        Box::pin(start(self.settings.clone(), self.owner_pool.clone())).await
     }
 }
 

@@ -210,26 +210,159 @@ async fn commands_beyond_the_rate_get_429_with_retry_after() {
     .await;
     let store = app.store_with_products().await;
     let alice = app.customer("alice");
-    let order = app.create_order(&alice, store).await; // 1
-    app.add_item(&alice, order, "TEA", 1)
-        .await
-        .assert_status(200); // 2
-    app.add_item(&alice, order, "TEA", 1)
-        .await
-        .assert_status(200); // 3
-    let refused = app.add_item(&alice, order, "TEA", 1).await;
-    refused.assert_problem(429, "rate-limited");
-    let retry_after: u64 = refused
-        .header("retry-after")
-        .and_then(|v| v.parse().ok())
-        .expect("Retry-After in seconds");
-    assert!((1..=2).contains(&retry_after), "Retry-After: {retry_after}");
-    // nothing of the refused command was stored
-    let read = app.get(&format!("/v1/orders/{order}/events"), &alice).await;
-    assert_eq!(read.body.as_array().map_or(0, Vec::len), 3, "{}", read.text);
+
+    // Ten at once: the burst goes through, the rest wait their turn.
+    let started = Instant::now();
+    let answers = futures::future::join_all((0..10).map(|_| {
+        app.raw(
+            app.client
+                .post(format!("{}/v1/orders", app.address))
+                .bearer_auth(&alice.token)
+                .json(&serde_json::json!({ "store_id": store })),
+        )
+    }))
+    .await;
+    let elapsed = started.elapsed().as_secs();
+    let created = answers.iter().filter(|a| a.status == 201).count();
+    let refused: Vec<_> = answers.iter().filter(|a| a.status == 429).collect();
+    assert_eq!(created + refused.len(), 10, "only 201 and 429");
+    // the burst, plus one per second the requests took to arrive
+    assert!(
+        (3..=3 + usize::try_from(elapsed).expect("secs") + 1).contains(&created),
+        "{created} created in {elapsed} s"
+    );
+    for answer in &refused {
+        answer.assert_problem(429, "rate-limited");
+        let retry_after: u64 = answer
+            .header("retry-after")
+            .and_then(|v| v.parse().ok())
+            .expect("Retry-After in seconds");
+        assert!(
+            (1..=10).contains(&retry_after),
+            "Retry-After: {retry_after}"
+        );
+    }
+    // nothing of a refused command was stored: one order per 201
+    let orders: i64 =
+        sqlx::query_scalar("select count(*) from events where event_type = 'OrderCreated'")
+            .fetch_one(&app.pool)
+            .await
+            .expect("count");
+    assert_eq!(orders, i64::try_from(created).expect("count"));
     // another caller has its own budget
     let bob = app.customer("bob");
     app.create_order(&bob, store).await;
+}
+
+#[tokio::test]
+async fn a_store_feed_resume_id_older_than_the_window_is_refused() {
+    // A window of zero seconds: even the message just sent is too old to resume from.
+    let app = spawn_app_with(|s| s.live.store_resume_max_age_secs = 0).await;
+    let store = app.store_with_products().await;
+    let staff = app.staff(store);
+    let (id, _) = first_store_message(&app, store, &staff).await;
+    let resumed = app
+        .client
+        .get(format!("{}/v1/stores/{store}/live?after={id}", app.address))
+        .bearer_auth(&staff.token)
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(resumed.status().as_u16(), 410);
+}
+
+/// Opens `store`'s feed from now, makes a change there, and returns the id of the message it
+/// brought, with the order.
+async fn first_store_message(
+    app: &TestApp,
+    store: Uuid,
+    staff: &crate::helpers::Who,
+) -> (String, Uuid) {
+    let mut feed = app
+        .client
+        .get(format!("{}/v1/stores/{store}/live", app.address))
+        .bearer_auth(&staff.token)
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .expect("feed");
+    let order = app.draft_with_tea(&app.customer("alice"), store).await;
+    let mut text = String::new();
+    loop {
+        let chunk = tokio::time::timeout(WAIT, feed.chunk())
+            .await
+            .expect("an event")
+            .expect("bytes")
+            .expect("open");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+        if let Some(id) = text
+            .lines()
+            .find_map(|l| l.strip_prefix("id: ").or_else(|| l.strip_prefix("id:")))
+        {
+            return (id.trim().to_owned(), order);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_body_that_does_not_arrive_in_time_gets_408() {
+    let app = spawn_app_with(|s| s.limits.body_timeout_ms = 500).await;
+    let port = app.address.rsplit(':').next().expect("port").to_owned();
+    let mut slow = tokio::net::TcpStream::connect(format!("127.0.0.1:{port}"))
+        .await
+        .expect("connect");
+    let token = app.customer("alice").token;
+    let head = format!(
+        "POST /v1/orders HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"store_id\""
+    );
+    slow.write_all(head.as_bytes()).await.expect("head");
+    // ...and the rest of the body never comes
+    let mut answer = Vec::new();
+    tokio::time::timeout(WAIT, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match slow.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    answer.extend_from_slice(&buf[..n]);
+                    if answer.windows(4).any(|w| w == b"\r\n\r\n") {
+                        break;
+                    }
+                }
+            }
+        }
+    })
+    .await
+    .expect("an answer before the client gave up");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("application/problem+json"), "{answer}");
+}
+
+#[tokio::test]
+async fn a_connection_that_says_nothing_is_closed() {
+    let app = spawn_app_with(|s| s.http.idle_timeout_ms = 1_000).await;
+    let port = app.address.rsplit(':').next().expect("port").to_owned();
+    // Silent, and stalled inside the HTTP/2 preface: neither ever reaches a request head.
+    for opening in [&b""[..], &b"PRI * HTTP/2.0"[..]] {
+        let mut silent = tokio::net::TcpStream::connect(format!("127.0.0.1:{port}"))
+            .await
+            .expect("connect");
+        silent.write_all(opening).await.expect("write");
+        let mut buf = [0u8; 16];
+        let closed = tokio::time::timeout(WAIT, silent.read(&mut buf)).await;
+        assert!(
+            matches!(closed, Ok(Ok(0) | Err(_))),
+            "a connection that said {:?} stayed open",
+            String::from_utf8_lossy(opening)
+        );
+    }
+    // counter-test: a client that speaks is served
+    app.get("/health/live", &app.admin())
+        .await
+        .assert_status(200);
 }
 
 #[tokio::test]
@@ -254,33 +387,7 @@ async fn a_store_feed_resumes_only_from_a_recent_message() {
     assert_eq!(problem["type"], "/problems/resume-too-old");
 
     // From a message it just sent: served.
-    let alice = app.customer("alice");
-    let now = app
-        .client
-        .get(format!("{}/v1/stores/{store}/live", app.address))
-        .bearer_auth(&staff.token)
-        .header("accept", "text/event-stream")
-        .send()
-        .await
-        .expect("feed");
-    let order = app.draft_with_tea(&alice, store).await;
-    let mut body = now;
-    let mut text = String::new();
-    let id = loop {
-        let chunk = tokio::time::timeout(WAIT, body.chunk())
-            .await
-            .expect("an event")
-            .expect("bytes")
-            .expect("open");
-        text.push_str(&String::from_utf8_lossy(&chunk));
-        if let Some(id) = text
-            .lines()
-            .find_map(|l| l.strip_prefix("id: ").or_else(|| l.strip_prefix("id:")))
-        {
-            break id.trim().to_owned();
-        }
-    };
-    drop(body);
+    let (id, order) = first_store_message(&app, store, &staff).await;
     let resumed = feed(&id).await.expect("answer");
     assert_eq!(resumed.status(), 200, "order {order}");
 }

@@ -23,5 +23,6 @@ mod projections;
 mod queries;
 mod rebuild;
 mod reply_failures;
+mod saga_metrics;
 mod sagas;
 mod supervision;

@@ -162,7 +162,7 @@ impl PrivateNats {
 
     /// The service's settings for this server: its user, no prefix (what the config assumes).
     fn configure(&self, s: &mut Settings) {
-        s.nats_url = Some(self.url());
+        s.nats_url = Some(self.url().into());
         s.nats.prefix = String::new();
         s.nats.credentials = self.credentials("order-service");
         s.workers.sagas = true;
@@ -238,7 +238,8 @@ async fn the_deploy_config_lets_each_party_publish_only_its_own_subjects() {
         .expect("the service creates its streams");
 
     // The payment service: its own replies only.
-    let (payment, mut errors) = server.watched("payment").await;
+    let (payment, mut payment_errors) = server.watched("payment").await;
+    let errors = &mut payment_errors;
     for subject in [
         "inventory.replies.reserved",
         "inventory.replies.released",
@@ -247,7 +248,7 @@ async fn the_deploy_config_lets_each_party_publish_only_its_own_subjects() {
         "inventory.commands.release",
         "dead.replies.authorized",
     ] {
-        assert_denied(&payment, &mut errors, "payment", subject).await;
+        assert_denied(&payment, errors, "payment", subject).await;
     }
     // counter-test: its own reply subjects are open to it
     assert_allowed(&payment, "payment.replies.declined").await;
@@ -296,6 +297,16 @@ async fn the_deploy_config_lets_each_party_publish_only_its_own_subjects() {
         })
         .await;
     assert!(stolen.is_err(), "payment read the inventory's commands");
+    // ...because the server refused the request, not for some other reason
+    let refused = "$JS.API.CONSUMER.CREATE.SAGA_COMMANDS.payment.inventory.commands.*";
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match tokio::time::timeout_at(deadline, payment_errors.recv()).await {
+            Ok(Some(e)) if e.contains("Permissions Violation") && e.contains(refused) => break,
+            Ok(Some(_)) => {}
+            _ => panic!("no permission violation for {refused}"),
+        }
+    }
 }
 
 /// Places an order as `alice` and waits for `status`.

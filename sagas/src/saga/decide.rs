@@ -112,7 +112,7 @@ impl<'a> Draft<'a> {
 
     fn send(&mut self, command: ParticipantCommand, attempt: u32, now: DateTime<Utc>) {
         let deadline_at = self.policy.deadline(now, attempt);
-        self.emit(SagaChange::requested(command, attempt, deadline_at));
+        self.emit(SagaChange::requested(command, attempt, deadline_at, now));
     }
 
     fn reject(&mut self, reason: Reason) {

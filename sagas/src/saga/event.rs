@@ -41,36 +41,57 @@ pub enum SagaChange {
         command: ReserveStock,
         attempt: u32,
         deadline_at: DateTime<Utc>,
+        /// When this attempt was sent (absent in events recorded before it was kept).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sent_at: Option<DateTime<Utc>>,
     },
     PaymentAuthorizationRequested {
         command: AuthorizePayment,
         attempt: u32,
         deadline_at: DateTime<Utc>,
+        /// When this attempt was sent (absent in events recorded before it was kept).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sent_at: Option<DateTime<Utc>>,
     },
     StockReleaseRequested {
         command: ReleaseStock,
         attempt: u32,
         deadline_at: DateTime<Utc>,
+        /// When this attempt was sent (absent in events recorded before it was kept).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sent_at: Option<DateTime<Utc>>,
     },
     PaymentVoidRequested {
         command: VoidPayment,
         attempt: u32,
         deadline_at: DateTime<Utc>,
+        /// When this attempt was sent (absent in events recorded before it was kept).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sent_at: Option<DateTime<Utc>>,
     },
     PaymentCaptureRequested {
         command: CapturePayment,
         attempt: u32,
         deadline_at: DateTime<Utc>,
+        /// When this attempt was sent (absent in events recorded before it was kept).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sent_at: Option<DateTime<Utc>>,
     },
     StockCommitRequested {
         command: CommitStock,
         attempt: u32,
         deadline_at: DateTime<Utc>,
+        /// When this attempt was sent (absent in events recorded before it was kept).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sent_at: Option<DateTime<Utc>>,
     },
     PaymentRefundRequested {
         command: RefundPayment,
         attempt: u32,
         deadline_at: DateTime<Utc>,
+        /// When this attempt was sent (absent in events recorded before it was kept).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sent_at: Option<DateTime<Utc>>,
     },
     StockReserved {
         reply_id: MessageId,
@@ -205,53 +226,62 @@ impl SagaChange {
         })
     }
 
-    /// The `...Requested` event that (re-)sends `command`.
+    /// The `...Requested` event that (re-)sends `command` at `sent_at`.
     pub fn requested(
         command: ParticipantCommand,
         attempt: u32,
         deadline_at: DateTime<Utc>,
+        sent_at: DateTime<Utc>,
     ) -> Self {
+        let sent_at = Some(sent_at);
         match command {
             ParticipantCommand::ReserveStock(command) => Self::StockReservationRequested {
                 command,
                 attempt,
                 deadline_at,
+                sent_at,
             },
             ParticipantCommand::AuthorizePayment(command) => Self::PaymentAuthorizationRequested {
                 command,
                 attempt,
                 deadline_at,
+                sent_at,
             },
             ParticipantCommand::ReleaseStock(command) => Self::StockReleaseRequested {
                 command,
                 attempt,
                 deadline_at,
+                sent_at,
             },
             ParticipantCommand::VoidPayment(command) => Self::PaymentVoidRequested {
                 command,
                 attempt,
                 deadline_at,
+                sent_at,
             },
             ParticipantCommand::CapturePayment(command) => Self::PaymentCaptureRequested {
                 command,
                 attempt,
                 deadline_at,
+                sent_at,
             },
             ParticipantCommand::CommitStock(command) => Self::StockCommitRequested {
                 command,
                 attempt,
                 deadline_at,
+                sent_at,
             },
             ParticipantCommand::RefundPayment(command) => Self::PaymentRefundRequested {
                 command,
                 attempt,
                 deadline_at,
+                sent_at,
             },
         }
     }
 
     /// The reply an event records, as `(reply_id, in_reply_to)`.
-    pub(super) fn reply_ids(&self) -> Option<(MessageId, MessageId)> {
+    pub fn reply_ids(&self) -> Option<(MessageId, MessageId)> {
         match self {
             Self::StockReserved {
                 reply_id,

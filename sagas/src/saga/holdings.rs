@@ -79,6 +79,9 @@ pub struct SentRequest {
     pub attempt: u32,
     /// When the current attempt times out; `None` once answered, abandoned or parked.
     pub deadline_at: Option<DateTime<Utc>>,
+    /// When its first attempt was sent (`None` for requests recorded before this was kept):
+    /// the start of the step's latency.
+    pub first_sent_at: Option<DateTime<Utc>>,
     /// The participant's answer, once it came.
     pub answer: Option<Answer>,
     /// A forward step the saga stopped waiting for; a late answer is still compensated.

@@ -293,42 +293,49 @@ impl SagaData {
     }
 
     fn apply_requested(&mut self, command: ParticipantCommand, change: &SagaChange) {
-        let (attempt, deadline_at) = match change {
+        let (attempt, deadline_at, sent_at) = match change {
             SagaChange::StockReservationRequested {
                 attempt,
                 deadline_at,
+                sent_at,
                 ..
             }
             | SagaChange::PaymentAuthorizationRequested {
                 attempt,
                 deadline_at,
+                sent_at,
                 ..
             }
             | SagaChange::StockReleaseRequested {
                 attempt,
                 deadline_at,
+                sent_at,
                 ..
             }
             | SagaChange::PaymentVoidRequested {
                 attempt,
                 deadline_at,
+                sent_at,
                 ..
             }
             | SagaChange::PaymentCaptureRequested {
                 attempt,
                 deadline_at,
+                sent_at,
                 ..
             }
             | SagaChange::StockCommitRequested {
                 attempt,
                 deadline_at,
+                sent_at,
                 ..
             }
             | SagaChange::PaymentRefundRequested {
                 attempt,
                 deadline_at,
+                sent_at,
                 ..
-            } => (*attempt, *deadline_at),
+            } => (*attempt, *deadline_at, *sent_at),
             _ => return,
         };
         if let Some(request) = self.request_mut(command.message_id()) {
@@ -342,6 +349,7 @@ impl SagaData {
                 command,
                 attempt,
                 deadline_at: Some(deadline_at),
+                first_sent_at: sent_at,
                 answer: None,
                 abandoned: false,
                 parked: None,

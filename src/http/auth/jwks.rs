@@ -77,6 +77,19 @@ pub(super) struct PinnedKey {
     pub(super) algorithm: Algorithm,
 }
 
+impl PinnedKey {
+    /// The JOSE name of the key's algorithm, as a token header writes it.
+    pub(super) fn algorithm_name(&self) -> &'static str {
+        match self.algorithm {
+            Algorithm::RS256 => "RS256",
+            Algorithm::ES256 => "ES256",
+            Algorithm::EdDSA => "EdDSA",
+            // `parse` pins no other algorithm
+            _ => "unsupported",
+        }
+    }
+}
+
 /// How often the key set is fetched.
 #[derive(Debug, Clone, Copy)]
 pub struct RefreshPolicy {
@@ -134,7 +147,7 @@ pub struct Jwks {
 struct Inner {
     url: reqwest::Url,
     client: reqwest::Client,
-    keys: RwLock<Arc<HashMap<String, PinnedKey>>>,
+    keys: RwLock<Arc<HashMap<String, Arc<PinnedKey>>>>,
     /// Held while fetching (single flight); holds when the last fetch started.
     last_fetch: tokio::sync::Mutex<Option<Instant>>,
     policy: RefreshPolicy,
@@ -169,7 +182,8 @@ impl Jwks {
         let client = reqwest::Client::builder()
             .connect_timeout(FETCH_TIMEOUT)
             .timeout(FETCH_TIMEOUT)
-            .redirect(reqwest::redirect::Policy::limited(3))
+            // a redirect could lead to plain http: the JWKS URL is fetched as configured, or not
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("order-service/", env!("CARGO_PKG_VERSION")))
             .build()
             .context("building the JWKS HTTP client")?;
@@ -187,14 +201,14 @@ impl Jwks {
 
     /// The key named `kid`, fetching the set again first when it is unknown and the last
     /// fetch is at least `min_refresh_interval` old.
-    pub(super) async fn key(&self, kid: &str) -> Result<PinnedKey, AuthError> {
+    pub(super) async fn key(&self, kid: &str) -> Result<Arc<PinnedKey>, AuthError> {
         if let Some(key) = self.snapshot().get(kid) {
-            return Ok(key.clone());
+            return Ok(Arc::clone(key));
         }
         let mut last = self.inner.last_fetch.lock().await;
         // Another request may have refreshed the set while this one waited for the lock.
         if let Some(key) = self.snapshot().get(kid) {
-            return Ok(key.clone());
+            return Ok(Arc::clone(key));
         }
         if last.is_some_and(|at| at.elapsed() < self.inner.policy.min_refresh_interval) {
             self.count("unknown_kid", "rate_limited");
@@ -241,7 +255,7 @@ impl Jwks {
         self.snapshot().is_empty()
     }
 
-    fn snapshot(&self) -> Arc<HashMap<String, PinnedKey>> {
+    fn snapshot(&self) -> Arc<HashMap<String, Arc<PinnedKey>>> {
         // a poisoned lock still holds a whole map: it is only ever replaced in one assignment
         self.inner
             .keys
@@ -323,7 +337,7 @@ impl Jwks {
 }
 
 /// The usable keys of a JWKS document, by kid, and how many were left out.
-fn parse(body: &[u8]) -> Result<(HashMap<String, PinnedKey>, usize), FetchError> {
+fn parse(body: &[u8]) -> Result<(HashMap<String, Arc<PinnedKey>>, usize), FetchError> {
     #[derive(serde::Deserialize)]
     struct Document {
         keys: Vec<serde_json::Value>,
@@ -339,7 +353,7 @@ fn parse(body: &[u8]) -> Result<(HashMap<String, PinnedKey>, usize), FetchError>
             .and_then(|jwk| pin(&jwk));
         match pinned {
             Ok((kid, key)) if keys.len() < MAX_KEYS && !keys.contains_key(&kid) => {
-                keys.insert(kid, key);
+                keys.insert(kid, Arc::new(key));
             }
             Ok((kid, _)) => {
                 skipped += 1;
