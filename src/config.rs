@@ -56,10 +56,20 @@ impl From<&str> for NatsUrl {
 
 impl std::fmt::Debug for NatsUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match crate::nats::connect::Servers::parse(&self.0) {
-            Ok(servers) => write!(f, "NatsUrl({servers})"),
-            Err(_) => f.write_str("NatsUrl(..)"),
-        }
+        let shown: Vec<String> = self
+            .0
+            .split(',')
+            .map(|raw| match url::Url::parse(raw.trim()) {
+                Ok(mut url) => {
+                    // cannot fail for URLs with a host, which NATS URLs are
+                    let _ = url.set_username("");
+                    let _ = url.set_password(None);
+                    url.to_string()
+                }
+                Err(_) => "..".to_owned(),
+            })
+            .collect();
+        write!(f, "NatsUrl({})", shown.join(", "))
     }
 }
 
