@@ -57,6 +57,15 @@ impl<E: Endpoint> Endpoint for BodyLimit<E> {
             // at once (reading would have asked it to send what is thrown away)
             return Err(SizedLimitError::PayloadTooLarge.into());
         }
+        // HTTP/1 without Content-Length or Transfer-Encoding has no body (RFC 9112 §6.3): most
+        // GETs. Nothing to read, nothing to copy.
+        let bodiless = declared == Some(0)
+            || (declared.is_none()
+                && req.version() < poem::http::Version::HTTP_2
+                && req.header(header::TRANSFER_ENCODING).is_none());
+        if bodiless {
+            return self.inner.call(req).await;
+        }
         let deadline = tokio::time::Instant::now() + self.timeout;
         let mut body = req.take_body().into_async_read();
         let expected = declared.unwrap_or(0).min(max);
