@@ -107,45 +107,14 @@ where
         while connections.try_join_next().is_some() {}
         // Responses are small and interactive: do not wait to fill packets.
         let _ = stream.set_nodelay(true);
-        let activity = Arc::new(Activity::default());
-        let io = Watched {
-            inner: stream,
-            activity: Arc::clone(&activity),
-        };
-        let service = hyper::service::service_fn({
-            let endpoint = Arc::clone(&endpoint);
-            move |req: hyper::Request<hyper::body::Incoming>| {
-                let endpoint = Arc::clone(&endpoint);
-                async move {
-                    let req = poem::Request::from((
-                        req,
-                        LocalAddr(Addr::SocketAddr(local)),
-                        RemoteAddr(Addr::SocketAddr(remote)),
-                        poem::http::uri::Scheme::HTTP,
-                    ));
-                    let response: hyper::Response<ResponseBody> =
-                        endpoint.get_response(req).await.into();
-                    Ok::<_, std::convert::Infallible>(response)
-                }
-            }
-        });
-        let connection = graceful.watch(
-            builder
-                .serve_connection_with_upgrades(TokioIo::new(io), service)
-                .into_owned(),
-        );
-        let idle_timeout = limits.idle_timeout;
-        connections.spawn(async move {
-            tokio::select! {
-                done = connection => if let Err(e) = done {
-                    tracing::debug!(remote = %remote, error = %e, "connection ended with an error");
-                },
-                () = activity.idle_for(idle_timeout) => {
-                    tracing::debug!(remote = %remote, "idle connection closed");
-                }
-            }
-            drop(slot);
-        });
+        connections.spawn(serve_connection(
+            &builder,
+            &graceful,
+            Arc::clone(&endpoint),
+            (stream, local, remote),
+            limits.idle_timeout,
+            slot,
+        ));
     }
     drop(listener);
     if tokio::time::timeout(limits.grace, graceful.shutdown())
@@ -160,6 +129,55 @@ where
     }
     connections.shutdown().await;
     Ok(())
+}
+
+/// One connection's task: `endpoint` over hyper, closed when idle for `idle_timeout`, holding
+/// its `slot` among the connections until it ends.
+fn serve_connection<E>(
+    builder: &auto::Builder<TokioExecutor>,
+    graceful: &GracefulShutdown,
+    endpoint: Arc<E>,
+    (stream, local, remote): (tokio::net::TcpStream, SocketAddr, SocketAddr),
+    idle_timeout: Duration,
+    slot: tokio::sync::OwnedSemaphorePermit,
+) -> impl Future<Output = ()> + Send + 'static
+where
+    E: Endpoint<Output = poem::Response> + 'static,
+{
+    let activity = Arc::new(Activity::default());
+    let io = Watched {
+        inner: stream,
+        activity: Arc::clone(&activity),
+    };
+    let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        let endpoint = Arc::clone(&endpoint);
+        async move {
+            let req = poem::Request::from((
+                req,
+                LocalAddr(Addr::SocketAddr(local)),
+                RemoteAddr(Addr::SocketAddr(remote)),
+                poem::http::uri::Scheme::HTTP,
+            ));
+            let response: hyper::Response<ResponseBody> = endpoint.get_response(req).await.into();
+            Ok::<_, std::convert::Infallible>(response)
+        }
+    });
+    let connection = graceful.watch(
+        builder
+            .serve_connection_with_upgrades(TokioIo::new(io), service)
+            .into_owned(),
+    );
+    async move {
+        tokio::select! {
+            done = connection => if let Err(e) = done {
+                tracing::debug!(remote = %remote, error = %e, "connection ended with an error");
+            },
+            () = activity.idle_for(idle_timeout) => {
+                tracing::debug!(remote = %remote, "idle connection closed");
+            }
+        }
+        drop(slot);
+    }
 }
 
 /// Binds `addr` (port 0 picks a free port).
