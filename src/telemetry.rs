@@ -100,9 +100,27 @@ pub struct Metrics {
     pub live: LiveMetrics,
 }
 
+/// The commit this binary was built from (`build.rs`).
+pub const GIT_SHA: &str = env!("ORDER_SERVICE_GIT_SHA");
+
 impl Metrics {
     pub fn new() -> anyhow::Result<Arc<Self>> {
         let registry = Registry::new();
+        // CPU seconds, resident and virtual memory, open and maximum file descriptors, start
+        // time, threads (`process_*`), read from /proc at each scrape.
+        #[cfg(target_os = "linux")]
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
+        let build_info = crate::metric::gauges(
+            &registry,
+            "build_info",
+            "The running build: 1, labelled with its version and commit",
+            &["version", "git_sha"],
+        )?;
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION"), GIT_SHA])
+            .set(1);
         Ok(Arc::new(Self {
             http: HttpMetrics::register(&registry)?,
             store: StoreMetrics::register(&registry)?,
