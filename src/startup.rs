@@ -163,6 +163,7 @@ impl Application {
             appended,
             supervisor,
             throttle,
+            nats: nats.clone(),
         };
         let listener = crate::http::server::bind(settings.http.addr).await?;
         let port = listener

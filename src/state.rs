@@ -9,6 +9,7 @@ use crate::http::auth::JwtVerifier;
 use crate::http::throttle::Throttle;
 use crate::live::LiveFeeds;
 use crate::log::AppendSignal;
+use crate::nats::Nats;
 use crate::store::catalog::CatalogRepository;
 use crate::store::orders::OrderRepository;
 use crate::store::sagas::SagaRepository;
@@ -38,4 +39,6 @@ pub struct AppState {
     pub supervisor: Supervisor,
     /// Per-caller limits: command rate, open live feeds.
     pub throttle: Throttle,
+    /// The NATS connection, when this process runs the saga machinery (readiness checks it).
+    pub nats: Option<Nats>,
 }

@@ -56,7 +56,11 @@ impl OpsApi {
         PlainText("ok")
     }
 
-    /// Readiness: the database is reachable and fully migrated
+    /// Readiness: database, NATS with JetStream, background workers
+    ///
+    /// 200 when the database answers and is migrated, NATS answers with JetStream (when the
+    /// saga machinery runs in this process) and every background worker is up; else 503. The
+    /// body names each check; a failed one says what failed, never an internal error text.
     #[oai(path = "/health/ready", method = "get", operation_id = "ready")]
     async fn ready(&self, state: Data<&AppState>) -> ReadyResponse {
         let database = match crate::store::migrations_applied(&state.pool).await {
@@ -70,13 +74,24 @@ impl OpsApi {
                 ok: false,
                 detail: Some("migrations pending: run `order-service migrate`".into()),
             },
-            Err(e) => Check {
-                name: "database".into(),
-                ok: false,
-                detail: Some(format!("{e:#}")),
-            },
+            Err(e) => {
+                // the cause is for the logs, not for whoever probes
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    "readiness: the database does not answer"
+                );
+                Check {
+                    name: "database".into(),
+                    ok: false,
+                    detail: Some("the database does not answer".into()),
+                }
+            }
         };
-        let checks = vec![database, workers(&state.supervisor.statuses())];
+        let mut checks = vec![database];
+        if let Some(nats) = &state.nats {
+            checks.push(nats_check(nats).await);
+        }
+        checks.push(workers(&state.supervisor.statuses()));
         let ready = checks.iter().all(|c| c.ok);
         let report = Readiness { ready, checks };
         if ready {
@@ -103,6 +118,35 @@ impl OpsApi {
             Err(e) => tracing::warn!(error = %e, "could not count the sagas needing attention"),
         }
         MetricsResponse::Ok(PlainText(state.metrics.render()))
+    }
+}
+
+/// How long the NATS check waits for JetStream's answer.
+const NATS_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The `nats` check: connected, and JetStream describes the replies stream (the one the reply
+/// consumer reads; a request the service's NATS user may make) within [`NATS_CHECK_TIMEOUT`].
+async fn nats_check(nats: &crate::nats::Nats) -> Check {
+    let failed = |detail: &str| Check {
+        name: "nats".into(),
+        ok: false,
+        detail: Some(detail.into()),
+    };
+    if nats.client.connection_state() != async_nats::connection::State::Connected {
+        return failed("not connected to NATS");
+    }
+    let replies = nats.stream_name(crate::nats::SAGA_REPLIES);
+    match tokio::time::timeout(NATS_CHECK_TIMEOUT, nats.js.get_stream(&replies)).await {
+        Ok(Ok(_)) => Check {
+            name: "nats".into(),
+            ok: true,
+            detail: None,
+        },
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "readiness: JetStream did not describe the replies stream");
+            failed("JetStream does not answer")
+        }
+        Err(_) => failed("JetStream does not answer"),
     }
 }
 

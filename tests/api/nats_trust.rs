@@ -25,7 +25,7 @@ const USERS: [&str; 4] = ["order-service", "inventory", "payment", "events-reade
 
 /// A nats-server of our own, configured by `deploy/nats/nats-server.conf`; killed on drop.
 struct PrivateNats {
-    _child: tokio::process::Child,
+    child: Option<tokio::process::Child>,
     port: u16,
     passwords: HashMap<&'static str, String>,
     dir: PathBuf,
@@ -79,40 +79,58 @@ fn nats_server_binary() -> PathBuf {
 
 impl PrivateNats {
     async fn start() -> Self {
-        let config = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/nats/nats-server.conf");
         let dir = std::env::temp_dir().join(format!("order-nats-{}", Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).expect("store dir");
-        let port = free_port();
         let passwords: HashMap<&'static str, String> = USERS
             .into_iter()
             .map(|u| (u, format!("{u}-{}", Uuid::new_v4().simple())))
             .collect();
+        let mut server = Self {
+            child: None,
+            port: free_port(),
+            passwords,
+            dir,
+        };
+        server.run().await;
+        server
+    }
+
+    /// Starts the server (again) on its port and store, and waits until the service's user
+    /// gets in.
+    async fn run(&mut self) {
+        let config = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/nats/nats-server.conf");
         let child = tokio::process::Command::new(nats_server_binary())
             .args(["-c", config, "-a", "127.0.0.1"])
-            .args(["-p", &port.to_string(), "-m", &free_port().to_string()])
-            .env("NATS_STORE_DIR", &dir)
-            .env("ORDER_SERVICE_NATS_PASSWORD", &passwords["order-service"])
-            .env("INVENTORY_NATS_PASSWORD", &passwords["inventory"])
-            .env("PAYMENT_NATS_PASSWORD", &passwords["payment"])
-            .env("EVENTS_READER_NATS_PASSWORD", &passwords["events-reader"])
+            .args(["-p", &self.port.to_string(), "-m", &free_port().to_string()])
+            .env("NATS_STORE_DIR", &self.dir)
+            .env(
+                "ORDER_SERVICE_NATS_PASSWORD",
+                &self.passwords["order-service"],
+            )
+            .env("INVENTORY_NATS_PASSWORD", &self.passwords["inventory"])
+            .env("PAYMENT_NATS_PASSWORD", &self.passwords["payment"])
+            .env(
+                "EVENTS_READER_NATS_PASSWORD",
+                &self.passwords["events-reader"],
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
             .spawn()
             .expect("nats-server starts");
-        let server = Self {
-            _child: child,
-            port,
-            passwords,
-            dir,
-        };
-        // Ready once the service's user gets in.
+        self.child = Some(child);
         let deadline = Instant::now() + WAIT;
-        while server.raw("order-service").await.is_err() {
+        while self.raw("order-service").await.is_err() {
             assert!(Instant::now() < deadline, "nats-server did not come up");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        server
+    }
+
+    /// Stops the server (SIGKILL) and waits until it is gone.
+    async fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill().await;
+        }
     }
 
     fn url(&self) -> String {
@@ -439,4 +457,53 @@ async fn a_connect_failure_names_the_server_never_the_password() {
     .await;
     assert!(log.contains(&format!("127.0.0.1:{port}")), "{log}");
     assert!(!log.contains(secret), "the password was printed: {log}");
+}
+
+/// `/health/ready` until its answer has `status` and a `nats` check that is `nats_ok`.
+async fn wait_for_readiness(app: &TestApp, status: u16, nats_ok: bool) -> serde_json::Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let ready = app.get("/health/ready", &app.admin()).await;
+        let nats = ready.body["checks"]
+            .as_array()
+            .and_then(|checks| checks.iter().find(|c| c["name"] == "nats"))
+            .cloned();
+        if ready.status == status && nats.as_ref().is_some_and(|c| c["ok"] == nats_ok) {
+            return ready.body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "readiness never became {status} with nats ok = {nats_ok}: {}",
+            ready.text
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_names_nats_while_it_is_down_and_recovers_when_it_is_back() {
+    let mut server = PrivateNats::start().await;
+    let app = spawn_app_with(|s| {
+        server.configure(s);
+        s.simulator.enabled = Some(false);
+    })
+    .await;
+    wait_for_readiness(&app, 200, true).await;
+
+    server.stop().await;
+    let down = wait_for_readiness(&app, 503, false).await;
+    let nats = down["checks"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == "nats"))
+        .expect("a nats check");
+    assert!(nats["detail"].is_string(), "{down}");
+    assert!(
+        !down
+            .to_string()
+            .contains(&server.passwords["order-service"]),
+        "{down}"
+    );
+
+    server.run().await;
+    wait_for_readiness(&app, 200, true).await;
 }
