@@ -459,8 +459,33 @@ impl Settings {
             }
             None => Some(PathBuf::from("order-service.toml")).filter(|p| p.exists()),
         };
+        let known = known_keys();
         if let Some(path) = file {
+            let in_file = figment::Provider::data(&Toml::file(&path))
+                .with_context(|| format!("reading {}", path.display()))?;
+            for dict in in_file.values() {
+                if let Some(unknown) = dotted_keys(dict).find(|k| !known.contains(k)) {
+                    anyhow::bail!(
+                        "{}: unknown setting `{unknown}`{}",
+                        path.display(),
+                        suggestion(&known, &unknown)
+                    );
+                }
+            }
             figment = figment.merge(Toml::file(path));
+        }
+        for (name, _) in std::env::vars_os() {
+            let Some(name) = name.to_str() else { continue };
+            let Some(rest) = name.strip_prefix("APP__") else {
+                continue;
+            };
+            let key = rest.to_ascii_lowercase().replace("__", ".");
+            if !known.contains(&key) {
+                anyhow::bail!(
+                    "unknown setting {name} (`{key}`){}",
+                    suggestion(&known, &key)
+                );
+            }
         }
         let app_env = || Env::prefixed("APP__").split("__");
         figment = figment
@@ -472,6 +497,83 @@ impl Settings {
                     .map(|k| k.as_str().to_ascii_lowercase().into()),
             ));
         figment.extract().context("invalid configuration")
+    }
+}
+
+/// Settings kept out of serialization (secrets, and the URLs that may carry them): known keys
+/// all the same.
+const UNSERIALIZED_KEYS: [&str; 9] = [
+    "database_url",
+    "nats_url",
+    "auth.jwt_secret",
+    "nats.password",
+    "nats.nkey_seed",
+    "simulator.inventory.password",
+    "simulator.inventory.nkey_seed",
+    "simulator.payment.password",
+    "simulator.payment.nkey_seed",
+];
+
+/// Every setting's dotted key (`http.addr`, `nats.streams.dead_letters.max_bytes`), sections
+/// included: what a file or an `APP__` variable may name. A misspelt one (`APP__HTTP__ADRR`)
+/// stops the start with its name instead of being ignored.
+fn known_keys() -> std::collections::BTreeSet<String> {
+    fn walk(prefix: &str, value: &serde_json::Value, out: &mut std::collections::BTreeSet<String>) {
+        if let serde_json::Value::Object(map) = value {
+            for (k, v) in map {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                walk(&key, v, out);
+                out.insert(key);
+            }
+        }
+    }
+    let mut known = std::collections::BTreeSet::new();
+    // Serializing the defaults of plain data cannot fail.
+    if let Ok(defaults) = serde_json::to_value(Settings::default()) {
+        walk("", &defaults, &mut known);
+    }
+    known.extend(UNSERIALIZED_KEYS.iter().map(|k| (*k).to_owned()));
+    known
+}
+
+/// The dotted keys of a figment dictionary, leaves and sections.
+fn dotted_keys(dict: &figment::value::Dict) -> impl Iterator<Item = String> {
+    fn walk(prefix: &str, dict: &figment::value::Dict, out: &mut Vec<String>) {
+        for (k, v) in dict {
+            let key = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            if let figment::value::Value::Dict(_, inner) = v {
+                walk(&key, inner, out);
+            }
+            out.push(key);
+        }
+    }
+    let mut out = Vec::new();
+    walk("", dict, &mut out);
+    out.into_iter()
+}
+
+/// "; known in that section: a, b, c" for an unknown key, when its section exists.
+fn suggestion(known: &std::collections::BTreeSet<String>, unknown: &str) -> String {
+    let section = unknown.rsplit_once('.').map_or("", |(s, _)| s);
+    let siblings: Vec<&str> = known
+        .iter()
+        .filter_map(|k| {
+            let (parent, name) = k.rsplit_once('.').unwrap_or(("", k));
+            (parent == section).then_some(name)
+        })
+        .collect();
+    if siblings.is_empty() {
+        String::new()
+    } else {
+        format!("; known there: {}", siblings.join(", "))
     }
 }
 
@@ -588,6 +690,44 @@ mod tests {
             let printed = format!("{s:?}");
             assert!(!printed.contains("in-the-url-42"), "{printed}");
             assert!(printed.contains("nats://nats-1:4222"), "{printed}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn an_unknown_setting_stops_the_start_with_its_name() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("APP__HTTP__ADRR", "0.0.0.0:9090");
+            let e = Settings::load(None).expect_err("a misspelt key is refused");
+            let text = format!("{e:#}");
+            assert!(text.contains("APP__HTTP__ADRR"), "{text}");
+            assert!(
+                text.contains("addr"),
+                "the known keys are suggested: {text}"
+            );
+            Ok(())
+        });
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("order-service.toml", "[nats]\npreffix = \"t1.\"\n")?;
+            let e = Settings::load(None).expect_err("a misspelt key is refused");
+            assert!(format!("{e:#}").contains("nats.preffix"), "{e:#}");
+            Ok(())
+        });
+        // counter-test: every documented kind of key is known, secrets and sections included
+        figment::Jail::expect_with(|jail| {
+            for (k, v) in [
+                ("APP__HTTP__ADDR", "127.0.0.1:1"),
+                ("APP__NATS__PASSWORD", "p"),
+                ("APP__NATS__USER", "u"),
+                ("APP__SIMULATOR__PAYMENT__NKEY_SEED", "SU"),
+                ("APP__NATS__STREAMS__DEAD_LETTERS__MAX_BYTES", "4096"),
+                ("APP__AUTH__JWT_SECRET", "s"),
+            ] {
+                jail.set_env(k, v);
+            }
+            jail.create_file("order-service.toml", "[limits]\nfeeds_per_subject = 3\n")?;
+            let s = Settings::load(None).expect("known keys load");
+            assert_eq!(s.limits.feeds_per_subject, 3);
             Ok(())
         });
     }
