@@ -197,6 +197,7 @@ impl CatalogApi {
         #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<String>>,
     ) -> Result<StoreCreated, ApiError> {
         require_operator(&auth.0)?;
+        state.throttle.command(&auth.0.subject)?;
         let key = IdempotencyKey::parse(&auth.0, idempotency_key.0)?;
         let currency =
             Currency::parse(&body.currency).map_err(|e| ApiError::invalid_field("currency", &e))?;
@@ -287,6 +288,7 @@ impl CatalogApi {
         #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<String>>,
     ) -> Result<ProductCreated, ApiError> {
         authorize_store_admin(&auth.0, id.0)?;
+        state.throttle.command(&auth.0.subject)?;
         let key = IdempotencyKey::parse(&auth.0, idempotency_key.0)?;
         let store = state
             .catalog
@@ -434,6 +436,7 @@ impl CatalogApi {
         body: Json<UpdateProductBody>,
     ) -> Result<ProductResponse, ApiError> {
         authorize_store_admin(&auth.0, id.0)?;
+        state.throttle.command(&auth.0.subject)?;
         let not_found = || ApiError::NotFound {
             slug: "product-not-found",
             detail: format!("store {} has no sku {}", id.0, sku.0),

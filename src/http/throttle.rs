@@ -1,7 +1,7 @@
 //! Limits per caller (the token's subject), so one client cannot take the service from the
 //! others (DESIGN §10, hostile clients).
 //!
-//! * **Commands** run at most `commands_per_second` per caller, sustained, with bursts up to
+//! * **Commands** (orders, stores, products) run at most `commands_per_second` per caller, sustained, with bursts up to
 //!   `command_burst` (GCRA, the `governor` crate); beyond, 429 `rate-limited` with
 //!   `Retry-After` saying when the next one is accepted. Per process: behind a load balancer
 //!   with N replicas a caller gets up to N times the rate, which is still bounded.

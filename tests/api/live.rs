@@ -541,14 +541,22 @@ async fn a_closed_feed_is_counted_and_its_follower_stops() {
 
     let mut feed = Sse::open(&app, &format!("/v1/orders/{order}/live"), &admin, None).await;
     feed.next().await;
-    let open = metrics().await;
+    // The follower takes its connection on its own time (the snapshot comes from the feed, not
+    // from it): wait until it says it is active.
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let open = loop {
+        let page = metrics().await;
+        if sample(&page, "log_reader_active{reader=\"live\"}") == 1 {
+            break page;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the follower never became active: {page}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(
         sample(&open, "live_feeds_open{feed=\"order\"}"),
-        1,
-        "{open}"
-    );
-    assert_eq!(
-        sample(&open, "log_reader_active{reader=\"live\"}"),
         1,
         "{open}"
     );
