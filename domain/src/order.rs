@@ -345,7 +345,7 @@ impl OrderState {
     }
 
     fn require_draft(&self) -> Result<(), OrderError> {
-        if self.status == OrderStatus::Draft {
+        if self.is_draft() {
             Ok(())
         } else {
             Err(OrderError::ItemsLocked {

@@ -415,6 +415,25 @@ pub async fn spawn_saga_app_without_simulator(configure: impl FnOnce(&mut Settin
 }
 
 impl TestApp {
+    /// The WebSocket of `order`'s live feed, opened as `who` (the token in the query string,
+    /// as a browser does).
+    pub async fn order_socket(
+        &self,
+        who: &Who,
+        order: Uuid,
+    ) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>
+    {
+        let url = format!(
+            "{}/v1/orders/{order}/live?access_token={}",
+            self.address.replace("http://", "ws://"),
+            who.token
+        );
+        tokio_tungstenite::connect_async(url)
+            .await
+            .expect("WebSocket upgrade")
+            .0
+    }
+
     /// Stops the service and waits until it stopped, every worker with it (dropping it only
     /// asks it to stop).
     pub async fn stop(mut self) {

@@ -95,14 +95,7 @@ async fn a_large_websocket_frame_closes_the_feed_a_small_one_does_not() {
     let store = app.store_with_products().await;
     let alice = app.customer("alice");
     let order = app.draft_with_tea(&alice, store).await;
-    let url = format!(
-        "{}/v1/orders/{order}/live?access_token={}",
-        app.address.replace("http://", "ws://"),
-        alice.token
-    );
-    let (mut socket, _) = tokio_tungstenite::connect_async(url)
-        .await
-        .expect("websocket");
+    let mut socket = app.order_socket(&alice, order).await;
     assert!(next_text(&mut socket)
         .await
         .is_some_and(|t| t.contains("snapshot")));

@@ -335,14 +335,7 @@ async fn the_websocket_feed_sends_the_same_messages_as_frames() {
     let store = app.store_with_products().await;
     let alice = app.customer("alice");
     let order = app.draft_with_tea(&alice, store).await;
-    let url = format!(
-        "{}/v1/orders/{order}/live?access_token={}",
-        app.address.replace("http://", "ws://"),
-        alice.token
-    );
-    let (mut socket, _) = tokio_tungstenite::connect_async(url)
-        .await
-        .expect("WebSocket upgrade");
+    let mut socket = app.order_socket(&alice, order).await;
     let mut next = async || loop {
         let frame = tokio::time::timeout(PATIENCE, socket.next())
             .await
