@@ -89,14 +89,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let mut settings = Settings::load(cli.config.as_deref())?;
     match cli.command {
         Command::Serve => {
-            init_logs(&settings, LogFormat::Json)?;
-            let app = Application::build(&settings).await?;
-            app.run_until_stopped(shutdown_signal()).await
+            let traces = init_logs(&settings, LogFormat::Json)?;
+            let result = async {
+                let app = Application::build(&settings).await?;
+                app.run_until_stopped(shutdown_signal()).await
+            }
+            .await;
+            // the last spans (the shutdown's own included) reach the collector
+            traces.shutdown().await;
+            result
         }
         #[cfg(feature = "devstack")]
         Command::Dev { data_dir } => dev(settings, &data_dir).await,
         Command::Migrate => {
-            init_logs(&settings, LogFormat::Pretty)?;
+            let _tracing = init_logs(&settings, LogFormat::Pretty)?;
             let url = settings
                 .database_url
                 .as_ref()
@@ -131,7 +137,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Projections { action } => {
-            init_logs(&settings, LogFormat::Pretty)?;
+            let _tracing = init_logs(&settings, LogFormat::Pretty)?;
             let url = settings
                 .database_url
                 .as_ref()
@@ -140,7 +146,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             projections(&pool, action).await
         }
         Command::Simulate => {
-            init_logs(&settings, LogFormat::Pretty)?;
+            let traces = init_logs(&settings, LogFormat::Pretty)?;
             let url = settings
                 .nats_url
                 .as_ref()
@@ -157,7 +163,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             ));
             shutdown_signal().await;
             stop.cancel();
-            sim.await.context("simulator task")?
+            let result = sim.await.context("simulator task");
+            traces.shutdown().await;
+            result?
         }
         Command::Openapi => {
             println!("{}", crate::http::openapi().spec());
@@ -238,14 +246,14 @@ fn dev_secret(data_dir: &std::path::Path) -> anyhow::Result<SecretString> {
     Ok(secret)
 }
 
-fn init_logs(settings: &Settings, default: LogFormat) -> anyhow::Result<()> {
+fn init_logs(settings: &Settings, default: LogFormat) -> anyhow::Result<crate::telemetry::Tracing> {
     crate::telemetry::init(settings.log.format.unwrap_or(default), &settings.otel)
 }
 
 /// `dev`: fills in whatever is not configured with embedded services and a fresh secret.
 #[cfg(feature = "devstack")]
 async fn dev(mut settings: Settings, data_dir: &std::path::Path) -> anyhow::Result<()> {
-    init_logs(&settings, LogFormat::Pretty)?;
+    let traces = init_logs(&settings, LogFormat::Pretty)?;
     let needs_stack = settings.database_url.is_none() || settings.nats_url.is_none();
     let stack = if needs_stack {
         println!(
@@ -317,5 +325,6 @@ async fn dev(mut settings: Settings, data_dir: &std::path::Path) -> anyhow::Resu
             tracing::warn!(error = %e, "stopping embedded services");
         }
     }
+    traces.shutdown().await;
     result
 }

@@ -290,11 +290,27 @@ pub struct SagaSettings {
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct OtelSettings {
-    /// OTLP/HTTP endpoint; trace export is off when unset.
+    /// Where traces go: the collector's base URL (`http://collector:4318` over HTTP, to which
+    /// `/v1/traces` is added; `http://collector:4317` over gRPC). Unset: the standard
+    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` or `OTEL_EXPORTER_OTLP_ENDPOINT`; export is off
+    /// when none is set (trace ids still reach logs and NATS headers).
     #[serde(default)]
     pub endpoint: Option<String>,
-    /// `service.name` resource attribute.
-    pub service_name: String,
+    /// `grpc` or `http/protobuf`. Unset: `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`,
+    /// `OTEL_EXPORTER_OTLP_PROTOCOL`, else `http/protobuf`.
+    #[serde(default)]
+    pub protocol: Option<String>,
+    /// `service.name`. Unset: `OTEL_SERVICE_NAME`, else `order-service`.
+    #[serde(default)]
+    pub service_name: Option<String>,
+    /// `service.instance.id`. Unset: a fresh UUID per process (the OTel convention).
+    #[serde(default)]
+    pub instance_id: Option<String>,
+    /// Share of the traces this service starts that are kept, 0.0 to 1.0; a caller's decision
+    /// (its `traceparent`'s sampled flag) is always followed. Unset: `OTEL_TRACES_SAMPLER` /
+    /// `OTEL_TRACES_SAMPLER_ARG`, else every trace.
+    #[serde(default)]
+    pub sample_ratio: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
@@ -418,7 +434,10 @@ impl Default for Settings {
             },
             otel: OtelSettings {
                 endpoint: None,
-                service_name: "order-service".into(),
+                protocol: None,
+                service_name: None,
+                instance_id: None,
+                sample_ratio: None,
             },
             log: LogSettings { format: None },
             limits: LimitSettings {

@@ -10,6 +10,7 @@ use super::auth::Principal;
 use super::problem::ApiError;
 use crate::store::executor::Failure;
 use crate::store::orders::{EventMetadata, ExecuteError, Refusal};
+use crate::telemetry::trace_context;
 
 /// Namespace of every id this service derives with UUIDv5.
 const ID_NAMESPACE: Uuid = Uuid::from_u128(0x6f72_6465_722d_7365_7276_6963_652d_6964);
@@ -91,7 +92,7 @@ pub fn etag(version: u64) -> String {
 }
 
 /// Event metadata from the request: request id as correlation and causation, the caller, the
-/// W3C trace context, and the idempotency key.
+/// W3C trace context of the request's span, and the idempotency key.
 pub fn metadata(
     req: &Request,
     principal: &Principal,
@@ -107,10 +108,8 @@ pub fn metadata(
         correlation_id: correlation,
         causation_id: request_id,
         principal: Some(principal.subject.clone()),
-        traceparent: req
-            .header("traceparent")
-            .filter(|v| v.len() <= 128)
-            .map(str::to_owned),
+        // the request's own span (a child of the caller's trace, or a new trace's root)
+        traceparent: trace_context::pass_on(&tracing::Span::current(), req.header("traceparent")),
         idempotency_key: key.map(|k| k.as_str().to_owned()),
     }
 }

@@ -9,7 +9,7 @@ use poem::{Endpoint, IntoResponse, Request, Response};
 use poem_openapi::OperationId;
 use tracing::Instrument as _;
 
-use crate::telemetry::Metrics;
+use crate::telemetry::{trace_context, Metrics};
 
 /// Wraps the problem endpoint; sees every response, errors included.
 #[derive(Debug)]
@@ -31,15 +31,19 @@ impl<E: Endpoint> Endpoint for Observe<E> {
         let started = Instant::now();
         let method = method_label(req.method());
         let path = req.uri().path().to_owned();
+        // OTel HTTP server conventions; named "{method} {route}" once the route is known
         let span = tracing::info_span!(
             "http.request",
-            http.method = %method,
-            http.route = tracing::field::Empty,
-            http.status = tracing::field::Empty,
-            url.path = %path,
+            otel.name = method,
             otel.kind = "server",
+            otel.status_code = tracing::field::Empty,
+            http.request.method = method,
+            http.route = tracing::field::Empty,
+            http.response.status_code = tracing::field::Empty,
+            url.path = %path,
+            url.scheme = "http",
         );
-        set_remote_parent(&span, &req);
+        trace_context::continue_trace(&span, req.header("traceparent"));
         let response = self
             .inner
             .call(req)
@@ -50,8 +54,12 @@ impl<E: Endpoint> Endpoint for Observe<E> {
             .data::<OperationId>()
             .map_or_else(|| fallback_route(&path), |op| op.0.to_owned());
         let status = response.status();
+        trace_context::rename(&span, format!("{method} {route}"));
         span.record("http.route", route.as_str());
-        span.record("http.status", status.as_u16());
+        span.record("http.response.status_code", status.as_u16());
+        if status.is_server_error() {
+            span.record("otel.status_code", "error");
+        }
         self.metrics
             .http
             .requests
@@ -124,18 +132,4 @@ fn fallback_route(path: &str) -> String {
         p if p.starts_with("/docs") => "docs".into(),
         _ => "unmatched".into(),
     }
-}
-
-/// Continues the caller's trace when it sent a `traceparent` header.
-fn set_remote_parent(span: &tracing::Span, req: &Request) {
-    use opentelemetry::propagation::TextMapPropagator as _;
-    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
-
-    let Some(traceparent) = req.header("traceparent") else {
-        return;
-    };
-    let mut carrier = std::collections::HashMap::new();
-    carrier.insert("traceparent".to_owned(), traceparent.to_owned());
-    let context = opentelemetry_sdk::propagation::TraceContextPropagator::new().extract(&carrier);
-    let _ = span.set_parent(context);
 }

@@ -47,6 +47,7 @@ use order_sagas::messages::{MessageId, ParseError, ParticipantCommand, Reply};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 pub use books::{
@@ -59,6 +60,7 @@ use self::dice::{Dice, Roll};
 use crate::config::{NatsSettings, SimulatorSettings};
 use crate::nats::headers::{self, Envelope};
 use crate::nats::{Nats, SAGA_COMMANDS};
+use crate::telemetry::trace_context;
 
 /// `ce-source` of every reply the simulator publishes.
 pub const SOURCE: &str = "order-service-simulator";
@@ -483,12 +485,30 @@ impl Worker {
         outcome
     }
 
-    /// One delivery of one command: decide, reply (unless silent), ack.
-    #[tracing::instrument(skip_all, fields(participant = self.participant.as_str(), subject, message_id))]
-    async fn handle(&self, message: jetstream::Message, mut stop: watch::Receiver<bool>) {
+    /// One delivery of one command, in a consumer span continuing the command's trace (as a
+    /// participant service would): decide, reply (unless silent), ack.
+    async fn handle(&self, message: jetstream::Message, stop: watch::Receiver<bool>) {
+        let span = tracing::info_span!(
+            "nats.process",
+            otel.name = format!("process {}", self.participant.as_str()),
+            otel.kind = "consumer",
+            participant = self.participant.as_str(),
+            subject = message.subject.as_str(),
+            message_id = tracing::field::Empty,
+            messaging.system = "nats",
+            messaging.operation = "process",
+            messaging.operation.type = "process",
+            messaging.destination.name = message.subject.as_str(),
+            messaging.message.id = tracing::field::Empty,
+        );
+        let traceparent = headers::get(message.headers.as_ref(), "traceparent");
+        trace_context::continue_trace(&span, traceparent);
+        self.handle_in_span(message, stop).instrument(span).await;
+    }
+
+    async fn handle_in_span(&self, message: jetstream::Message, mut stop: watch::Receiver<bool>) {
         let shared = &*self.shared;
         let span = tracing::Span::current();
-        span.record("subject", message.subject.as_str());
         let command = match parse(&self.nats, &message) {
             Ok(command) => command,
             Err(e) => {
@@ -500,6 +520,14 @@ impl Worker {
         };
         let id = command.message_id();
         span.record("message_id", tracing::field::display(id));
+        span.record("messaging.message.id", tracing::field::display(id));
+        trace_context::rename(
+            &span,
+            format!(
+                "process {}",
+                self.nats.unprefixed(&message.subject).unwrap_or("command")
+            ),
+        );
 
         let delivery = lock(&shared.books).record_delivery(id);
         let latency = self.latency(id, delivery);
@@ -535,7 +563,10 @@ impl Worker {
             return;
         }
 
-        let traceparent = headers::get(message.headers.as_ref(), "traceparent");
+        // the reply continues this span's trace
+        let traceparent =
+            trace_context::pass_on(&span, headers::get(message.headers.as_ref(), "traceparent"));
+        let traceparent = traceparent.as_deref();
         if let Err(e) = self.send(&reply, traceparent).await {
             tracing::warn!(
                 error = format!("{e:#}"),

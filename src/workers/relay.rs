@@ -12,11 +12,12 @@ use anyhow::Context as _;
 use bytes::Bytes;
 use order_domain::PERSONAL_DATA_FIELDS;
 use sqlx::PgConnection;
+use tracing::Instrument as _;
 
 use crate::log::{Aggregate, Checkpoints, Decoded, LogEvent, LogHandler, ReaderConfig};
 use crate::nats::headers::{self, Envelope};
 use crate::nats::{Nats, ORDER_EVENTS, SAGA_COMMANDS};
-use crate::telemetry::Metrics;
+use crate::telemetry::{trace_context, Metrics};
 
 /// Name of the relay's reader.
 pub const READER: &str = "relay";
@@ -35,6 +36,27 @@ struct Outgoing {
     subject: String,
     headers: async_nats::HeaderMap,
     body: Bytes,
+    /// The producer span, from the publish to JetStream's ack.
+    span: tracing::Span,
+}
+
+/// A producer span (OTel messaging conventions) continuing the trace the event was written in;
+/// the message's `traceparent` names it.
+fn publish_span(name: &str, subject: &str, id: &str, stored: Option<&str>) -> tracing::Span {
+    let span = tracing::info_span!(
+        "nats.publish",
+        otel.name = format!("publish {name}"),
+        otel.kind = "producer",
+        otel.status_code = tracing::field::Empty,
+        messaging.system = "nats",
+        messaging.operation = "publish",
+        messaging.operation.name = "publish",
+        messaging.operation.type = "send",
+        messaging.destination.name = subject,
+        messaging.message.id = id,
+    );
+    trace_context::continue_trace(&span, stored);
+    span
 }
 
 impl Relay {
@@ -44,7 +66,7 @@ impl Relay {
     }
 
     fn outgoing(&self, e: &LogEvent) -> anyhow::Result<Option<Outgoing>> {
-        let traceparent = e
+        let stored = e
             .metadata
             .get("traceparent")
             .and_then(serde_json::Value::as_str);
@@ -65,19 +87,23 @@ impl Relay {
                     map.insert("event_id".into(), id.clone().into());
                     map.insert("recorded_at".into(), e.recorded_at.to_rfc3339().into());
                 }
+                let subject = self
+                    .nats
+                    .subject(&format!("orders.events.{order_id}.{}", e.event_type));
+                let span = publish_span(&kind, &subject, &id, stored);
+                let traceparent = trace_context::pass_on(&span, stored);
                 Ok(Some(Outgoing {
                     stream: ORDER_EVENTS,
-                    subject: self
-                        .nats
-                        .subject(&format!("orders.events.{order_id}.{}", e.event_type)),
                     headers: headers::build(&Envelope {
                         id: &id,
                         kind: &kind,
                         source: headers::SOURCE,
                         time: e.recorded_at,
-                        traceparent,
+                        traceparent: traceparent.as_deref(),
                     }),
+                    subject,
                     body: Bytes::from(serde_json::to_vec(&body)?),
+                    span,
                 }))
             }
             Aggregate::Saga(_) => {
@@ -87,17 +113,21 @@ impl Relay {
                 let Some(command) = event.change.participant_command() else {
                     return Ok(None);
                 };
+                let subject = self.nats.subject(command.subject());
+                let span = publish_span(command.subject(), &subject, &id, stored);
+                let traceparent = trace_context::pass_on(&span, stored);
                 Ok(Some(Outgoing {
                     stream: SAGA_COMMANDS,
-                    subject: self.nats.subject(command.subject()),
                     headers: headers::build(&Envelope {
                         id: &id,
                         kind: command.subject(),
                         source: headers::SOURCE,
                         time: e.recorded_at,
-                        traceparent,
+                        traceparent: traceparent.as_deref(),
                     }),
+                    subject,
                     body: Bytes::from(command.to_json()?),
+                    span,
                 }))
             }
             Aggregate::Malformed => anyhow::bail!(
@@ -124,11 +154,13 @@ impl LogHandler for Relay {
                 .nats
                 .js
                 .publish_with_headers(out.subject.clone(), out.headers, out.body)
+                .instrument(out.span.clone())
                 .await
                 .with_context(|| format!("publishing {}", out.subject));
             match ack {
-                Ok(ack) => pending.push((out.stream, out.subject, ack)),
+                Ok(ack) => pending.push((out.stream, out.subject, ack, out.span)),
                 Err(err) => {
+                    out.span.record("otel.status_code", "error");
                     self.metrics
                         .nats
                         .published
@@ -138,8 +170,11 @@ impl LogHandler for Relay {
                 }
             }
         }
-        for (stream, subject, ack) in pending {
-            match ack.await {
+        for (stream, subject, ack, span) in pending {
+            match std::future::IntoFuture::into_future(ack)
+                .instrument(span.clone())
+                .await
+            {
                 Ok(ack) => {
                     let outcome = if ack.duplicate { "duplicate" } else { "stored" };
                     self.metrics
@@ -149,6 +184,7 @@ impl LogHandler for Relay {
                         .inc();
                 }
                 Err(err) => {
+                    span.record("otel.status_code", "error");
                     self.metrics
                         .nats
                         .published

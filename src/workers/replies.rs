@@ -24,12 +24,13 @@ use futures::StreamExt as _;
 use order_domain::OrderId;
 use order_sagas::{Reply, SagaCommand, SagaError};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use crate::backoff::Backoff;
 use crate::nats::headers::{self, Envelope};
 use crate::nats::{Nats, SAGA_REPLIES};
 use crate::store::sagas::{SagaExecuteError, SagaRepository};
-use crate::telemetry::Metrics;
+use crate::telemetry::{trace_context, Metrics};
 
 #[derive(Debug, Clone)]
 pub struct ReplyConsumer {
@@ -126,9 +127,36 @@ impl ReplyConsumer {
         outcome
     }
 
-    /// One delivery of one reply: apply it, then ack, nak or dead-letter it.
+    /// One delivery of one reply, in a consumer span continuing the reply's trace (the
+    /// participant's): apply it, then ack, nak or dead-letter it.
     async fn handle(&self, message: async_nats::jetstream::Message) -> anyhow::Result<()> {
         let delivered = message.info().map_or(1, |i| i.delivered);
+        let kind = self
+            .nats
+            .unprefixed(message.subject.as_str())
+            .unwrap_or("reply");
+        let span = tracing::info_span!(
+            "nats.process",
+            otel.name = format!("process {kind}"),
+            otel.kind = "consumer",
+            otel.status_code = tracing::field::Empty,
+            messaging.system = "nats",
+            messaging.operation = "process",
+            messaging.operation.type = "process",
+            messaging.destination.name = message.subject.as_str(),
+            messaging.consumer.group.name = "order_service",
+            messaging.message.id = headers::get(message.headers.as_ref(), "Nats-Msg-Id"),
+            messaging.message.delivery_count = delivered,
+        );
+        trace_context::continue_trace(&span, headers::get(message.headers.as_ref(), "traceparent"));
+        self.settle(message, delivered).instrument(span).await
+    }
+
+    async fn settle(
+        &self,
+        message: async_nats::jetstream::Message,
+        delivered: i64,
+    ) -> anyhow::Result<()> {
         let (label, ack) = match self.process(&message).await {
             Outcome::Processed => ("processed", AckKind::Ack),
             Outcome::Ignored => ("ignored", AckKind::Ack),
@@ -168,7 +196,6 @@ impl ReplyConsumer {
             .map_err(|e| anyhow::anyhow!("acking a reply: {e}"))
     }
 
-    #[tracing::instrument(skip_all, fields(subject = %message.subject))]
     async fn process(&self, message: &async_nats::jetstream::Message) -> Outcome {
         let Some(subject) = self.nats.unprefixed(message.subject.as_str()) else {
             return Outcome::Dead(format!(
@@ -200,14 +227,29 @@ impl ReplyConsumer {
                 .unwrap_or("participant")
                 .to_owned(),
         );
-        if let Some(tp) = headers::get(message.headers.as_ref(), "traceparent") {
-            metadata.insert("traceparent".to_owned(), tp.to_owned());
+        // The saga step this reply drives: what it writes (the next command, or the verdict)
+        // continues the trace from here.
+        let step = tracing::info_span!(
+            "saga.step",
+            otel.name = format!("saga step {}", reply.kind()),
+            order_id = %order,
+            saga.reply = %reply.kind(),
+        );
+        if let Some(tp) =
+            trace_context::pass_on(&step, headers::get(message.headers.as_ref(), "traceparent"))
+        {
+            metadata.insert("traceparent".to_owned(), tp);
         }
         let command = SagaCommand::HandleReply {
             reply,
             now: Utc::now(),
         };
-        match self.sagas.execute(order, &command, metadata).await {
+        let executed = self
+            .sagas
+            .execute(order, &command, metadata)
+            .instrument(step)
+            .await;
+        match executed {
             Ok(_) => Outcome::Processed,
             Err(SagaExecuteError::Refused(SagaError::ReplyIgnored { reason })) => {
                 tracing::info!(%order, reason = reason.code(), "reply ignored");

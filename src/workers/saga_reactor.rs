@@ -21,6 +21,8 @@ use crate::log::{Aggregate, Checkpoints, Decoded, LogEvent, LogHandler, ReaderCo
 use crate::store::executor::Failure;
 use crate::store::orders::{CommandRequest, EventMetadata, OrderRepository, Refusal};
 use crate::store::sagas::{SagaExecuteError, SagaRepository};
+use crate::telemetry::trace_context;
+use tracing::Instrument as _;
 
 /// Name of the reactor's reader.
 pub const READER: &str = "saga-reactor";
@@ -96,8 +98,9 @@ impl LogHandler for SagaReactor {
 /// Orders reacted to at once (each holds a pooled connection while it runs).
 const IN_FLIGHT: usize = 8;
 
-/// Metadata of what the reactor writes: the same trace and correlation, caused by `e`.
-fn caused_by(e: &LogEvent) -> EventMetadata {
+/// Metadata of what the reactor writes: the same correlation, caused by `e`, in the trace of
+/// the step reacting to it (`traceparent`).
+fn caused_by(e: &LogEvent, traceparent: Option<String>) -> EventMetadata {
     let get = |k: &str| {
         e.metadata
             .get(k)
@@ -108,7 +111,7 @@ fn caused_by(e: &LogEvent) -> EventMetadata {
         correlation_id: get("correlation_id"),
         causation_id: Some(e.event_id.to_string()),
         principal: Some(READER.to_owned()),
-        traceparent: get("traceparent"),
+        traceparent,
         idempotency_key: None,
     }
 }
@@ -134,17 +137,50 @@ impl SagaReactor {
         Ok(())
     }
 
+    /// Reacts to one event in a saga step span continuing the event's trace.
     async fn react(&self, e: &LogEvent) -> anyhow::Result<()> {
-        match e.aggregate {
-            Aggregate::Order(order) => self.on_order_event(order, e).await,
-            Aggregate::Saga(order) => self.on_saga_event(order, e).await,
+        let span = tracing::info_span!(
+            "saga.step",
+            otel.name = format!("saga step {}", e.event_type),
+            otel.status_code = tracing::field::Empty,
+            saga.event = %e.event_type,
+            order_id = tracing::field::Empty,
+        );
+        let stored = e
+            .metadata
+            .get("traceparent")
+            .and_then(serde_json::Value::as_str);
+        trace_context::continue_trace(&span, stored);
+        let caused = caused_by(e, trace_context::pass_on(&span, stored));
+        let reacted = match e.aggregate {
+            Aggregate::Order(order) => {
+                span.record("order_id", tracing::field::display(order));
+                self.on_order_event(order, e, caused)
+                    .instrument(span.clone())
+                    .await
+            }
+            Aggregate::Saga(order) => {
+                span.record("order_id", tracing::field::display(order));
+                self.on_saga_event(order, e, caused)
+                    .instrument(span.clone())
+                    .await
+            }
             // refused when the batch was grouped by order
             Aggregate::Malformed | Aggregate::Other => Ok(()),
+        };
+        if reacted.is_err() {
+            span.record("otel.status_code", "error");
         }
+        reacted
     }
 
     // Every type matched here and in `on_saga_event` is in `WANTED`.
-    async fn on_order_event(&self, order: OrderId, e: &LogEvent) -> anyhow::Result<()> {
+    async fn on_order_event(
+        &self,
+        order: OrderId,
+        e: &LogEvent,
+        caused: EventMetadata,
+    ) -> anyhow::Result<()> {
         let now = Utc::now();
         let command = match e.event_type.as_str() {
             "OrderPlaced" => {
@@ -166,7 +202,7 @@ impl SagaReactor {
         };
         match self
             .sagas
-            .execute(order, &command, metadata_map(caused_by(e)))
+            .execute(order, &command, metadata_map(caused))
             .await
         {
             Ok(_) => Ok(()),
@@ -183,7 +219,12 @@ impl SagaReactor {
         }
     }
 
-    async fn on_saga_event(&self, order: OrderId, e: &LogEvent) -> anyhow::Result<()> {
+    async fn on_saga_event(
+        &self,
+        order: OrderId,
+        e: &LogEvent,
+        caused: EventMetadata,
+    ) -> anyhow::Result<()> {
         let command = match e.event_type.as_str() {
             "OrderConfirmationDue" => OrderCommand::ConfirmOrder,
             "OrderRejectionDue" => {
@@ -205,7 +246,7 @@ impl SagaReactor {
                     command,
                     mark: None,
                     expected_version: None,
-                    metadata: caused_by(e),
+                    metadata: caused,
                 },
                 |_| Ok(()),
             )

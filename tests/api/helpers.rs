@@ -19,7 +19,7 @@ use sqlx::{Connection as _, PgPool};
 use tokio::sync::OnceCell;
 use uuid::Uuid;
 
-const SECRET: &str = "test-secret-that-is-long-enough-for-hs256-0123456789";
+pub const SECRET: &str = "test-secret-that-is-long-enough-for-hs256-0123456789";
 const DB_PREFIX: &str = "ostest_";
 
 /// Where test databases are created: an admin URL (to the `postgres` database) and a builder

@@ -27,3 +27,4 @@ mod reply_failures;
 mod saga_metrics;
 mod sagas;
 mod supervision;
+mod traces;

@@ -21,59 +21,44 @@ use crate::store::metrics::StoreMetrics;
 use crate::store::saga_metrics::SagaMetrics;
 use crate::workers::metrics::ReplyMetrics;
 
-/// Installs the global subscriber. `default_format` applies when the configuration leaves the
-/// format unset (pretty in `dev`, JSON otherwise).
-pub fn init(format: LogFormat, otel: &OtelSettings) -> anyhow::Result<()> {
+pub mod build_info;
+pub mod export;
+pub mod json_log;
+pub mod trace_context;
+
+pub use build_info::GIT_SHA;
+pub use export::Tracing;
+
+/// Installs the global subscriber: what `RUST_LOG` (default `info`) enables is logged in
+/// `format`, and the service's own spans among it go to OpenTelemetry (its spans are at
+/// `info`: a `RUST_LOG` quieter than that for `order_service` leaves traces without them).
+/// Returns the tracer provider, to be shut down (flushed) at exit.
+pub fn init(format: LogFormat, otel: &OtelSettings) -> anyhow::Result<Tracing> {
+    use opentelemetry::trace::TracerProvider as _;
+
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let fmt = match format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
-            .json()
-            .with_current_span(true)
-            .flatten_event(true)
+            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+            .event_format(json_log::JsonWithTrace)
             .boxed(),
         LogFormat::Pretty => tracing_subscriber::fmt::layer().compact().boxed(),
     };
-    let otel_layer = match &otel.endpoint {
-        Some(endpoint) => Some(otel_layer(endpoint, &otel.service_name)?),
-        None => None,
-    };
+    let tracing = Tracing::build(otel)?;
+    // Only the service's own spans (not, say, poem's nameless request-id span around each
+    // request, nor the exporter's HTTP and gRPC clients tracing themselves).
+    let own =
+        tracing_subscriber::filter::filter_fn(|meta| meta.target().starts_with("order_service"));
+    let otel_layer = tracing_opentelemetry::layer()
+        .with_tracer(tracing.provider.tracer("order-service"))
+        .with_filter(own);
     tracing_subscriber::registry()
         .with(filter)
         .with(fmt)
         .with(otel_layer)
         .try_init()
-        .context("a global tracing subscriber was already installed")
-}
-
-fn otel_layer<S>(
-    endpoint: &str,
-    service_name: &str,
-) -> anyhow::Result<tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry_sdk::trace::Tracer>>
-where
-    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
-{
-    use opentelemetry::trace::TracerProvider as _;
-    use opentelemetry_otlp::WithExportConfig as _;
-
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_http()
-        .with_endpoint(endpoint)
-        .build()
-        .context("building the OTLP exporter")?;
-    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
-        .with_batch_exporter(exporter)
-        .with_resource(
-            opentelemetry_sdk::Resource::builder()
-                .with_service_name(service_name.to_owned())
-                .build(),
-        )
-        .build();
-    opentelemetry::global::set_text_map_propagator(
-        opentelemetry_sdk::propagation::TraceContextPropagator::new(),
-    );
-    let tracer = provider.tracer("order-service");
-    opentelemetry::global::set_tracer_provider(provider);
-    Ok(tracing_opentelemetry::layer().with_tracer(tracer))
+        .context("a global tracing subscriber was already installed")?;
+    Ok(tracing)
 }
 
 /// For tests: logs to the test writer when `TEST_LOG` is set, otherwise nothing.
@@ -100,9 +85,6 @@ pub struct Metrics {
     pub live: LiveMetrics,
 }
 
-/// The commit this binary was built from (`build.rs`).
-pub const GIT_SHA: &str = env!("ORDER_SERVICE_GIT_SHA");
-
 impl Metrics {
     pub fn new() -> anyhow::Result<Arc<Self>> {
         let registry = Registry::new();
@@ -119,7 +101,7 @@ impl Metrics {
             &["version", "git_sha"],
         )?;
         build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION"), GIT_SHA])
+            .with_label_values(&[build_info::VERSION, GIT_SHA])
             .set(1);
         Ok(Arc::new(Self {
             http: HttpMetrics::register(&registry)?,
