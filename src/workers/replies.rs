@@ -57,6 +57,18 @@ pub fn consumer(nats: &Nats) -> ConsumerRef {
     }
 }
 
+/// Every `outcome` of a delivery in `nats_consumed_total`, and every `cause` of
+/// `saga_reply_transient_failures_total`: their series are made at 0 when the consumer starts,
+/// so that the first dead letter or failure after a start is an increase a rule can see.
+const OUTCOMES: [&str; 5] = [
+    "processed",
+    "ignored",
+    "retried",
+    "dead_lettered",
+    "dead_letter_failed",
+];
+const CAUSES: [&str; 3] = ["conflict", "store", "dead_letter"];
+
 /// The `saga_replies_ignored_total` reason of a reply that does not parse (beside the saga's
 /// own [`order_sagas::IgnoredReason`] codes).
 pub const MALFORMED: &str = "malformed";
@@ -91,6 +103,20 @@ impl ReplyConsumer {
     /// Consumes until `shutdown` is cancelled (then finishes and acks the replies it holds), or
     /// until the consumer fails: its supervisor creates it again.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        for outcome in OUTCOMES {
+            self.metrics
+                .nats
+                .consumed
+                .with_label_values(&[CONSUMER, outcome])
+                .inc_by(0);
+        }
+        for cause in CAUSES {
+            self.metrics
+                .replies
+                .transient_failures
+                .with_label_values(&[cause])
+                .inc_by(0);
+        }
         let ConsumerRef {
             stream: stream_name,
             durable,
