@@ -203,6 +203,12 @@ impl Supervisor {
             );
         }
         self.inner.metrics.up.with_label_values(&[name]).set(1);
+        // at 0 from the start, so that a first restart is an increase a rule can see
+        self.inner
+            .metrics
+            .restarts
+            .with_label_values(&[name])
+            .inc_by(0);
         let supervisor = self.clone();
         let name = name.to_owned();
         let token = self.inner.token.child_token();

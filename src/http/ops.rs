@@ -117,6 +117,10 @@ impl OpsApi {
             Ok(parked) => state.metrics.sagas.needs_attention.set(parked),
             Err(e) => tracing::warn!(error = %e, "could not count the sagas needing attention"),
         }
+        if let Some(nats) = &state.nats {
+            let replies = crate::workers::replies::consumer(nats);
+            state.metrics.nats.sample(nats, &[replies]).await;
+        }
         MetricsResponse::Ok(PlainText(state.metrics.render()))
     }
 }

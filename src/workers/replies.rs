@@ -28,6 +28,7 @@ use tracing::Instrument as _;
 
 use crate::backoff::Backoff;
 use crate::nats::headers::{self, Envelope};
+use crate::nats::metrics::ConsumerRef;
 use crate::nats::{Nats, SAGA_REPLIES};
 use crate::store::sagas::{SagaExecuteError, SagaRepository};
 use crate::telemetry::{trace_context, Metrics};
@@ -41,6 +42,33 @@ pub struct ReplyConsumer {
     /// [`redelivery_delay`]; without jitter, so a delivery's delay can be read back).
     pub retry: Backoff,
 }
+
+/// The `consumer` label of the reply consumer's NATS metrics (`nats_consumed_total`,
+/// `nats_consumer_*_messages`).
+pub const CONSUMER: &str = "saga-replies";
+
+/// The durable consumer every replica shares on `nats`' replies stream (`deploy/nats/users.conf`
+/// allows the service exactly this one), for [`ReplyConsumer::run`] and for the metrics.
+pub fn consumer(nats: &Nats) -> ConsumerRef {
+    let stream = nats.stream_name(SAGA_REPLIES);
+    ConsumerRef {
+        label: CONSUMER,
+        durable: format!("{stream}_order_service"),
+        stream,
+    }
+}
+
+/// Every `outcome` of a delivery in `nats_consumed_total`, and every `cause` of
+/// `saga_reply_transient_failures_total`: their series are made at 0 when the consumer starts,
+/// so that the first dead letter or failure after a start is an increase a rule can see.
+const OUTCOMES: [&str; 5] = [
+    "processed",
+    "ignored",
+    "retried",
+    "dead_lettered",
+    "dead_letter_failed",
+];
+const CAUSES: [&str; 3] = ["conflict", "store", "dead_letter"];
 
 /// The `saga_replies_ignored_total` reason of a reply that does not parse (beside the saga's
 /// own [`order_sagas::IgnoredReason`] codes).
@@ -76,14 +104,31 @@ impl ReplyConsumer {
     /// Consumes until `shutdown` is cancelled (then finishes and acks the replies it holds), or
     /// until the consumer fails: its supervisor creates it again.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let stream_name = self.nats.stream_name(SAGA_REPLIES);
+        for outcome in OUTCOMES {
+            self.metrics
+                .nats
+                .consumed
+                .with_label_values(&[CONSUMER, outcome])
+                .inc_by(0);
+        }
+        for cause in CAUSES {
+            self.metrics
+                .replies
+                .transient_failures
+                .with_label_values(&[cause])
+                .inc_by(0);
+        }
+        let ConsumerRef {
+            stream: stream_name,
+            durable,
+            ..
+        } = consumer(&self.nats);
         let stream = self
             .nats
             .js
             .get_stream(&stream_name)
             .await
             .context("replies stream")?;
-        let durable = format!("{stream_name}_order_service");
         // Create, or update a consumer left by an earlier version (which had `max_deliver: 8`
         // and so let the server drop replies after an outage).
         let consumer = stream
@@ -188,7 +233,7 @@ impl ReplyConsumer {
         self.metrics
             .nats
             .consumed
-            .with_label_values(&["saga-replies", label])
+            .with_label_values(&[CONSUMER, label])
             .inc();
         message
             .ack_with(ack)

@@ -18,6 +18,7 @@ mod live;
 mod log_reader;
 mod nats_trust;
 mod openapi;
+mod ops_artifacts;
 mod process_metrics;
 mod processes;
 mod projections;

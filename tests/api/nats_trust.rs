@@ -24,7 +24,7 @@ const WAIT: Duration = Duration::from_secs(20);
 const USERS: [&str; 4] = ["order-service", "inventory", "payment", "events-reader"];
 
 /// A nats-server of our own, configured by `deploy/nats/nats-server.conf`; killed on drop.
-struct PrivateNats {
+pub(crate) struct PrivateNats {
     child: Option<tokio::process::Child>,
     port: u16,
     passwords: HashMap<&'static str, String>,
@@ -78,7 +78,7 @@ fn nats_server_binary() -> PathBuf {
 }
 
 impl PrivateNats {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let dir = std::env::temp_dir().join(format!("order-nats-{}", Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).expect("store dir");
         let passwords: HashMap<&'static str, String> = USERS
@@ -97,7 +97,7 @@ impl PrivateNats {
 
     /// Starts the server (again) on its port and store, and waits until the service's user
     /// gets in.
-    async fn run(&mut self) {
+    pub(crate) async fn run(&mut self) {
         let config = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/nats/nats-server.conf");
         let child = tokio::process::Command::new(nats_server_binary())
             .args(["-c", config, "-a", "127.0.0.1"])
@@ -127,7 +127,7 @@ impl PrivateNats {
     }
 
     /// Stops the server (SIGKILL) and waits until it is gone.
-    async fn stop(&mut self) {
+    pub(crate) async fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill().await;
         }
@@ -179,7 +179,7 @@ impl PrivateNats {
     }
 
     /// The service's settings for this server: its user, no prefix (what the config assumes).
-    fn configure(&self, s: &mut Settings) {
+    pub(crate) fn configure(&self, s: &mut Settings) {
         s.nats_url = Some(self.url().into());
         s.nats.prefix = String::new();
         s.nats.credentials = self.credentials("order-service");
