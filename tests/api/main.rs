@@ -26,4 +26,5 @@ mod rebuild;
 mod reply_failures;
 mod saga_metrics;
 mod sagas;
+mod startup;
 mod supervision;
