@@ -23,8 +23,9 @@ use crate::backoff::{Backoff, Jitter};
 use crate::lifecycle::Lifecycle;
 
 /// Longest one attempt may take (a connection to a host that drops packets, a JetStream request
-/// without answer).
-pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+/// without answer): under 5 s, so that even then the first failure is logged within 5 s of the
+/// start.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(4);
 /// The first wait after a failed attempt.
 pub const RETRY_FIRST: Duration = Duration::from_millis(100);
 /// The longest wait between two attempts.
