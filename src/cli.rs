@@ -90,11 +90,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve => {
             let traces = init_logs(&settings, LogFormat::Json)?;
-            let result = async {
-                let app = Application::build(&settings).await?;
-                app.run_until_stopped(shutdown_signal()).await
-            }
-            .await;
+            let result = crate::startup::serve(&settings, shutdown_signal()).await;
             // the last spans (the shutdown's own included) reach the collector
             traces.shutdown().await;
             result
@@ -282,6 +278,8 @@ async fn dev(mut settings: Settings, data_dir: &std::path::Path) -> anyhow::Resu
         .clone()
         .context("a secret was just set")?;
     settings.database.migrate_on_start = true;
+    // no load balancer in front of a dev instance: Ctrl-C stops it at once
+    settings.http.shutdown_delay_ms = 0;
     if settings.simulator.enabled.is_none() {
         settings.simulator.enabled = Some(true);
     }

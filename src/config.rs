@@ -129,6 +129,10 @@ pub struct HttpSettings {
     /// Connections served at once; more wait in the kernel's backlog. Mind the process's file
     /// descriptor limit (`ulimit -n`), which the database pool and NATS share.
     pub max_connections: usize,
+    /// After SIGTERM or Ctrl-C, how long the service keeps serving with `/health/ready`
+    /// answering 503 before it stops accepting connections (ms), so load balancers take it out
+    /// of rotation first; then requests in flight drain.
+    pub shutdown_delay_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -369,6 +373,7 @@ impl Default for Settings {
                 header_timeout_ms: 10_000,
                 idle_timeout_ms: 60_000,
                 max_connections: 1_024,
+                shutdown_delay_ms: 5_000,
             },
             database: DatabaseSettings {
                 max_connections: 32,

@@ -7,6 +7,7 @@
 //! * [`supervisor`]: `supervise`, the one way a background worker runs, restarts and stops.
 //! * [`backoff`]: the one backoff policy (restarts, redeliveries, conflicts).
 //! * [`startup`]: `Application::build` / `run_until_stopped`, the one wiring point.
+//! * [`lifecycle`]: where the process stands (still starting, shutting down), for readiness.
 //! * [`state`]: the shared state handed to every HTTP handler.
 //! * [`http`]: the REST API (poem-openapi), auth and problem+json errors.
 //! * [`live`]: the live feeds of orders and stores (one follower of the log per process, run
@@ -30,6 +31,7 @@ pub mod config;
 #[cfg(feature = "devstack")]
 pub mod devstack;
 pub mod http;
+pub mod lifecycle;
 pub mod live;
 pub mod log;
 pub mod metric;

@@ -7,6 +7,7 @@ use sqlx::PgPool;
 use crate::config::LimitSettings;
 use crate::http::auth::JwtVerifier;
 use crate::http::throttle::Throttle;
+use crate::lifecycle::Lifecycle;
 use crate::live::LiveFeeds;
 use crate::log::AppendSignal;
 use crate::nats::Nats;
@@ -41,4 +42,6 @@ pub struct AppState {
     pub throttle: Throttle,
     /// The NATS connection, when this process runs the saga machinery (readiness checks it).
     pub nats: Option<Nats>,
+    /// Whether the process is shutting down (readiness then answers 503).
+    pub lifecycle: Lifecycle,
 }

@@ -22,6 +22,7 @@ pub mod sagas;
 pub mod security;
 pub mod server;
 pub mod spec;
+pub mod starting;
 pub mod throttle;
 
 use poem::middleware::{RequestId, ReuseId};

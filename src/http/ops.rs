@@ -6,6 +6,7 @@ use poem_openapi::payload::{Json, PlainText};
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use super::spec::ApiTags;
+use crate::lifecycle::Lifecycle;
 use crate::state::AppState;
 use crate::supervisor::WorkerStatus;
 
@@ -56,11 +57,13 @@ impl OpsApi {
         PlainText("ok")
     }
 
-    /// Readiness: database, NATS with JetStream, background workers
+    /// Readiness: database, NATS with JetStream, background workers, not shutting down
     ///
     /// 200 when the database answers and is migrated, NATS answers with JetStream (when the
-    /// saga machinery runs in this process) and every background worker is up; else 503. The
-    /// body names each check; a failed one says what failed, never an internal error text.
+    /// saga machinery runs in this process), every background worker is up and the process was
+    /// not told to stop; else 503. The body names each check; a failed one says what failed,
+    /// never an internal error text. While the service is still starting it answers 503 naming
+    /// the dependency it waits for (`database`, `nats`).
     #[oai(path = "/health/ready", method = "get", operation_id = "ready")]
     async fn ready(&self, state: Data<&AppState>) -> ReadyResponse {
         let database = match crate::store::migrations_applied(&state.pool).await {
@@ -92,6 +95,7 @@ impl OpsApi {
             checks.push(nats_check(nats).await);
         }
         checks.push(workers(&state.supervisor.statuses()));
+        checks.extend(shutdown(&state.lifecycle));
         let ready = checks.iter().all(|c| c.ok);
         let report = Readiness { ready, checks };
         if ready {
@@ -123,6 +127,43 @@ impl OpsApi {
         }
         MetricsResponse::Ok(PlainText(state.metrics.render()))
     }
+}
+
+/// Readiness while `serve` is still starting: what start-up last reported per dependency,
+/// then, once every dependency answered, a `startup` check for the rest of the build. Never
+/// ready.
+pub fn while_starting(lifecycle: &Lifecycle) -> ReadyResponse {
+    let mut checks: Vec<Check> = lifecycle
+        .startup_checks()
+        .into_iter()
+        .map(|c| Check {
+            name: c.name.into(),
+            ok: c.ok,
+            detail: c.detail,
+        })
+        .collect();
+    if checks.iter().all(|c| c.ok) {
+        checks.push(Check {
+            name: "startup".into(),
+            ok: false,
+            detail: Some("starting".into()),
+        });
+    }
+    checks.extend(shutdown(lifecycle));
+    ReadyResponse::NotReady(Json(Readiness {
+        ready: false,
+        checks,
+    }))
+}
+
+/// The `shutdown` check, failed, once the process was told to stop (so load balancers take it
+/// out of rotation while it still serves); absent before.
+fn shutdown(lifecycle: &Lifecycle) -> Option<Check> {
+    lifecycle.is_stopping().then(|| Check {
+        name: "shutdown".into(),
+        ok: false,
+        detail: Some("shutting down".into()),
+    })
 }
 
 /// How long the NATS check waits for JetStream's answer.

@@ -102,6 +102,10 @@ pub enum ApiError {
     /// 503: a dependency (database) is unavailable.
     #[error("service temporarily unavailable")]
     Unavailable(#[source] anyhow::Error),
+    /// 503: the service is still starting (waiting for its database or NATS) or has begun to
+    /// stop; retry after 1 s, here or at another replica.
+    #[error("{detail}")]
+    Starting { detail: String },
     /// 503: the read model of an order did not reach the wanted version within the bounded
     /// wait (`at` is where it stands, 0 when it has not seen the order yet); retry after 1 s.
     #[error("the read model of order {order_id} is at version {at}, not yet at version {wanted}; retry shortly")]
@@ -171,6 +175,7 @@ impl ApiError {
             Self::Invalid { slug, .. } => (StatusCode::UNPROCESSABLE_ENTITY, slug),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "service-unavailable"),
             Self::ProjectionBehind { .. } => (StatusCode::SERVICE_UNAVAILABLE, "projection-behind"),
+            Self::Starting { .. } => (StatusCode::SERVICE_UNAVAILABLE, "starting"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal-error"),
         }
     }
@@ -270,7 +275,7 @@ impl ApiError {
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
             }
-            Self::Unavailable(_) | Self::ProjectionBehind { .. } => {
+            Self::Unavailable(_) | Self::ProjectionBehind { .. } | Self::Starting { .. } => {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(1));

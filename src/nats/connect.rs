@@ -143,7 +143,10 @@ pub async fn connect(
     options
         .connect(servers.addrs.clone())
         .await
-        .map_err(|e| anyhow!("connecting to NATS at {servers} as {who}: {e}"))
+        // async-nats's error keeps the I/O error under it ("connection refused" or a timeout)
+        .map_err(|e| {
+            anyhow::Error::new(e).context(format!("connecting to NATS at {servers} as {who}"))
+        })
 }
 
 /// `options` with the one configured credential, and who that makes us (for messages).

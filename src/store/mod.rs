@@ -30,12 +30,23 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 /// would add a round trip to each of them), and an idle-in-transaction timeout so a stuck
 /// client cannot hold back every log reader's snapshot horizon.
 pub async fn connect(url: &SecretString, settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
-    let options: PgConnectOptions = url
+    pool(connect_options(url)?, settings)
+        .await
+        .context("connecting to PostgreSQL")
+}
+
+/// What `DATABASE_URL` says, with what the service adds to every session.
+pub fn connect_options(url: &SecretString) -> anyhow::Result<PgConnectOptions> {
+    Ok(url
         .expose_secret()
         .parse::<PgConnectOptions>()
         .context("DATABASE_URL is not a valid PostgreSQL connection string")?
         .application_name("order-service")
-        .options([("idle_in_transaction_session_timeout", "30s")]);
+        .options([("idle_in_transaction_session_timeout", "30s")]))
+}
+
+/// The pool on `options` (see [`connect`]), with its first connection open.
+pub async fn pool(options: PgConnectOptions, settings: &DatabaseSettings) -> sqlx::Result<PgPool> {
     PgPoolOptions::new()
         .max_connections(settings.max_connections)
         .min_connections(1)
@@ -43,7 +54,6 @@ pub async fn connect(url: &SecretString, settings: &DatabaseSettings) -> anyhow:
         .test_before_acquire(false)
         .connect_with(options)
         .await
-        .context("connecting to PostgreSQL")
 }
 
 /// A `LISTEN` connection named `application_name` (so other sessions can tell it apart in

@@ -295,6 +295,8 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     // Migrated above, by the migrator: the runtime role could not.
     settings.database.migrate_on_start = false;
     settings.database.max_connections = 8;
+    // No load balancer to wait for: a stopped test app closes its listener at once.
+    settings.http.shutdown_delay_ms = 0;
     // Tests drive many commands and feeds as one caller; the tests of the limits set their own.
     settings.limits.commands_per_second = 100_000;
     settings.limits.command_burst = 100_000;
@@ -1071,4 +1073,180 @@ async fn checkpoint_at_end(
     .await
     .expect("events after the checkpoint");
     (!behind).then_some(at)
+}
+
+/// `order-service serve` as a child process with only the environment given (and `PATH`),
+/// logging JSON at `info` unless told otherwise; every line it prints (stdout and stderr) is
+/// read as it comes. Killed on drop.
+pub struct ServeChild {
+    child: tokio::process::Child,
+    lines: tokio::sync::mpsc::UnboundedReceiver<String>,
+    /// Every line read so far.
+    pub log: Vec<String>,
+    /// When the process was started.
+    pub started: std::time::Instant,
+    /// The HTTP port, once read from its "serving HTTP" line.
+    port: Option<u16>,
+}
+
+impl ServeChild {
+    /// Starts `serve` on a port of its choosing with `env` (`APP__HTTP__ADDR` and
+    /// `APP__AUTH__JWT_SECRET` are set unless `env` sets them).
+    pub fn spawn<K, V>(env: impl IntoIterator<Item = (K, V)>) -> Self
+    where
+        K: AsRef<std::ffi::OsStr>,
+        V: AsRef<std::ffi::OsStr>,
+    {
+        use std::process::Stdio;
+        use tokio::io::AsyncBufReadExt as _;
+
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_order-service"));
+        command
+            .arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("APP__HTTP__ADDR", "127.0.0.1:0")
+            .env("APP__AUTH__JWT_SECRET", SECRET)
+            .env("APP__LOG__FORMAT", "json")
+            .env("RUST_LOG", "info")
+            .envs(env)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let started = std::time::Instant::now();
+        let mut child = command.spawn().expect("order-service serve starts");
+        let (tx, lines) = tokio::sync::mpsc::unbounded_channel();
+        let stdout = child.stdout.take().expect("stdout");
+        let stderr = child.stderr.take().expect("stderr");
+        let out = tx.clone();
+        tokio::spawn(async move {
+            let mut reader = tokio::io::BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                let _ = out.send(line);
+            }
+        });
+        tokio::spawn(async move {
+            let mut reader = tokio::io::BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                let _ = tx.send(line);
+            }
+        });
+        Self {
+            child,
+            lines,
+            log: Vec::new(),
+            started,
+            port: None,
+        }
+    }
+
+    /// Reads lines until one satisfies `wanted` (returned), the output ends, or `timeout`.
+    pub async fn wait_for_line(
+        &mut self,
+        timeout: Duration,
+        wanted: impl Fn(&str) -> bool,
+    ) -> Option<String> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while let Ok(Some(line)) = tokio::time::timeout_at(deadline, self.lines.recv()).await {
+            self.note(&line);
+            if wanted(&line) {
+                return Some(line);
+            }
+        }
+        None
+    }
+
+    /// Keeps `line`, and the port when it is the "serving HTTP" line.
+    fn note(&mut self, line: &str) {
+        if line.contains("serving HTTP") {
+            if let Ok(json) = serde_json::from_str::<Value>(line) {
+                self.port = json["port"].as_u64().and_then(|p| u16::try_from(p).ok());
+            }
+        }
+        self.log.push(line.to_owned());
+    }
+
+    /// The HTTP port, from the "serving HTTP" line (printed as soon as the listener is bound).
+    pub async fn port(&mut self) -> u16 {
+        if self.port.is_none() {
+            self.wait_for_line(Duration::from_secs(20), |l| l.contains("serving HTTP"))
+                .await;
+        }
+        self.port
+            .unwrap_or_else(|| panic!("serve did not bind its listener: {:#?}", self.log))
+    }
+
+    /// `GET path`: its status and body (JSON when it parses, else a JSON string), or `None`
+    /// when nothing answers.
+    pub async fn get(&mut self, path: &str) -> Option<(u16, Value)> {
+        let url = format!("http://127.0.0.1:{}{path}", self.port().await);
+        let response = reqwest::Client::new()
+            .get(url)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .ok()?;
+        let status = response.status().as_u16();
+        let text = response.text().await.ok()?;
+        Some((
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        ))
+    }
+
+    /// Polls `/health/ready` until `accept` likes its answer; that answer, or `None` after
+    /// `timeout`.
+    pub async fn wait_for_ready(
+        &mut self,
+        timeout: Duration,
+        accept: impl Fn(u16, &Value) -> bool,
+    ) -> Option<(u16, Value)> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some((status, body)) = self.get("/health/ready").await {
+                if accept(status, &body) {
+                    return Some((status, body));
+                }
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGTERM, as an orchestrator stops a container.
+    pub fn terminate(&self) {
+        let pid = self.child.id().expect("the process runs");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(i32::try_from(pid).expect("a pid")),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .expect("SIGTERM sent");
+    }
+
+    /// Waits (at most `timeout`) for the process to exit and reads the rest of its output.
+    pub async fn exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let status = tokio::time::timeout(timeout, self.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("serve did not exit: {:#?}", self.log))
+            .expect("waiting for serve");
+        while let Some(line) = self.lines.recv().await {
+            self.note(&line);
+        }
+        status
+    }
+
+    /// Everything read so far, one line after the other.
+    pub fn output(&self) -> String {
+        self.log.join("\n")
+    }
+}
+
+/// A check of a readiness answer by name, if present.
+pub fn check<'a>(body: &'a Value, name: &str) -> Option<&'a Value> {
+    body["checks"]
+        .as_array()?
+        .iter()
+        .find(|c| c["name"] == name)
 }

@@ -27,5 +27,6 @@ mod rebuild;
 mod reply_failures;
 mod saga_metrics;
 mod sagas;
+mod startup;
 mod supervision;
 mod traces;

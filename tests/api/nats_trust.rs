@@ -18,7 +18,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use crate::helpers::{spawn_app, spawn_app_with, TestApp};
+use crate::helpers::{spawn_app, spawn_app_with, ServeChild, TestApp};
 
 const WAIT: Duration = Duration::from_secs(20);
 const USERS: [&str; 4] = ["order-service", "inventory", "payment", "events-reader"];
@@ -390,8 +390,8 @@ async fn a_declined_payment_rejects_the_order_with_every_party_on_its_own_user()
     assert!(saga.to_string().contains("declined"), "{saga}");
 }
 
-/// Runs `order-service serve` against an unreachable NATS given a password, and returns what it
-/// printed once it gave up.
+/// What `serve` prints while NATS at `nats_url` does not answer: everything up to the line
+/// naming the server (it keeps waiting for NATS; then it is stopped), debug logs included.
 async fn serve_output(app: &TestApp, nats_url: &str, extra: &[(&str, &str)]) -> String {
     use secrecy::ExposeSecret as _;
     let database = app
@@ -401,30 +401,25 @@ async fn serve_output(app: &TestApp, nats_url: &str, extra: &[(&str, &str)]) -> 
         .expect("database url")
         .expose_secret()
         .to_owned();
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_order-service"));
-    command
-        .arg("serve")
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("DATABASE_URL", database)
-        .env("NATS_URL", nats_url)
-        .env("APP__HTTP__ADDR", "127.0.0.1:0")
-        .env(
-            "APP__AUTH__JWT_SECRET",
-            "a-secret-of-at-least-thirty-two-bytes-0123456789",
-        )
-        .env("APP__LOG__FORMAT", "json")
-        .env("RUST_LOG", "debug")
-        .kill_on_drop(true);
-    for (k, v) in extra {
-        command.env(k, v);
-    }
-    let output = tokio::time::timeout(WAIT, command.output())
-        .await
-        .expect("serve gives up on an unreachable NATS")
-        .expect("serve runs");
-    assert!(!output.status.success(), "serve started without NATS");
-    String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr)
+    let mut env = vec![
+        ("DATABASE_URL", database),
+        ("NATS_URL", nats_url.to_owned()),
+        ("RUST_LOG", "debug".to_owned()),
+    ];
+    env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+    let mut serve = ServeChild::spawn(env);
+    let server = nats_url.rsplit('@').next().unwrap_or(nats_url).to_owned();
+    let named = serve
+        .wait_for_line(WAIT, |l| l.contains("WARN") && l.contains(&server))
+        .await;
+    serve.terminate();
+    serve.exit(WAIT).await;
+    assert!(
+        named.is_some(),
+        "serve does not say it waits for {server}: {}",
+        serve.output()
+    );
+    serve.output()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
