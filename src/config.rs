@@ -292,7 +292,7 @@ pub struct SagaSettings {
     pub reply_retry_max_ms: u64,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct OtelSettings {
     /// Where traces go: the collector's base URL (`http://collector:4318` over HTTP, to which
     /// `/v1/traces` is added; `http://collector:4317` over gRPC). Unset: the standard
@@ -437,13 +437,7 @@ impl Default for Settings {
                 reply_retry_first_ms: 200,
                 reply_retry_max_ms: 30_000,
             },
-            otel: OtelSettings {
-                endpoint: None,
-                protocol: None,
-                service_name: None,
-                instance_id: None,
-                sample_ratio: None,
-            },
+            otel: OtelSettings::default(),
             log: LogSettings { format: None },
             limits: LimitSettings {
                 max_body_bytes: 64 * 1024,
