@@ -389,38 +389,57 @@ async fn feeds_whose_client_stops_reading_catch_up_from_the_database_without_a_g
         .expect("order feed");
     let mut store_feed = live.store(store, None).await.expect("store feed");
 
-    // Act: 90 changes, each its own batch, then the client reads again.
-    for i in 0..90 {
+    // Act: 90 changes, each its own batch (the next waits until the follower passed the last
+    // one: under load it would otherwise read several per batch, and the broadcast might not
+    // overflow), then the client reads again.
+    let position = async || {
+        sample(
+            &app.metrics_page().await,
+            "log_reader_position{reader=\"live\"}",
+        )
+    };
+    let changes = 90_i64;
+    for i in 0..changes {
+        let before = position().await;
         app.add_item(&admin, order, &format!("P{}", i % 30 + 1), 1)
             .await
             .assert_status(200);
+        let deadline = std::time::Instant::now() + PATIENCE;
+        while position().await == before {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the follower did not move"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
-    let of_order = receive(&mut order_feed, 90).await;
-    let of_store = receive(&mut store_feed, 90).await;
+    let n = usize::try_from(changes).expect("count");
+    let of_order = receive(&mut order_feed, n).await;
+    let of_store = receive(&mut store_feed, n).await;
+    let page = app.metrics_page().await;
+    for feed in ["order", "store"] {
+        let lagged = format!("live_catch_ups_total{{feed=\"{feed}\",reason=\"lagged\"}}");
+        assert!(sample(&page, &lagged) >= 1, "{feed} fell behind: {page}");
+    }
 
-    // Assert: both fell behind, and still carry every version once, in order.
+    // Assert: both carry every version once, in order.
     let versions = |ms: &[LiveMessage]| -> Vec<i64> {
         ms.iter()
             .map(|m| m.data["version"].as_i64().expect("version"))
             .collect()
     };
-    assert_eq!(versions(&of_order), (3..=92).collect::<Vec<_>>());
-    assert_eq!(versions(&of_store), (3..=92).collect::<Vec<_>>());
+    assert_eq!(versions(&of_order), (3..=changes + 2).collect::<Vec<_>>());
+    assert_eq!(versions(&of_store), (3..=changes + 2).collect::<Vec<_>>());
     let ids: Vec<&str> = of_order.iter().map(|m| m.id.as_str()).collect();
     assert_eq!(ids.first(), Some(&"3"));
-    let page = app.metrics_page().await;
-    for feed in ["order", "store"] {
-        let lagged = format!("live_catch_ups_total{{feed=\"{feed}\",reason=\"lagged\"}}");
-        assert!(sample(&page, &lagged) >= 1, "{feed}: {page}");
-    }
 
     // Assert: nothing more queued behind them (no repeat from the catch-ups): one more change
     // is what comes next on both, and then nothing.
     app.add_item(&admin, order, "P1", 1)
         .await
         .assert_status(200);
-    assert_eq!(versions(&receive(&mut order_feed, 1).await), [93]);
-    assert_eq!(versions(&receive(&mut store_feed, 1).await), [93]);
+    assert_eq!(versions(&receive(&mut order_feed, 1).await), [changes + 3]);
+    assert_eq!(versions(&receive(&mut store_feed, 1).await), [changes + 3]);
     assert!(
         order_feed.try_recv().is_err(),
         "nothing more on the order feed"
