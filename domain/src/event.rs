@@ -145,23 +145,28 @@ impl OrderChange {
 
     /// The status an order is in after this change, if the change moves it.
     pub fn resulting_status(&self) -> Option<OrderStatus> {
-        Some(match self {
-            Self::OrderCreated { .. } => OrderStatus::Draft,
-            Self::OrderPlaced { .. } => OrderStatus::Placed,
-            Self::OrderConfirmed => OrderStatus::Confirmed,
-            Self::OrderRejected { .. } => OrderStatus::Rejected,
-            Self::PreparationStarted { .. } => OrderStatus::Preparing,
-            Self::OrderReadyForPickup { .. } => OrderStatus::ReadyForPickup,
-            Self::OrderPickedUp { .. } => OrderStatus::PickedUp,
-            Self::OrderShipped { .. } => OrderStatus::Shipped,
-            Self::OrderDelivered { .. } => OrderStatus::Delivered,
-            Self::OrderCancelled { .. } => OrderStatus::Cancelled,
-            Self::DraftDiscarded => OrderStatus::Discarded,
-            Self::ItemAdded { .. }
-            | Self::ItemQuantityChanged { .. }
-            | Self::ItemRemoved { .. } => return None,
-        })
+        status_reached_by(self.event_type())
     }
+}
+
+/// The status an order is in after an event of type `event_type` (as stored), if such an
+/// event moves it: how readers that hold only the log (live feeds) tell an order's status
+/// without decoding every event.
+pub fn status_reached_by(event_type: &str) -> Option<OrderStatus> {
+    Some(match event_type {
+        "OrderCreated" => OrderStatus::Draft,
+        "OrderPlaced" => OrderStatus::Placed,
+        "OrderConfirmed" => OrderStatus::Confirmed,
+        "OrderRejected" => OrderStatus::Rejected,
+        "PreparationStarted" => OrderStatus::Preparing,
+        "OrderReadyForPickup" => OrderStatus::ReadyForPickup,
+        "OrderPickedUp" => OrderStatus::PickedUp,
+        "OrderShipped" => OrderStatus::Shipped,
+        "OrderDelivered" => OrderStatus::Delivered,
+        "OrderCancelled" => OrderStatus::Cancelled,
+        "DraftDiscarded" => OrderStatus::Discarded,
+        _ => return None,
+    })
 }
 
 impl DomainEvent for OrderEvent {
@@ -176,6 +181,33 @@ impl DomainEvent for OrderEvent {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn every_status_is_reached_by_exactly_one_event_type_and_item_changes_reach_none() {
+        let types = [
+            "OrderCreated",
+            "OrderPlaced",
+            "OrderConfirmed",
+            "OrderRejected",
+            "PreparationStarted",
+            "OrderReadyForPickup",
+            "OrderPickedUp",
+            "OrderShipped",
+            "OrderDelivered",
+            "OrderCancelled",
+            "DraftDiscarded",
+        ];
+        for status in OrderStatus::ALL {
+            let reaching = types
+                .iter()
+                .filter(|t| status_reached_by(t) == Some(status))
+                .count();
+            assert_eq!(reaching, 1, "{status:?}");
+        }
+        for t in ["ItemAdded", "ItemQuantityChanged", "ItemRemoved", "Unknown"] {
+            assert_eq!(status_reached_by(t), None, "{t}");
+        }
+    }
+
     use super::*;
 
     #[test]

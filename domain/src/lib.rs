@@ -21,7 +21,7 @@ pub use command::{
     CatalogProduct, CommandMark, CreateOrder, Envelope, NewItem, OrderCommand, PriceList,
 };
 pub use error::OrderError;
-pub use event::{LineSnapshot, OrderChange, OrderEvent, PERSONAL_DATA_FIELDS};
+pub use event::{status_reached_by, LineSnapshot, OrderChange, OrderEvent, PERSONAL_DATA_FIELDS};
 pub use order::{Decision, Order, OrderLine, Shipment, MAX_DRAFT_EVENTS, MAX_LINES};
 pub use status::OrderStatus;
 pub use values::*;

@@ -348,6 +348,23 @@ pub async fn stores_of_orders(
     .await
 }
 
+/// The type of every event of these orders (ids as the event store keys them), oldest first
+/// per order.
+pub async fn order_event_types(
+    conn: &mut sqlx::PgConnection,
+    order_ids: &[String],
+) -> Result<Vec<(Uuid, i64, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "select order_id, version, event_type
+           from order_events
+          where aggregate_id = any($1)
+          order by order_id, version",
+    )
+    .bind(order_ids)
+    .fetch_all(conn)
+    .await
+}
+
 /// Every status an order went through, oldest first.
 pub async fn status_history(
     pool: &PgPool,

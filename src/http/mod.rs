@@ -10,6 +10,7 @@ pub mod consistency;
 pub mod cursor;
 pub mod limits;
 pub mod live;
+pub mod live_doc;
 pub mod metrics;
 pub mod negotiate;
 pub mod observe;
@@ -40,6 +41,7 @@ type Apis = spec::SharedPaths<(
     catalog::CatalogApi,
     admin::AdminApi,
     ops::OpsApi,
+    live_doc::LiveFeedsDoc,
 )>;
 
 /// The OpenAPI service (also used by `order-service openapi` to print the spec).
@@ -52,6 +54,7 @@ pub fn openapi() -> OpenApiService<Apis, ()> {
             catalog::CatalogApi,
             admin::AdminApi,
             ops::OpsApi,
+            live_doc::LiveFeedsDoc,
         )),
         "order-service",
         env!("CARGO_PKG_VERSION"),

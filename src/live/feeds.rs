@@ -11,7 +11,6 @@
 //! * **A slow client holds no connection.** A catch-up holds a database connection only while
 //!   it reads, never while the client is slow to take a message.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,7 +20,10 @@ use sqlx::PgPool;
 use tokio::sync::{broadcast, mpsc};
 use uuid::Uuid;
 
-use super::follower::{with_stores, Hub, Subscription, STORE_CACHE_ENTRIES};
+use order_domain::{status_reached_by, OrderStatus};
+
+use super::annotate::Known;
+use super::follower::{Hub, Subscription};
 use super::message::{store_feed_id, LiveEvent, LiveMessage, OrderStart};
 use crate::log::{read_tail, Cursor};
 
@@ -113,14 +115,31 @@ impl OrderFeed {
         }
     }
 
+    /// The order's status after its event of `version` (`None` before its first).
+    async fn status_after(&self, version: i64) -> anyhow::Result<Option<OrderStatus>> {
+        let mut conn = self.hub.pool.acquire().await?;
+        let history = read::order_event_types(&mut conn, &[self.order_id.to_string()])
+            .await
+            .context("reading the order's statuses")?;
+        Ok(history
+            .iter()
+            .take_while(|(_, v, _)| *v <= version)
+            .fold(None, |status, (_, _, event_type)| {
+                status_reached_by(event_type).or(status)
+            }))
+    }
+
     /// Sends the order's events after `last` from the event store, moving `last`.
     async fn catch_up(&self, last: &mut i64) -> anyhow::Result<Gone> {
+        let mut status = self.status_after(*last).await?;
         loop {
             let events = read::order_events(&self.hub.pool, self.order_id, *last, CATCH_UP_BATCH)
                 .await
                 .context("reading the order's events")?;
             let full = events.len() >= CATCH_UP_BATCH as usize;
             for e in events {
+                let previous = status;
+                status = status_reached_by(&e.event_type).or(previous);
                 let live = LiveEvent {
                     at: Cursor::default(),
                     order_id: self.order_id,
@@ -130,6 +149,8 @@ impl OrderFeed {
                     event_type: e.event_type,
                     payload: e.payload,
                     recorded_at: e.recorded_at,
+                    status,
+                    previous_status: previous,
                 };
                 if self
                     .send(LiveMessage::event(e.version.to_string(), &live)?)
@@ -294,7 +315,7 @@ impl StoreFeed {
         until: Cursor,
         opened: Option<&Committed>,
     ) -> anyhow::Result<Gone> {
-        let mut stores = HashMap::new();
+        let mut known = Known::default();
         let patience = tokio::time::Instant::now() + CATCH_UP_PATIENCE;
         loop {
             let (tail, events) = {
@@ -302,10 +323,7 @@ impl StoreFeed {
                 let tail = read_tail(&mut conn, *at, i64::from(CATCH_UP_BATCH), None)
                     .await
                     .context("reading the log")?;
-                if stores.len() > STORE_CACHE_ENTRIES {
-                    stores.clear();
-                }
-                let events = with_stores(&mut conn, &tail.events, &mut stores).await?;
+                let events = known.annotate(&mut conn, &tail.events).await?;
                 (tail, events)
             };
             for e in events.iter().filter(|e| self.wanted(e, opened)) {

@@ -12,26 +12,20 @@
 //!   last one to leave stops it; each start has a broadcast of its own, so a stopping
 //!   follower's last batch reaches no newer feed.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use anyhow::Context as _;
-use order_projections::queries as read;
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
+use super::annotate::Known;
 use super::message::LiveEvent;
-use crate::log::{end_of_log, Aggregate, AppendSignal};
+use crate::log::{end_of_log, AppendSignal};
 use crate::log::{Checkpoints, Cursor, LogEvent, LogHandler, LogReader, ReaderConfig};
 use crate::telemetry::Metrics;
 
 /// Name of the follower's reader (metric label).
 pub const READER: &str = "live";
-
-/// Orders whose store the follower remembers (then it forgets them all and starts again).
-pub(super) const STORE_CACHE_ENTRIES: usize = 100_000;
 
 /// What every feed of a process shares: the database, the metrics, the running follower.
 #[derive(Debug)]
@@ -163,7 +157,7 @@ impl Hub {
         let handler = Broadcaster {
             batches: batches.clone(),
             position: Arc::clone(&position),
-            stores: HashMap::new(),
+            known: Known::default(),
         };
         let config = ReaderConfig::new(READER).checkpointing(Checkpoints::Never);
         let reader = LogReader::new(self.pool.clone(), config, self.metrics.clone())
@@ -201,8 +195,8 @@ impl Hub {
 struct Broadcaster {
     batches: broadcast::Sender<Arc<[LiveEvent]>>,
     position: Arc<watch::Sender<Cursor>>,
-    /// Order → store, learnt from `OrderCreated` events and lookups.
-    stores: HashMap<Uuid, Uuid>,
+    /// Each order's store and status, learnt from its events and lookups.
+    known: Known,
 }
 
 impl LogHandler for Broadcaster {
@@ -210,10 +204,7 @@ impl LogHandler for Broadcaster {
         let Some(last) = batch.last().map(LogEvent::cursor) else {
             return Ok(());
         };
-        if self.stores.len() > STORE_CACHE_ENTRIES {
-            self.stores.clear();
-        }
-        let events = with_stores(conn, batch, &mut self.stores).await?;
+        let events = self.known.annotate(conn, batch).await?;
         if !events.is_empty() {
             // no feed open right now is not a failure
             let _ = self.batches.send(events.into());
@@ -223,50 +214,4 @@ impl LogHandler for Broadcaster {
         self.position.send_replace(last);
         Ok(())
     }
-}
-
-/// The order events of `batch` with their stores: from the batch's own `OrderCreated` events,
-/// `known`, and one query for the rest (remembered in `known`).
-pub(super) async fn with_stores(
-    conn: &mut PgConnection,
-    batch: &[LogEvent],
-    known: &mut HashMap<Uuid, Uuid>,
-) -> anyhow::Result<Vec<LiveEvent>> {
-    let mut unknown = Vec::new();
-    for e in batch {
-        let Aggregate::Order(order) = e.aggregate else {
-            continue;
-        };
-        let order = order.as_uuid();
-        let created = e
-            .payload
-            .get("store_id")
-            .and_then(serde_json::Value::as_str)
-            .and_then(|s| s.parse().ok())
-            .filter(|_| e.sequence == 1);
-        if let Some(store) = created {
-            known.insert(order, store);
-        } else if !known.contains_key(&order) && !unknown.contains(&e.aggregate_id) {
-            unknown.push(e.aggregate_id.clone());
-        }
-    }
-    if !unknown.is_empty() {
-        for (order, store) in read::stores_of_orders(conn, &unknown)
-            .await
-            .context("looking up the stores of orders")?
-        {
-            known.insert(order, store);
-        }
-    }
-    Ok(batch
-        .iter()
-        .filter_map(|e| {
-            let store = e
-                .aggregate
-                .order_id()
-                .and_then(|o| known.get(&o.as_uuid()))
-                .copied();
-            LiveEvent::of(e, store)
-        })
-        .collect())
 }

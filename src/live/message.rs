@@ -7,6 +7,7 @@
 //! exactly what it has (DESIGN §9).
 
 use chrono::{DateTime, Utc};
+use order_domain::OrderStatus;
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -26,6 +27,10 @@ pub struct LiveEvent {
     pub event_type: String,
     pub payload: serde_json::Value,
     pub recorded_at: DateTime<Utc>,
+    /// The order's status after the event (`None` only when its history is unknown).
+    pub status: Option<OrderStatus>,
+    /// The order's status before the event (`None` for its first).
+    pub previous_status: Option<OrderStatus>,
 }
 
 /// The JSON of an order event on a feed.
@@ -39,6 +44,11 @@ pub struct LiveEventView<'a> {
     /// The event as recorded (`type` names the change).
     pub payload: &'a serde_json::Value,
     pub recorded_at: DateTime<Utc>,
+    /// The order's status after this event.
+    pub status: Option<OrderStatus>,
+    /// The order's status before this event (absent for its first).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_status: Option<OrderStatus>,
 }
 
 impl LiveEvent {
@@ -50,6 +60,8 @@ impl LiveEvent {
             event_type: &self.event_type,
             payload: &self.payload,
             recorded_at: self.recorded_at,
+            status: self.status,
+            previous_status: self.previous_status,
         }
     }
 
@@ -67,6 +79,8 @@ impl LiveEvent {
             event_type: e.event_type.clone(),
             payload: e.payload.clone(),
             recorded_at: e.recorded_at,
+            status: None,
+            previous_status: None,
         })
     }
 }

@@ -22,6 +22,7 @@
 //! Module map: `message` (what a feed carries, its ids), `follower` (the one reader and
 //! its broadcast), `feeds` (the order and store feeds); [`LiveFeeds`] here opens them.
 
+mod annotate;
 mod feeds;
 mod follower;
 mod message;

@@ -734,3 +734,101 @@ impl<'a> Case<'a> {
         }
     }
 }
+
+/// The `status` and `previous_status` of each event message.
+fn statuses(messages: &[Value]) -> Vec<(&str, &str)> {
+    messages
+        .iter()
+        .map(|m| {
+            (
+                m["status"].as_str().expect("status"),
+                m["previous_status"].as_str().unwrap_or("-"),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn every_live_message_says_the_status_the_order_is_in_and_was_in() {
+    // Arrange: an order followed over SSE and over a WebSocket, and its store's feed.
+    let app = spawn_app().await;
+    let store = app.store_with_products().await;
+    let alice = app.customer("alice");
+    let staff = app.staff(store);
+    let order = app.draft_with_tea(&alice, store).await;
+    let mut sse = Sse::open(&app, &format!("/v1/orders/{order}/live"), &alice, None).await;
+    assert_eq!(sse.next().await.data["status"], "draft", "the snapshot");
+    let mut socket = app.order_socket(&alice, order).await;
+    let mut frames = Vec::new();
+    let mut store_feed = Sse::open(&app, &format!("/v1/stores/{store}/live"), &staff, None).await;
+
+    // Act: the order's way to the customer's hands.
+    app.place(&alice, order).await.assert_status(200);
+    app.confirm_internally(order).await;
+    for status in ["preparing", "ready_for_pickup", "picked_up"] {
+        app.set_status(&staff, order, status)
+            .await
+            .assert_status(200);
+    }
+
+    // Assert: each feed says where the order went and where it came from.
+    let expected = [
+        ("placed", "draft"),
+        ("confirmed", "placed"),
+        ("preparing", "confirmed"),
+        ("ready_for_pickup", "preparing"),
+        ("picked_up", "ready_for_pickup"),
+    ];
+    let over_sse: Vec<Value> = sse.take(5).await.into_iter().map(|m| m.data).collect();
+    assert_eq!(statuses(&over_sse), expected);
+    while frames.len() < 6 {
+        let frame = tokio::time::timeout(PATIENCE, socket.next())
+            .await
+            .expect("a frame in time")
+            .expect("socket open")
+            .expect("frame");
+        if let tungstenite::Message::Text(text) = frame {
+            frames.push(serde_json::from_str::<Value>(&text).expect("JSON frame"));
+        }
+    }
+    assert_eq!(frames[0]["type"], "snapshot");
+    let over_ws: Vec<Value> = frames[1..].iter().map(|f| f["data"].clone()).collect();
+    assert_eq!(statuses(&over_ws), expected);
+    // the store feed (opened after the draft was made) says the same
+    let on_store: Vec<Value> = store_feed
+        .take(5)
+        .await
+        .into_iter()
+        .map(|m| m.data)
+        .collect();
+    assert!(on_store.iter().all(|d| d["order_id"] == order.to_string()));
+    assert_eq!(statuses(&on_store), expected);
+
+    // A feed resumed from the database after the fact says the same.
+    let mut resumed = Sse::open(&app, &format!("/v1/orders/{order}/live"), &alice, Some("2")).await;
+    let replayed: Vec<Value> = resumed.take(5).await.into_iter().map(|m| m.data).collect();
+    assert_eq!(statuses(&replayed), expected);
+
+    // A cancelled order's feed ends in cancelled.
+    let other = app.draft_with_tea(&alice, store).await;
+    let mut cancelled = Sse::open(&app, &format!("/v1/orders/{other}/live"), &alice, None).await;
+    cancelled.next().await;
+    app.place(&alice, other).await.assert_status(200);
+    app.post(
+        &format!("/v1/orders/{other}/cancel"),
+        &alice,
+        json!({"reason": "changed my mind"}),
+    )
+    .await
+    .assert_status(200);
+    let last: Vec<Value> = cancelled
+        .take(2)
+        .await
+        .into_iter()
+        .map(|m| m.data)
+        .collect();
+    assert_eq!(
+        statuses(&last),
+        [("placed", "draft"), ("cancelled", "placed")]
+    );
+}

@@ -63,3 +63,27 @@ async fn swagger_ui_is_served() {
         &docs.text[..docs.text.len().min(200)]
     );
 }
+
+#[tokio::test]
+async fn the_live_feeds_are_in_the_document_as_event_streams_with_statuses() {
+    let app = spawn_app().await;
+    let spec = app
+        .raw(app.client.get(format!("{}/openapi.json", app.address)))
+        .await
+        .body;
+    for (path, id) in [
+        ("/v1/orders/{id}/live", "orderLive"),
+        ("/v1/stores/{id}/live", "storeLive"),
+    ] {
+        let get = &spec["paths"][path]["get"];
+        assert_eq!(get["operationId"], id, "{path}");
+        assert_eq!(
+            get["responses"]["200"]["content"]["text/event-stream"]["schema"]["$ref"],
+            "#/components/schemas/LiveEvent",
+            "{path}"
+        );
+        assert!(get["responses"]["404"]["content"]["application/problem+json"].is_object());
+    }
+    let event = &spec["components"]["schemas"]["LiveEvent"]["properties"];
+    assert!(event["status"].is_object() && event["previous_status"].is_object());
+}
