@@ -16,6 +16,7 @@ pub mod negotiate;
 pub mod observe;
 pub mod ops;
 pub mod orders;
+pub mod pages;
 pub mod problem;
 pub mod queries;
 pub mod reading;
@@ -76,6 +77,9 @@ pub fn app(state: AppState) -> impl Endpoint {
     let routes = Route::new()
         .at("/v1/orders/:id/live", poem::get(live::order_live))
         .at("/v1/stores/:id/live", poem::get(live::store_live))
+        .at("/board/:store_id", poem::get(pages::board))
+        .at("/track/:order_id", poem::get(pages::track))
+        .at("/pages/:file", poem::get(pages::file))
         .nest("/", api)
         .at("/openapi.json", spec)
         .nest("/docs", docs)

@@ -130,6 +130,9 @@ fn fallback_route(path: &str) -> String {
         p if p.starts_with("/v1/orders/") && p.ends_with("/live") => "orderLive".into(),
         p if p.starts_with("/v1/stores/") && p.ends_with("/live") => "storeLive".into(),
         p if p.starts_with("/docs") => "docs".into(),
+        p if p.starts_with("/board/") => "board".into(),
+        p if p.starts_with("/track/") => "track".into(),
+        p if p.starts_with("/pages/") => "pages".into(),
         _ => "unmatched".into(),
     }
 }

@@ -19,6 +19,7 @@ mod log_reader;
 mod nats_trust;
 mod openapi;
 mod ops_artifacts;
+mod pages;
 mod process_metrics;
 mod processes;
 mod projections;
