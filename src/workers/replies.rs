@@ -230,6 +230,10 @@ impl ReplyConsumer {
                 }
             },
         };
+        if !matches!(ack, AckKind::Ack) {
+            // the consumer span (current): this delivery did not settle the reply
+            tracing::Span::current().record("otel.status_code", "error");
+        }
         self.metrics
             .nats
             .consumed
