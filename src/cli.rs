@@ -60,6 +60,16 @@ pub enum Command {
         #[arg(long)]
         ttl: Option<u64>,
     },
+    /// Check a running system's invariants (I1-I3, I5, I7; see `src/verify.rs`); exits non-zero
+    /// naming each one broken.
+    Verify {
+        /// Seconds a saga's deadline may be past before the saga counts as stuck.
+        #[arg(long, default_value_t = 60)]
+        stuck_after_secs: u64,
+        /// Seconds to wait for the projector to reach the end of the log.
+        #[arg(long, default_value_t = 30)]
+        settle_secs: u64,
+    },
     /// Print the OpenAPI document.
     Openapi,
     /// Print the NATS contract (AsyncAPI 3).
@@ -163,6 +173,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             traces.shutdown().await;
             result?
         }
+        Command::Verify {
+            stuck_after_secs,
+            settle_secs,
+        } => {
+            let _traces = init_logs(&settings, LogFormat::Pretty)?;
+            verify(&settings, stuck_after_secs, settle_secs).await
+        }
         Command::Openapi => {
             println!("{}", crate::http::openapi().spec());
             Ok(())
@@ -172,6 +189,38 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `verify`: the invariants of the system `settings` point at.
+async fn verify(
+    settings: &Settings,
+    stuck_after_secs: u64,
+    settle_secs: u64,
+) -> anyhow::Result<()> {
+    let url = settings
+        .database_url
+        .as_ref()
+        .context("DATABASE_URL is not set")?;
+    let pool = crate::store::connect(url, &settings.database).await?;
+    let options = crate::verify::Options {
+        stuck_after: Duration::from_secs(stuck_after_secs),
+        settle: Duration::from_secs(settle_secs),
+    };
+    let report = crate::verify::verify(&pool, &options).await?;
+    println!(
+        "checked {} events, {} orders, {} sagas ({} in flight)",
+        report.events, report.orders, report.sagas, report.in_flight
+    );
+    for v in &report.violations {
+        println!("VIOLATED {v}");
+    }
+    anyhow::ensure!(
+        report.violations.is_empty(),
+        "{} invariant violation(s)",
+        report.violations.len()
+    );
+    println!("every invariant holds");
+    Ok(())
 }
 
 async fn projections(pool: &sqlx::PgPool, action: ProjectionsAction) -> anyhow::Result<()> {

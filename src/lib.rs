@@ -43,4 +43,5 @@ pub mod state;
 pub mod store;
 pub mod supervisor;
 pub mod telemetry;
+pub mod verify;
 pub mod workers;

@@ -31,3 +31,4 @@ mod sagas;
 mod startup;
 mod supervision;
 mod traces;
+mod verify;
