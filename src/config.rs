@@ -780,12 +780,19 @@ mod tests {
                 ("APP__SIMULATOR__PAYMENT__NKEY_SEED", "SU"),
                 ("APP__NATS__STREAMS__DEAD_LETTERS__MAX_BYTES", "4096"),
                 ("APP__AUTH__JWT_SECRET", "s"),
+                ("APP__NOTIFY__SMTP_URL", "smtps://u:p4ss@mail:465"),
+                ("APP__NOTIFY__FROM", "orders@shop.example"),
             ] {
                 jail.set_env(k, v);
             }
             jail.create_file("order-service.toml", "[limits]\nfeeds_per_subject = 3\n")?;
             let s = Settings::load(None).expect("known keys load");
             assert_eq!(s.limits.feeds_per_subject, 3);
+            assert_eq!(s.notify.from, "orders@shop.example");
+            assert!(
+                !format!("{s:?}").contains("p4ss"),
+                "the SMTP password stays secret"
+            );
             Ok(())
         });
     }

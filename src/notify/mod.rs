@@ -106,3 +106,43 @@ impl Notifications {
         supervisor.supervise(SENDER, move |token| sender.clone().run(token));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_url(url: Option<&str>) -> NotifySettings {
+        NotifySettings {
+            smtp_url: url.map(|u| secrecy::SecretString::from(u.to_owned())),
+            ..NotifySettings::default()
+        }
+    }
+
+    #[test]
+    fn notifications_are_off_unless_an_smtp_url_is_set() {
+        let registry = prometheus::Registry::new();
+        assert!(Notifications::configured(&with_url(None), &registry)
+            .expect("off is fine")
+            .is_none());
+        let on = Notifications::configured(&with_url(Some("log:")), &registry)
+            .expect("the dev stack's log mailer, with the default sender")
+            .expect("on");
+        assert!(matches!(*on.mailer, Mailer::Log));
+    }
+
+    // on a runtime: lettre's connection pool runs a task of its own
+    #[tokio::test]
+    async fn an_smtp_url_or_sender_that_cannot_work_stops_the_start() {
+        let registry = prometheus::Registry::new();
+        assert!(Notifications::configured(&with_url(Some("http://mail:25")), &registry).is_err());
+        let smtp = Notifications::configured(&with_url(Some("smtp://127.0.0.1:2525")), &registry)
+            .expect("an smtp URL")
+            .expect("on");
+        assert!(matches!(*smtp.mailer, Mailer::Smtp(_)));
+        let bad_from = NotifySettings {
+            from: "not an address".into(),
+            ..with_url(Some("log:"))
+        };
+        assert!(Notifications::configured(&bad_from, &prometheus::Registry::new()).is_err());
+    }
+}
