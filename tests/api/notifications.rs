@@ -230,6 +230,9 @@ impl Notifying {
             .env("RUST_LOG", "warn")
             .env("APP__WORKERS__SAGAS", "false")
             .env("APP__WORKERS__PROJECTOR", "false")
+            // the reader's, a claim, the gauge and the lag: the shared server's connections
+            // are for every test
+            .env("APP__DATABASE__MAX_CONNECTIONS", "6")
             .envs(notify_env(sink))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
