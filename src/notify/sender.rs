@@ -12,6 +12,10 @@
 //!   `APP__NOTIFY__SEND_TIMEOUT_MS`, and the transaction's idle timeout is raised above it, so
 //!   a slow server cannot have the database end the transaction under an accepted email.
 //! * **Replicas share the queue**: each claims rows the others do not hold.
+//! * **No log reader waits for it**: the claim's transaction holds a transaction id during the
+//!   delivery, which would hold back every log reader's horizon (DESIGN §5); the sender's own
+//!   connection is marked as one that never appends to the log, as the readers' are, so they
+//!   pass over it.
 //! * **Transient failures** (4xx replies, connection failures, timeouts) are retried with
 //!   exponential backoff (`retry_first_ms` doubling to `retry_max_ms`) for `retry_for_secs`
 //!   after the row was queued, then the row is `failed`. **Permanent refusals** (5xx, an
@@ -24,7 +28,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use lettre::message::{Mailbox, MultiPart};
 use lettre::{Address, AsyncSmtpTransport, AsyncTransport as _, Message, Tokio1Executor};
-use sqlx::PgPool;
+use sqlx::{Connection as _, PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 
 use super::metrics::NotifyMetrics;
@@ -94,9 +98,23 @@ impl Sender {
     /// Delivers due rows until `shutdown` (a delivery under way is finished first); a database
     /// failure ends it with an error, for the supervisor to restart it.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        // A connection of its own, marked as one that never appends to the log (as log
+        // readers' are): its transaction stays open during a delivery, and would otherwise
+        // hold every log reader's horizon back for as long as the SMTP server takes (see
+        // `log::read_tail`).
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .context("connecting the email sender")?
+            .detach();
+        sqlx::query("select set_config('application_name', $1, false)")
+            .bind(crate::log::READER_APPLICATION_NAME)
+            .execute(&mut conn)
+            .await?;
         let mut measured: Option<Instant> = None;
         while !shutdown.is_cancelled() {
-            let delivered = self.deliver_one().await?;
+            let delivered = self.deliver_one(&mut conn).await?;
             if measured.is_none_or(|at| at.elapsed() >= GAUGE_EVERY) {
                 self.metrics.pending.set(outbox::pending(&self.pool).await?);
                 measured = Some(Instant::now());
@@ -108,12 +126,14 @@ impl Sender {
                 }
             }
         }
+        conn.close().await.ok();
         Ok(())
     }
 
-    /// Claims one due row, delivers it and records the outcome; false when none was due.
-    async fn deliver_one(&self) -> anyhow::Result<bool> {
-        let mut tx = self.pool.begin().await.context("starting a claim")?;
+    /// Claims one due row on `conn`, delivers it and records the outcome; false when none
+    /// was due.
+    async fn deliver_one(&self, conn: &mut PgConnection) -> anyhow::Result<bool> {
+        let mut tx = conn.begin().await.context("starting a claim")?;
         // above the longest delivery: the row must stay claimed until its outcome is recorded
         let idle = self.send_timeout + Duration::from_secs(30);
         sqlx::query("select set_config('idle_in_transaction_session_timeout', $1, true)")

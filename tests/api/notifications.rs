@@ -19,9 +19,10 @@ use uuid::Uuid;
 use crate::helpers::{sample, spawn_app_with, TestApp};
 
 /// An SMTP server (aiosmtpd) that refuses the first `refuse` messages with 451, refuses
-/// recipients named `bounce...` with 550, and prints every message it accepts as a JSON line.
+/// recipients named `bounce...` with 550, takes 5 s over messages to `slow...` (saying so when
+/// it starts), and prints every message it accepts as a JSON line.
 const SMTP_SINK: &str = r#"
-import email, json, sys, time
+import asyncio, email, json, sys, time
 from email import policy
 from aiosmtpd.controller import Controller
 
@@ -40,6 +41,9 @@ class Handler:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        if any(r.startswith("slow") for r in envelope.rcpt_tos):
+            out({"slow": envelope.rcpt_tos})
+            await asyncio.sleep(5)
         if refused[0] < refuse:
             refused[0] += 1
             out({"refused": refused[0]})
@@ -85,6 +89,8 @@ struct SmtpSink {
     lines: tokio::sync::mpsc::UnboundedReceiver<Value>,
     received: Vec<Received>,
     refused: usize,
+    /// Slow deliveries started.
+    slow: usize,
 }
 
 impl SmtpSink {
@@ -117,6 +123,7 @@ impl SmtpSink {
             lines,
             received: Vec::new(),
             refused: 0,
+            slow: 0,
         };
         let ready = tokio::time::timeout(Duration::from_secs(20), sink.lines.recv())
             .await
@@ -133,6 +140,8 @@ impl SmtpSink {
     fn note(&mut self, line: &Value) {
         if line.get("refused").is_some() {
             self.refused += 1;
+        } else if line.get("slow").is_some() {
+            self.slow += 1;
         } else if let Some(id) = line["message_id"].as_str() {
             let text = |k: &str| line[k].as_str().unwrap_or_default().to_owned();
             self.received.push(Received {
@@ -602,27 +611,17 @@ async fn every_notifiable_event_is_emailed_once_through_kills_and_refusals() {
     }
 }
 
-#[tokio::test]
-async fn a_refused_recipient_is_failed_and_listed_for_admins_only() {
-    let sink = SmtpSink::start(0).await;
-    let env = notify_env(&sink);
-    let app = spawn_app_with(|s| {
-        s.notify.smtp_url = Some(env[0].1.clone().into());
-        s.notify.from = env[1].1.clone();
-        s.notify.poll_interval_ms = 20;
-    })
-    .await;
-    wait_for_notifier(&app).await;
-    let store = app.store_with_products().await;
+/// An order of `customer` with `email`, placed and confirmed.
+async fn confirmed_order(app: &TestApp, store: Uuid, customer: &str, email: Option<&str>) -> Uuid {
     let id = Uuid::new_v4();
     app.command(
         id,
         OrderCommand::CreateOrder(Box::new(CreateOrder {
             order_id: OrderId::from_uuid(id),
-            customer_id: CustomerId::parse("bouncer").expect("customer"),
+            customer_id: CustomerId::parse(customer).expect("customer"),
             store_id: StoreId::from_uuid(store),
             currency: Currency::parse("EUR").expect("eur"),
-            customer_email: Some(Email::parse("bounce@example.com").expect("email")),
+            customer_email: email.map(|e| Email::parse(e).expect("email")),
             shipping_address: None,
             items: vec![NewItem {
                 sku: Sku::parse("TEA").expect("sku"),
@@ -633,6 +632,61 @@ async fn a_refused_recipient_is_failed_and_listed_for_admins_only() {
     .await;
     app.command(id, OrderCommand::PlaceOrder).await;
     app.command(id, OrderCommand::ConfirmOrder).await;
+    id
+}
+
+/// The service with notifications to `sink`, its notifier started.
+async fn notifying_app(sink: &SmtpSink) -> TestApp {
+    let env = notify_env(sink);
+    let app = spawn_app_with(|s| {
+        s.notify.smtp_url = Some(env[0].1.clone().into());
+        s.notify.from.clone_from(&env[1].1);
+        s.notify.poll_interval_ms = 20;
+    })
+    .await;
+    wait_for_notifier(&app).await;
+    app
+}
+
+#[tokio::test]
+async fn a_slow_smtp_server_holds_no_log_reader_back() {
+    // Arrange: a delivery under way that the server takes 5 s over.
+    let mut sink = SmtpSink::start(0).await;
+    let app = notifying_app(&sink).await;
+    let store = app.store_with_products().await;
+    let slow = confirmed_order(&app, store, "slowpoke", Some("slow@example.com")).await;
+    assert!(
+        sink.wait_until(Duration::from_secs(20), |s| s.slow == 1)
+            .await,
+        "the slow delivery did not start"
+    );
+
+    // Act: another order while the sender's transaction is open.
+    confirmed_order(&app, store, "other", None).await;
+
+    // Assert: the projector applies it meanwhile; the slow email is still on its way.
+    app.wait_for_projector(Duration::from_secs(3)).await;
+    let status: String = sqlx::query_scalar("select status from notifications where order_id = $1")
+        .bind(slow)
+        .fetch_one(&app.pool)
+        .await
+        .expect("row");
+    assert_eq!(
+        status, "pending",
+        "the delivery ended before the projector caught up"
+    );
+    assert!(
+        sink.wait_until(Duration::from_secs(20), |s| s.received.len() == 1)
+            .await
+    );
+}
+
+#[tokio::test]
+async fn a_refused_recipient_is_failed_and_listed_for_admins_only() {
+    let sink = SmtpSink::start(0).await;
+    let app = notifying_app(&sink).await;
+    let store = app.store_with_products().await;
+    let id = confirmed_order(&app, store, "bouncer", Some("bounce@example.com")).await;
 
     let admin = app.admin();
     let deadline = Instant::now() + Duration::from_secs(20);
