@@ -94,6 +94,7 @@ pub struct Settings {
     pub limits: LimitSettings,
     pub workers: WorkerSettings,
     pub live: LiveSettings,
+    pub notify: NotifySettings,
 }
 
 /// Which background workers this process runs. Each log reader is single-active across
@@ -346,6 +347,41 @@ pub struct LiveSettings {
     pub store_resume_max_age_secs: u64,
 }
 
+/// Email notifications (DESIGN §13, `notify`): off unless `smtp_url` is set.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct NotifySettings {
+    /// `smtp://host:port` (STARTTLS when offered), `smtps://host:465`, with `user:password@`
+    /// when the relay wants it; `log:` prints each email to the log instead (the dev stack).
+    #[serde(default, skip_serializing)]
+    pub smtp_url: Option<SecretString>,
+    /// The sender's address; the store's name is its display name.
+    pub from: String,
+    /// First wait before a transient failure (4xx, connection) is retried (ms); it doubles
+    /// per attempt up to `retry_max_ms`.
+    pub retry_first_ms: u64,
+    pub retry_max_ms: u64,
+    /// How long transient failures are retried before the email is marked failed (seconds).
+    pub retry_for_secs: u64,
+    /// Longest one delivery may take before it counts as a transient failure (ms).
+    pub send_timeout_ms: u64,
+    /// How often the sender looks for due emails when it finds none (ms).
+    pub poll_interval_ms: u64,
+}
+
+impl Default for NotifySettings {
+    fn default() -> Self {
+        Self {
+            smtp_url: None,
+            from: "orders@localhost".into(),
+            retry_first_ms: 1_000,
+            retry_max_ms: 600_000,
+            retry_for_secs: 5 * DAY_SECS,
+            send_timeout_ms: 30_000,
+            poll_interval_ms: 1_000,
+        }
+    }
+}
+
 /// Bounds on what one request may ask for (DESIGN §10: bodies size-limited, lists bounded).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct LimitSettings {
@@ -457,6 +493,7 @@ impl Default for Settings {
                 broadcast_batches: BROADCAST_BATCHES,
                 store_resume_max_age_secs: 3_600,
             },
+            notify: NotifySettings::default(),
         }
     }
 }
@@ -520,8 +557,9 @@ impl Settings {
 
 /// Settings kept out of serialization (secrets, and the URLs that may carry them): known keys
 /// all the same.
-const UNSERIALIZED_KEYS: [&str; 9] = [
+const UNSERIALIZED_KEYS: [&str; 10] = [
     "database_url",
+    "notify.smtp_url",
     "nats_url",
     "auth.jwt_secret",
     "nats.password",
@@ -597,7 +635,9 @@ fn suggestion(known: &std::collections::BTreeSet<String>, unknown: &str) -> Stri
 
 /// Keys (their last part) whose values are text whatever they look like: figment's `Env` reads
 /// `007` as the number 7 and `4711` as a number a string field refuses.
-const TEXT_KEYS: [&str; 11] = [
+const TEXT_KEYS: [&str; 13] = [
+    "smtp_url",
+    "from",
     "password",
     "nkey_seed",
     "jwt_secret",
@@ -740,12 +780,19 @@ mod tests {
                 ("APP__SIMULATOR__PAYMENT__NKEY_SEED", "SU"),
                 ("APP__NATS__STREAMS__DEAD_LETTERS__MAX_BYTES", "4096"),
                 ("APP__AUTH__JWT_SECRET", "s"),
+                ("APP__NOTIFY__SMTP_URL", "smtps://u:p4ss@mail:465"),
+                ("APP__NOTIFY__FROM", "orders@shop.example"),
             ] {
                 jail.set_env(k, v);
             }
             jail.create_file("order-service.toml", "[limits]\nfeeds_per_subject = 3\n")?;
             let s = Settings::load(None).expect("known keys load");
             assert_eq!(s.limits.feeds_per_subject, 3);
+            assert_eq!(s.notify.from, "orders@shop.example");
+            assert!(
+                !format!("{s:?}").contains("p4ss"),
+                "the SMTP password stays secret"
+            );
             Ok(())
         });
     }

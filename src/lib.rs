@@ -15,6 +15,7 @@
 //! * [`log`]: the log reader every projection, reactor, relay and live feed tails the event
 //!   store with; log events typed by aggregate.
 //! * [`nats`]: JetStream streams, subjects, headers, publish-with-ack.
+//! * [`notify`]: email notifications: the notifier log reader, the outbox, the SMTP sender.
 //! * [`read_models`]: applying the log to the read models, and rebuilding them.
 //! * [`simulator`]: the inventory and payment participant simulator (`order-service simulate`, tests).
 //! * [`store`]: event store wiring (postgres-es), the one command executor of orders and sagas,
@@ -36,6 +37,7 @@ pub mod live;
 pub mod log;
 pub mod metric;
 pub mod nats;
+pub mod notify;
 pub mod read_models;
 pub mod simulator;
 pub mod startup;

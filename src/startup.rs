@@ -70,6 +70,8 @@ struct Built {
     simulator: Option<InProcessSimulator>,
     /// Whether order events on NATS carry personal data.
     publish_personal_data: bool,
+    /// Email notifications, when `APP__NOTIFY__SMTP_URL` is set.
+    notify: Option<crate::notify::Notifications>,
 }
 
 /// What the in-process participant simulator needs: its behaviour, and how each participant
@@ -403,6 +405,7 @@ impl Built {
             &settings.limits,
             ThrottleMetrics::register(&metrics.registry)?,
         );
+        let notify = crate::notify::Notifications::configured(&settings.notify, &metrics.registry)?;
         let state = AppState {
             pool,
             orders: Arc::new(orders),
@@ -428,6 +431,7 @@ impl Built {
             simulator: InProcessSimulator::configured(settings, nats.is_some()),
             nats,
             publish_personal_data: settings.nats.publish_personal_data,
+            notify,
         })
     }
 
@@ -466,6 +470,9 @@ impl Built {
             supervisor.supervise(crate::read_models::PROJECTOR, move |token| {
                 reader.clone().run(Projector::live(), token)
             });
+        }
+        if let Some(notify) = &self.notify {
+            notify.supervise(supervisor, pool, metrics, appended);
         }
         let Some(nats) = &self.nats else {
             return;

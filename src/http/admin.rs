@@ -1,8 +1,9 @@
-//! Operations for admins under `/v1/admin`: where each log reader stands, and rebuilding the
-//! read models from the log while the API keeps serving.
+//! Operations for admins under `/v1/admin`: where each log reader stands, rebuilding the
+//! read models from the log while the API keeps serving, and the email notifications' outbox.
 
 use chrono::{DateTime, Utc};
 use poem::web::Data;
+use poem_openapi::param::Query;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
@@ -10,6 +11,7 @@ use super::auth::Role;
 use super::problem::ApiError;
 use super::security::BearerAuth;
 use super::spec::ApiTags;
+use crate::notify::outbox;
 use crate::read_models;
 use crate::state::AppState;
 
@@ -33,6 +35,58 @@ pub struct ReaderView {
 pub struct RebuildView {
     pub events: u64,
     pub seconds: f64,
+}
+
+/// An email notification: queued for one order event, and how its delivery went.
+#[derive(Debug, Clone, Object)]
+pub struct NotificationView {
+    pub id: i64,
+    pub order_id: uuid::Uuid,
+    /// The order event it tells of; also the email's `Message-ID` (`<event_id@domain>`).
+    pub event_id: uuid::Uuid,
+    /// `confirmed`, `rejected`, `ready_for_pickup`, `picked_up`, `shipped`, `delivered` or
+    /// `cancelled`.
+    pub kind: String,
+    pub recipient: String,
+    pub subject: String,
+    /// `pending` (queued or to be retried), `sent` (the SMTP server accepted it) or `failed`
+    /// (refused for good, or retried too long).
+    pub status: String,
+    /// Delivery attempts so far.
+    pub attempts: i32,
+    /// When a pending one is tried next.
+    pub next_attempt_at: DateTime<Utc>,
+    /// Why the last attempt failed.
+    #[oai(skip_serializing_if_is_none)]
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    #[oai(skip_serializing_if_is_none)]
+    pub sent_at: Option<DateTime<Utc>>,
+}
+
+impl From<outbox::Listed> for NotificationView {
+    fn from(n: outbox::Listed) -> Self {
+        Self {
+            id: n.id,
+            order_id: n.order_id,
+            event_id: n.event_id,
+            kind: n.kind,
+            recipient: n.recipient,
+            subject: n.subject,
+            status: n.status,
+            attempts: n.attempts,
+            next_attempt_at: n.next_attempt_at,
+            last_error: n.last_error,
+            created_at: n.created_at,
+            sent_at: n.sent_at,
+        }
+    }
+}
+
+#[derive(ApiResponse)]
+pub enum NotificationsResponse {
+    #[oai(status = 200)]
+    Ok(Json<Vec<NotificationView>>),
 }
 
 #[derive(ApiResponse)]
@@ -123,5 +177,50 @@ impl AdminApi {
             events: report.events,
             seconds: report.seconds,
         })))
+    }
+
+    /// Email notifications by status (admin)
+    ///
+    /// The outbox of email notifications, newest first: `status=failed` lists the ones that
+    /// were refused for good or retried too long, with their last error.
+    #[oai(
+        path = "/notifications",
+        method = "get",
+        operation_id = "listNotifications"
+    )]
+    async fn notifications(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        /// Only notifications in this status: `pending`, `sent` or `failed`.
+        status: Query<Option<String>>,
+        /// At most this many, newest first (1-500, default 100).
+        limit: Query<Option<i64>>,
+    ) -> Result<NotificationsResponse, ApiError> {
+        require_admin(&auth)?;
+        if let Some(s) = status.0.as_deref() {
+            if !["pending", "sent", "failed"].contains(&s) {
+                return Err(ApiError::BadRequest {
+                    slug: "invalid-parameter",
+                    detail: format!("status {s:?} is not pending, sent or failed"),
+                });
+            }
+        }
+        let limit = match limit.0 {
+            None => 100,
+            Some(n) if (1..=500).contains(&n) => n,
+            Some(_) => {
+                return Err(ApiError::BadRequest {
+                    slug: "invalid-parameter",
+                    detail: "limit must be between 1 and 500".into(),
+                })
+            }
+        };
+        let rows = outbox::list(&state.pool, status.0.as_deref(), limit)
+            .await
+            .map_err(|e| ApiError::infra(e.into()))?;
+        Ok(NotificationsResponse::Ok(Json(
+            rows.into_iter().map(NotificationView::from).collect(),
+        )))
     }
 }

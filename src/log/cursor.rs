@@ -119,7 +119,9 @@ macro_rules! horizon {
     };
 }
 
-/// The `application_name` of log readers' leader connections, which never append to the log.
+/// The `application_name` of connections that never append to the log: log readers' leader
+/// connections, and the email sender's (`notify::sender`), whose transactions stay open during
+/// a delivery.
 pub const READER_APPLICATION_NAME: &str = "order-service log reader";
 
 /// Reads like [`read_batch`]; events whose type is not in `wanted` (when given) are passed

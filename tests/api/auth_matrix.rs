@@ -349,6 +349,14 @@ async fn every_operation_answers_each_kind_of_caller_as_documented() {
             expect: retry_missing,
         },
         Op {
+            id: "listNotifications",
+            method: Method::GET,
+            path: "/v1/admin/notifications?status=failed",
+            body: None,
+            needs: Needs::Nothing,
+            expect: admin_only,
+        },
+        Op {
             id: "listReaders",
             method: Method::GET,
             path: "/v1/admin/readers",

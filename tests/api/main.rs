@@ -17,6 +17,7 @@ mod limits;
 mod live;
 mod log_reader;
 mod nats_trust;
+mod notifications;
 mod openapi;
 mod ops_artifacts;
 mod pages;

@@ -306,8 +306,12 @@ fn the_dashboard_asks_for_its_prometheus_data_source_and_names_none() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_metric_the_dashboard_and_the_alerts_query_is_exposed() {
-    // Arrange: a service with its saga machinery and simulated participants.
-    let app = spawn_saga_app(SimulatorConfig::default(), |_| {}).await;
+    // Arrange: a service with its saga machinery and simulated participants, and email
+    // notifications (printed to the log).
+    let app = spawn_saga_app(SimulatorConfig::default(), |s| {
+        s.notify.smtp_url = Some("log:".to_owned().into());
+    })
+    .await;
     let used = used_metrics();
     for name in [
         "nats_consumer_pending_messages",
