@@ -164,7 +164,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             result?
         }
         Command::Openapi => {
-            println!("{}", crate::http::openapi().spec());
+            println!("{}", crate::http::openapi_json());
             Ok(())
         }
         Command::Asyncapi => {

@@ -6,9 +6,8 @@ use poem::web::Data;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
-use super::auth::Role;
 use super::problem::ApiError;
-use super::security::BearerAuth;
+use super::security::{Admins, Allowed};
 use super::spec::ApiTags;
 use crate::read_models;
 use crate::state::AppState;
@@ -31,7 +30,7 @@ pub struct ReaderView {
 /// What a rebuild did.
 #[derive(Debug, Clone, Object)]
 pub struct RebuildView {
-    pub events: u64,
+    pub events: i64,
     pub seconds: f64,
 }
 
@@ -48,14 +47,6 @@ pub enum RebuildResponse {
     Ok(Json<RebuildView>),
 }
 
-fn require_admin(auth: &BearerAuth) -> Result<(), ApiError> {
-    if auth.0.has(Role::Admin) {
-        Ok(())
-    } else {
-        Err(ApiError::forbidden("only admins run operations"))
-    }
-}
-
 /// The operations of this module.
 #[derive(Debug)]
 pub struct AdminApi;
@@ -67,9 +58,8 @@ impl AdminApi {
     async fn readers(
         &self,
         state: Data<&AppState>,
-        auth: BearerAuth,
+        _auth: Allowed<Admins>,
     ) -> Result<ReadersResponse, ApiError> {
-        require_admin(&auth)?;
         let statuses = crate::log::statuses(&state.pool, &[read_models::PROJECTOR])
             .await
             .map_err(ApiError::infra)?;
@@ -103,9 +93,8 @@ impl AdminApi {
     async fn rebuild(
         &self,
         state: Data<&AppState>,
-        auth: BearerAuth,
+        _auth: Allowed<Admins>,
     ) -> Result<RebuildResponse, ApiError> {
-        require_admin(&auth)?;
         let report = read_models::rebuild(&state.pool)
             .await
             .map_err(|e| match e {
@@ -120,7 +109,7 @@ impl AdminApi {
                 read_models::RebuildError::Failed(e) => ApiError::infra(e),
             })?;
         Ok(RebuildResponse::Ok(Json(RebuildView {
-            events: report.events,
+            events: i64::try_from(report.events).unwrap_or(i64::MAX),
             seconds: report.seconds,
         })))
     }
