@@ -181,7 +181,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             verify(&settings, stuck_after_secs, settle_secs).await
         }
         Command::Openapi => {
-            println!("{}", crate::http::openapi().spec());
+            println!("{}", crate::http::openapi_json());
             Ok(())
         }
         Command::Asyncapi => {

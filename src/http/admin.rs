@@ -7,9 +7,8 @@ use poem_openapi::param::Query;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
-use super::auth::Role;
 use super::problem::ApiError;
-use super::security::BearerAuth;
+use super::security::{Admins, Allowed};
 use super::spec::ApiTags;
 use crate::notify::outbox;
 use crate::read_models;
@@ -33,7 +32,7 @@ pub struct ReaderView {
 /// What a rebuild did.
 #[derive(Debug, Clone, Object)]
 pub struct RebuildView {
-    pub events: u64,
+    pub events: i64,
     pub seconds: f64,
 }
 
@@ -102,14 +101,6 @@ pub enum RebuildResponse {
     Ok(Json<RebuildView>),
 }
 
-fn require_admin(auth: &BearerAuth) -> Result<(), ApiError> {
-    if auth.0.has(Role::Admin) {
-        Ok(())
-    } else {
-        Err(ApiError::forbidden("only admins run operations"))
-    }
-}
-
 /// The operations of this module.
 #[derive(Debug)]
 pub struct AdminApi;
@@ -121,9 +112,8 @@ impl AdminApi {
     async fn readers(
         &self,
         state: Data<&AppState>,
-        auth: BearerAuth,
+        _auth: Allowed<Admins>,
     ) -> Result<ReadersResponse, ApiError> {
-        require_admin(&auth)?;
         let statuses = crate::log::statuses(&state.pool, &[read_models::PROJECTOR])
             .await
             .map_err(ApiError::infra)?;
@@ -157,9 +147,8 @@ impl AdminApi {
     async fn rebuild(
         &self,
         state: Data<&AppState>,
-        auth: BearerAuth,
+        _auth: Allowed<Admins>,
     ) -> Result<RebuildResponse, ApiError> {
-        require_admin(&auth)?;
         let report = read_models::rebuild(&state.pool)
             .await
             .map_err(|e| match e {
@@ -174,7 +163,7 @@ impl AdminApi {
                 read_models::RebuildError::Failed(e) => ApiError::infra(e),
             })?;
         Ok(RebuildResponse::Ok(Json(RebuildView {
-            events: report.events,
+            events: i64::try_from(report.events).unwrap_or(i64::MAX),
             seconds: report.seconds,
         })))
     }
@@ -190,14 +179,13 @@ impl AdminApi {
     )]
     async fn notifications(
         &self,
+        _auth: Allowed<Admins>,
         state: Data<&AppState>,
-        auth: BearerAuth,
         /// Only notifications in this status: `pending`, `sent` or `failed`.
         status: Query<Option<String>>,
         /// At most this many, newest first (1-500, default 100).
         limit: Query<Option<i64>>,
     ) -> Result<NotificationsResponse, ApiError> {
-        require_admin(&auth)?;
         if let Some(s) = status.0.as_deref() {
             if !["pending", "sent", "failed"].contains(&s) {
                 return Err(ApiError::BadRequest {

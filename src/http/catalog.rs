@@ -9,9 +9,11 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use serde::Serialize;
 use uuid::Uuid;
 
+use crate::http::text::Text;
+
 use super::command::IdempotencyKey;
 use super::problem::{ApiError, FieldProblem};
-use super::security::{authorize_store_admin, require_operator, BearerAuth};
+use super::security::{authorize_store_admin, Allowed, BearerAuth, Operators, StoreHands};
 use super::spec::ApiTags;
 use crate::state::AppState;
 use crate::store::catalog::{Inserted, NewProduct, ProductChanges, ProductRow, StoreRow};
@@ -23,11 +25,11 @@ const MAX_PAGE: i64 = 200;
 #[derive(Debug, Clone, Object, Serialize)]
 #[oai(deny_unknown_fields)]
 pub struct CreateStoreBody {
-    #[oai(validator(min_length = 1, max_length = 200))]
-    pub name: String,
+    #[oai(validator(max_length = 200))]
+    pub name: Text,
     /// ISO 4217 default currency of the store's products and orders.
     #[oai(validator(max_length = 3))]
-    pub currency: String,
+    pub currency: Text,
 }
 
 /// A store.
@@ -55,14 +57,14 @@ impl From<StoreRow> for StoreView {
 #[oai(deny_unknown_fields)]
 pub struct CreateProductBody {
     #[oai(validator(max_length = 64))]
-    pub sku: String,
+    pub sku: Text,
     #[oai(validator(max_length = 200))]
-    pub name: String,
+    pub name: Text,
     /// Price of one unit in minor units (cents), ≥ 0.
     pub unit_price_minor: i64,
     /// ISO 4217; defaults to the store's currency.
     #[oai(validator(max_length = 3))]
-    pub currency: Option<String>,
+    pub currency: Option<Text>,
     /// Whether the product can be ordered (default true).
     pub active: Option<bool>,
 }
@@ -73,7 +75,7 @@ pub struct CreateProductBody {
 #[oai(deny_unknown_fields)]
 pub struct UpdateProductBody {
     #[oai(validator(max_length = 200))]
-    pub name: Option<String>,
+    pub name: Option<Text>,
     pub unit_price_minor: Option<i64>,
     pub active: Option<bool>,
 }
@@ -111,6 +113,7 @@ impl From<ProductRow> for ProductView {
 pub struct StorePage {
     pub items: Vec<StoreView>,
     /// Pass as `after` for the next page; absent on the last page.
+    #[oai(skip_serializing_if_is_none)]
     pub next: Option<String>,
 }
 
@@ -119,6 +122,7 @@ pub struct StorePage {
 pub struct ProductPage {
     pub items: Vec<ProductView>,
     /// Pass as `after` for the next page; absent on the last page.
+    #[oai(skip_serializing_if_is_none)]
     pub next: Option<String>,
 }
 
@@ -192,11 +196,13 @@ impl CatalogApi {
     async fn create_store(
         &self,
         state: Data<&AppState>,
-        auth: BearerAuth,
+        auth: Allowed<Operators>,
         body: Json<CreateStoreBody>,
-        #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<String>>,
+        /// Makes the command safe to retry: the same caller sending the same key gets the first
+        /// answer again and nothing is done twice (1 to 255 visible ASCII characters).
+        #[oai(name = "Idempotency-Key", validator(pattern = "^[!-~]{1,255}$"))]
+        idempotency_key: Header<Option<String>>,
     ) -> Result<StoreCreated, ApiError> {
-        require_operator(&auth.0)?;
         state.throttle.command(&auth.0.subject)?;
         let key = IdempotencyKey::parse(&auth.0, idempotency_key.0)?;
         let currency =
@@ -239,6 +245,7 @@ impl CatalogApi {
         /// Id of the last store of the previous page.
         after: Query<Option<Uuid>>,
         /// Page size, 1-200 (default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
         limit: Query<Option<i64>>,
     ) -> Result<StoresResponse, ApiError> {
         let limit = page_limit(limit.0)?;
@@ -282,10 +289,13 @@ impl CatalogApi {
     async fn create_product(
         &self,
         state: Data<&AppState>,
-        auth: BearerAuth,
+        auth: Allowed<StoreHands>,
         id: Path<Uuid>,
         body: Json<CreateProductBody>,
-        #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<String>>,
+        /// Makes the command safe to retry: the same caller sending the same key gets the first
+        /// answer again and nothing is done twice (1 to 255 visible ASCII characters).
+        #[oai(name = "Idempotency-Key", validator(pattern = "^[!-~]{1,255}$"))]
+        idempotency_key: Header<Option<String>>,
     ) -> Result<ProductCreated, ApiError> {
         authorize_store_admin(&auth.0, id.0)?;
         state.throttle.command(&auth.0.subject)?;
@@ -371,6 +381,7 @@ impl CatalogApi {
         /// SKU of the last product of the previous page.
         after: Query<Option<String>>,
         /// Page size, 1-200 (default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
         limit: Query<Option<i64>>,
     ) -> Result<ProductsResponse, ApiError> {
         let limit = page_limit(limit.0)?;
@@ -430,7 +441,7 @@ impl CatalogApi {
     async fn update_product(
         &self,
         state: Data<&AppState>,
-        auth: BearerAuth,
+        auth: Allowed<StoreHands>,
         id: Path<Uuid>,
         sku: Path<String>,
         body: Json<UpdateProductBody>,

@@ -87,7 +87,7 @@ pub fn parse_if_match(raw: Option<&str>) -> Result<Option<u64>, ApiError> {
 }
 
 /// The ETag of a version.
-pub fn etag(version: u64) -> String {
+pub fn etag(version: i64) -> String {
     format!("\"{version}\"")
 }
 

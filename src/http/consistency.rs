@@ -91,12 +91,13 @@ pub(crate) async fn fresh_order(
 fn beyond_the_log(id: Uuid, min_version: Option<u64>, logged: i64) -> Result<(), ApiError> {
     match min_version {
         Some(asked) if i64::try_from(asked).map_or(true, |asked| asked > logged) => {
-            Err(ApiError::BadRequest {
-                slug: "invalid-parameter",
+            Err(ApiError::Invalid {
+                slug: "min-version-beyond-order",
                 detail: format!(
                     "min_version {asked} is beyond order {id}'s version {logged}: no read can \
                      reach it"
                 ),
+                errors: Vec::new(),
             })
         }
         _ => Ok(()),

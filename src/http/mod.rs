@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod command;
 pub mod consistency;
 pub mod cursor;
+pub mod dates;
 pub mod limits;
 pub mod live;
 pub mod live_doc;
@@ -25,6 +26,7 @@ pub mod security;
 pub mod server;
 pub mod spec;
 pub mod starting;
+pub mod text;
 pub mod throttle;
 
 use poem::middleware::{RequestId, ReuseId};
@@ -64,12 +66,30 @@ pub fn openapi() -> OpenApiService<Apis, ()> {
         "Event-sourced order service. Every `/v1` operation needs a bearer JWT; every error is \
          `application/problem+json` whose `type` names the broken rule.",
     )
+    .license(
+        poem_openapi::LicenseObject::new("Apache-2.0")
+            .url("https://www.apache.org/licenses/LICENSE-2.0"),
+    )
+    .server(
+        poem_openapi::ServerObject::new("/")
+            .description("this service: the same host and port as this document"),
+    )
+}
+
+/// The OpenAPI document as served at `/openapi.json` and printed by `order-service openapi`.
+pub fn openapi_json() -> String {
+    spec::finish(&openapi().spec())
 }
 
 /// The whole HTTP application.
 pub fn app(state: AppState) -> impl Endpoint {
     let api = openapi();
-    let spec = api.spec_endpoint();
+    let document = openapi_json();
+    let spec = poem::endpoint::make_sync(move |_| {
+        poem::Response::builder()
+            .content_type("application/json; charset=utf-8")
+            .body(document.clone())
+    });
     let docs = api.swagger_ui();
     let max_body = state.limits.max_body_bytes;
     let state_limits = state.limits.clone();
@@ -86,7 +106,12 @@ pub fn app(state: AppState) -> impl Endpoint {
         .data(state);
     let body_timeout = std::time::Duration::from_millis(state_limits.body_timeout_ms);
     let limited = limits::BodyLimit::new(routes.into_endpoint(), max_body, body_timeout);
-    let observed = observe::Observe::new(problem::ProblemEndpoint(limited), metrics)
+    let allowed = spec::AllowedMethods::of::<Apis>(&[
+        ("/v1/orders/{id}/live", "GET"),
+        ("/v1/stores/{id}/live", "GET"),
+        ("/openapi.json", "GET"),
+    ]);
+    let observed = observe::Observe::new(problem::ProblemEndpoint(limited, allowed), metrics)
         .with(RequestId::default().reuse_id(ReuseId::Use));
     observe::PlainRequestId(observed)
 }

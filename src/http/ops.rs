@@ -13,8 +13,12 @@ use crate::supervisor::WorkerStatus;
 /// Health of one dependency.
 #[derive(Debug, Clone, Object)]
 pub struct Check {
+    /// What is checked: `database`, `migrations`, `nats`, a worker's name, `shutdown`.
     pub name: String,
+    /// Whether it is healthy.
     pub ok: bool,
+    /// Why it is not, for a human; absent when it is.
+    #[oai(skip_serializing_if_is_none)]
     pub detail: Option<String>,
 }
 

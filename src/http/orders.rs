@@ -29,7 +29,7 @@ use self::parse::{opt_text, optional, parse_create, text, Fields};
 use super::auth::{Principal, Role};
 use super::command::{etag, metadata, parse_if_match, IdempotencyKey};
 use super::problem::{ApiError, FieldProblem};
-use super::security::{authorize_order, BearerAuth, OrderAction};
+use super::security::{authorize_order, Allowed, OrderAction, Shoppers, StoreHands};
 use super::spec::ApiTags;
 use crate::state::AppState;
 use crate::store::orders::CommandRequest;
@@ -71,7 +71,7 @@ pub struct OrdersApi;
 async fn run(
     state: &AppState,
     req: &Request,
-    auth: &BearerAuth,
+    principal: &Principal,
     order_id: Uuid,
     action: OrderAction,
     command: OrderCommand,
@@ -80,7 +80,6 @@ async fn run(
     idempotency_key: Option<String>,
     if_match: Option<String>,
 ) -> Result<OrderResponse, ApiError> {
-    let principal = &auth.0;
     state.throttle.command(&principal.subject)?;
     let key = IdempotencyKey::parse(principal, idempotency_key)?;
     let expected_version = parse_if_match(if_match.as_deref())?;
@@ -120,7 +119,7 @@ fn customer_of_new_order(
     let is = |role| principal.has(role);
     if is(Role::Customer) && !is(Role::Admin) && !is(Role::Service) {
         return match &body.customer_id {
-            Some(c) if *c != principal.subject => Err(ApiError::forbidden(
+            Some(c) if c.0 != principal.subject => Err(ApiError::forbidden(
                 "customers create orders only for themselves",
             )),
             _ => Ok(principal.subject.clone()),
@@ -134,7 +133,7 @@ fn customer_of_new_order(
             "staff and store-scoped services create orders only in their own stores",
         ));
     }
-    body.customer_id.clone().ok_or_else(|| {
+    body.customer_id.clone().map(String::from).ok_or_else(|| {
         ApiError::invalid_fields(vec![FieldProblem {
             field: "customer_id".into(),
             message: "customer_id is required unless a customer creates its own order".into(),
@@ -178,9 +177,12 @@ impl OrdersApi {
         &self,
         state: Data<&AppState>,
         req: &Request,
-        auth: BearerAuth,
+        auth: Allowed<Shoppers>,
         body: Json<CreateOrderBody>,
-        #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<String>>,
+        /// Makes the command safe to retry: the same caller sending the same key gets the first
+        /// answer again and nothing is done twice (1 to 255 visible ASCII characters).
+        #[oai(name = "Idempotency-Key", validator(pattern = "^[!-~]{1,255}$"))]
+        idempotency_key: Header<Option<String>>,
     ) -> Result<CreatedResponse, ApiError> {
         let principal = &auth.0;
         state.throttle.command(&principal.subject)?;
@@ -234,11 +236,20 @@ impl OrdersApi {
         &self,
         state: Data<&AppState>,
         req: &Request,
-        auth: BearerAuth,
+        auth: Allowed<Shoppers>,
         id: Path<Uuid>,
         body: Json<ItemBody>,
-        #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<String>>,
-        #[oai(name = "If-Match")] if_match: Header<Option<String>>,
+        /// Makes the command safe to retry: the same caller sending the same key gets the first
+        /// answer again and nothing is done twice (1 to 255 visible ASCII characters).
+        #[oai(name = "Idempotency-Key", validator(pattern = "^[!-~]{1,255}$"))]
+        idempotency_key: Header<Option<String>>,
+        /// Run the command only if the order is at this version (its `ETag`, e.g. `"3"`, or
+        /// `*`); 412 otherwise.
+        #[oai(
+            name = "If-Match",
+            validator(pattern = "^(\\*|[0-9]{1,18}|\"[0-9]{1,18}\")$")
+        )]
+        if_match: Header<Option<String>>,
     ) -> Result<OrderResponse, ApiError> {
         let mut f = Fields::default();
         let sku = f.take("sku", Sku::parse(body.sku.clone()));
@@ -247,7 +258,7 @@ impl OrdersApi {
         run(
             &state,
             req,
-            &auth,
+            &auth.0,
             id.0,
             OrderAction::Shop,
             OrderCommand::AddItem { sku, quantity },
@@ -269,23 +280,34 @@ impl OrdersApi {
         &self,
         state: Data<&AppState>,
         req: &Request,
-        auth: BearerAuth,
+        auth: Allowed<Shoppers>,
         id: Path<Uuid>,
-        line_id: Path<u32>,
+        /// The line's number in the order (from 1).
+        #[oai(validator(minimum(value = "1"), maximum(value = "4294967295")))]
+        line_id: Path<i64>,
         body: Json<UpdateItemBody>,
-        #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<String>>,
-        #[oai(name = "If-Match")] if_match: Header<Option<String>>,
+        /// Makes the command safe to retry: the same caller sending the same key gets the first
+        /// answer again and nothing is done twice (1 to 255 visible ASCII characters).
+        #[oai(name = "Idempotency-Key", validator(pattern = "^[!-~]{1,255}$"))]
+        idempotency_key: Header<Option<String>>,
+        /// Run the command only if the order is at this version (its `ETag`, e.g. `"3"`, or
+        /// `*`); 412 otherwise.
+        #[oai(
+            name = "If-Match",
+            validator(pattern = "^(\\*|[0-9]{1,18}|\"[0-9]{1,18}\")$")
+        )]
+        if_match: Header<Option<String>>,
     ) -> Result<OrderResponse, ApiError> {
         let quantity =
             Quantity::parse(body.quantity).map_err(|e| ApiError::invalid_field("quantity", &e))?;
         let command = OrderCommand::UpdateItemQuantity {
-            line_id: LineId::new(line_id.0),
+            line_id: line_of(line_id.0),
             quantity,
         };
         run(
             &state,
             req,
-            &auth,
+            &auth.0,
             id.0,
             OrderAction::Shop,
             command,
@@ -307,19 +329,30 @@ impl OrdersApi {
         &self,
         state: Data<&AppState>,
         req: &Request,
-        auth: BearerAuth,
+        auth: Allowed<Shoppers>,
         id: Path<Uuid>,
-        line_id: Path<u32>,
-        #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<String>>,
-        #[oai(name = "If-Match")] if_match: Header<Option<String>>,
+        /// The line's number in the order (from 1).
+        #[oai(validator(minimum(value = "1"), maximum(value = "4294967295")))]
+        line_id: Path<i64>,
+        /// Makes the command safe to retry: the same caller sending the same key gets the first
+        /// answer again and nothing is done twice (1 to 255 visible ASCII characters).
+        #[oai(name = "Idempotency-Key", validator(pattern = "^[!-~]{1,255}$"))]
+        idempotency_key: Header<Option<String>>,
+        /// Run the command only if the order is at this version (its `ETag`, e.g. `"3"`, or
+        /// `*`); 412 otherwise.
+        #[oai(
+            name = "If-Match",
+            validator(pattern = "^(\\*|[0-9]{1,18}|\"[0-9]{1,18}\")$")
+        )]
+        if_match: Header<Option<String>>,
     ) -> Result<OrderResponse, ApiError> {
         let command = OrderCommand::RemoveItem {
-            line_id: LineId::new(line_id.0),
+            line_id: line_of(line_id.0),
         };
         run(
             &state,
             req,
-            &auth,
+            &auth.0,
             id.0,
             OrderAction::Shop,
             command,
@@ -344,15 +377,24 @@ impl OrdersApi {
         &self,
         state: Data<&AppState>,
         req: &Request,
-        auth: BearerAuth,
+        auth: Allowed<Shoppers>,
         id: Path<Uuid>,
-        #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<String>>,
-        #[oai(name = "If-Match")] if_match: Header<Option<String>>,
+        /// Makes the command safe to retry: the same caller sending the same key gets the first
+        /// answer again and nothing is done twice (1 to 255 visible ASCII characters).
+        #[oai(name = "Idempotency-Key", validator(pattern = "^[!-~]{1,255}$"))]
+        idempotency_key: Header<Option<String>>,
+        /// Run the command only if the order is at this version (its `ETag`, e.g. `"3"`, or
+        /// `*`); 412 otherwise.
+        #[oai(
+            name = "If-Match",
+            validator(pattern = "^(\\*|[0-9]{1,18}|\"[0-9]{1,18}\")$")
+        )]
+        if_match: Header<Option<String>>,
     ) -> Result<OrderResponse, ApiError> {
         run(
             &state,
             req,
-            &auth,
+            &auth.0,
             id.0,
             OrderAction::Shop,
             OrderCommand::PlaceOrder,
@@ -374,11 +416,20 @@ impl OrdersApi {
         &self,
         state: Data<&AppState>,
         req: &Request,
-        auth: BearerAuth,
+        auth: Allowed<StoreHands>,
         id: Path<Uuid>,
         body: Json<ChangeStatusBody>,
-        #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<String>>,
-        #[oai(name = "If-Match")] if_match: Header<Option<String>>,
+        /// Makes the command safe to retry: the same caller sending the same key gets the first
+        /// answer again and nothing is done twice (1 to 255 visible ASCII characters).
+        #[oai(name = "Idempotency-Key", validator(pattern = "^[!-~]{1,255}$"))]
+        idempotency_key: Header<Option<String>>,
+        /// Run the command only if the order is at this version (its `ETag`, e.g. `"3"`, or
+        /// `*`); 412 otherwise.
+        #[oai(
+            name = "If-Match",
+            validator(pattern = "^(\\*|[0-9]{1,18}|\"[0-9]{1,18}\")$")
+        )]
+        if_match: Header<Option<String>>,
     ) -> Result<OrderResponse, ApiError> {
         let note = opt_text("note", body.note.as_ref(), Note::parse)?;
         let command = OrderCommand::ChangeStatus {
@@ -388,7 +439,7 @@ impl OrdersApi {
         run(
             &state,
             req,
-            &auth,
+            &auth.0,
             id.0,
             OrderAction::Fulfil,
             command,
@@ -406,11 +457,20 @@ impl OrdersApi {
         &self,
         state: Data<&AppState>,
         req: &Request,
-        auth: BearerAuth,
+        auth: Allowed<StoreHands>,
         id: Path<Uuid>,
         body: Json<ShipBody>,
-        #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<String>>,
-        #[oai(name = "If-Match")] if_match: Header<Option<String>>,
+        /// Makes the command safe to retry: the same caller sending the same key gets the first
+        /// answer again and nothing is done twice (1 to 255 visible ASCII characters).
+        #[oai(name = "Idempotency-Key", validator(pattern = "^[!-~]{1,255}$"))]
+        idempotency_key: Header<Option<String>>,
+        /// Run the command only if the order is at this version (its `ETag`, e.g. `"3"`, or
+        /// `*`); 412 otherwise.
+        #[oai(
+            name = "If-Match",
+            validator(pattern = "^(\\*|[0-9]{1,18}|\"[0-9]{1,18}\")$")
+        )]
+        if_match: Header<Option<String>>,
     ) -> Result<OrderResponse, ApiError> {
         let mut f = Fields::default();
         let carrier = f.take("carrier", Carrier::parse(body.carrier.clone()));
@@ -428,7 +488,7 @@ impl OrdersApi {
         run(
             &state,
             req,
-            &auth,
+            &auth.0,
             id.0,
             OrderAction::Fulfil,
             command,
@@ -450,17 +510,26 @@ impl OrdersApi {
         &self,
         state: Data<&AppState>,
         req: &Request,
-        auth: BearerAuth,
+        auth: Allowed<Shoppers>,
         id: Path<Uuid>,
         body: Json<CancelBody>,
-        #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<String>>,
-        #[oai(name = "If-Match")] if_match: Header<Option<String>>,
+        /// Makes the command safe to retry: the same caller sending the same key gets the first
+        /// answer again and nothing is done twice (1 to 255 visible ASCII characters).
+        #[oai(name = "Idempotency-Key", validator(pattern = "^[!-~]{1,255}$"))]
+        idempotency_key: Header<Option<String>>,
+        /// Run the command only if the order is at this version (its `ETag`, e.g. `"3"`, or
+        /// `*`); 412 otherwise.
+        #[oai(
+            name = "If-Match",
+            validator(pattern = "^(\\*|[0-9]{1,18}|\"[0-9]{1,18}\")$")
+        )]
+        if_match: Header<Option<String>>,
     ) -> Result<OrderResponse, ApiError> {
         let reason = text("reason", &body.reason, Reason::parse)?;
         run(
             &state,
             req,
-            &auth,
+            &auth.0,
             id.0,
             OrderAction::Shop,
             OrderCommand::CancelOrder { reason },
@@ -478,15 +547,24 @@ impl OrdersApi {
         &self,
         state: Data<&AppState>,
         req: &Request,
-        auth: BearerAuth,
+        auth: Allowed<Shoppers>,
         id: Path<Uuid>,
-        #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<String>>,
-        #[oai(name = "If-Match")] if_match: Header<Option<String>>,
+        /// Makes the command safe to retry: the same caller sending the same key gets the first
+        /// answer again and nothing is done twice (1 to 255 visible ASCII characters).
+        #[oai(name = "Idempotency-Key", validator(pattern = "^[!-~]{1,255}$"))]
+        idempotency_key: Header<Option<String>>,
+        /// Run the command only if the order is at this version (its `ETag`, e.g. `"3"`, or
+        /// `*`); 412 otherwise.
+        #[oai(
+            name = "If-Match",
+            validator(pattern = "^(\\*|[0-9]{1,18}|\"[0-9]{1,18}\")$")
+        )]
+        if_match: Header<Option<String>>,
     ) -> Result<OrderResponse, ApiError> {
         run(
             &state,
             req,
-            &auth,
+            &auth.0,
             id.0,
             OrderAction::Shop,
             OrderCommand::DiscardDraft,
@@ -497,4 +575,10 @@ impl OrdersApi {
         )
         .await
     }
+}
+
+/// The line a validated `line_id` parameter (1 to `u32::MAX`) names.
+fn line_of(raw: i64) -> LineId {
+    // the validator keeps `raw` in range; 0 names no line (404) should it ever not
+    LineId::new(u32::try_from(raw).unwrap_or(0))
 }

@@ -17,6 +17,7 @@ use poem_openapi::types::{ToJSON as _, Type as _};
 use poem_openapi::{ApiResponse, Object, OperationId};
 
 use super::auth::AuthError;
+use super::spec::AllowedMethods;
 
 /// Media type of every error body.
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -30,15 +31,16 @@ pub struct ProblemDetails {
     pub type_uri: String,
     /// Short summary of the problem type.
     pub title: String,
-    /// HTTP status code.
-    pub status: u16,
+    /// HTTP status code (100 to 599).
+    #[oai(validator(minimum(value = "100"), maximum(value = "599")))]
+    pub status: i32,
     /// What went wrong with this request, for a human.
     pub detail: String,
     /// The request this answers (`x-request-id`).
     #[oai(skip_serializing_if_is_none)]
     pub instance: Option<String>,
-    /// Field-level problems of a rejected body or query.
-    #[oai(skip_serializing_if_is_empty)]
+    /// Field-level problems of a rejected body or query; absent when there are none.
+    #[oai(default, skip_serializing_if_is_empty)]
     pub errors: Vec<FieldProblem>,
 }
 
@@ -186,7 +188,7 @@ impl ApiError {
         ProblemDetails {
             type_uri: format!("/problems/{slug}"),
             title: title_of(slug),
-            status: status.as_u16(),
+            status: i32::from(status.as_u16()),
             detail: self.to_string(),
             instance: None,
             errors: match self {
@@ -289,7 +291,12 @@ impl ApiError {
 fn problem_response(problem: &ProblemDetails) -> Response {
     let body = problem.to_json_string();
     Response::builder()
-        .status(StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        .status(
+            u16::try_from(problem.status)
+                .ok()
+                .and_then(|s| StatusCode::from_u16(s).ok())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        )
         .content_type(PROBLEM_JSON)
         .body(body)
 }
@@ -297,7 +304,7 @@ fn problem_response(problem: &ProblemDetails) -> Response {
 /// Documents the problem responses of every operation in the OpenAPI spec.
 impl ApiResponse for ApiError {
     fn meta() -> MetaResponses {
-        let statuses: [(u16, &'static str); 10] = [
+        let mut statuses: [(u16, &'static str); 13] = [
             (400, "Malformed request (problem+json)"),
             (401, "Missing or invalid bearer token (problem+json)"),
             (403, "Role not allowed (problem+json)"),
@@ -316,8 +323,21 @@ impl ApiResponse for ApiError {
                 422,
                 "A business or validation rule was broken (problem+json)",
             ),
+            (
+                406,
+                "None of the accepted media types is available (problem+json)",
+            ),
+            (
+                429,
+                "Over a rate limit; retry after `Retry-After` seconds (problem+json)",
+            ),
+            (
+                500,
+                "Unexpected failure, logged with the request id (problem+json)",
+            ),
             (503, "Dependency unavailable (problem+json)"),
         ];
+        statuses.sort_unstable_by_key(|(status, _)| *status);
         MetaResponses {
             responses: statuses
                 .into_iter()
@@ -341,19 +361,28 @@ impl ApiResponse for ApiError {
 }
 
 /// Wraps the whole API: every error, from a handler or from the framework, leaves as
-/// problem+json with the request id in `instance`.
+/// problem+json with the request id in `instance`; a 405 names the methods the path answers in
+/// `Allow`.
 #[derive(Debug)]
-pub struct ProblemEndpoint<E>(pub E);
+pub struct ProblemEndpoint<E>(pub E, pub AllowedMethods);
 
 impl<E: Endpoint> Endpoint for ProblemEndpoint<E> {
     type Output = Response;
 
     async fn call(&self, req: Request) -> poem::Result<Self::Output> {
         let request_id = req.data::<ReqId>().map(ToString::to_string);
+        let path = req.uri().path().to_owned();
         Ok(match self.0.call(req).await {
             Ok(output) => output.into_response(),
             Err(err) => {
                 let mut response = error_response(&err, request_id.as_deref());
+                if response.status() == StatusCode::METHOD_NOT_ALLOWED {
+                    if let Some(allow) = self.1.for_path(&path) {
+                        if let Ok(v) = HeaderValue::from_str(allow) {
+                            response.headers_mut().insert(header::ALLOW, v);
+                        }
+                    }
+                }
                 // Keep the operation id for the metrics layer outside.
                 if let Some(op) = err.data::<OperationId>() {
                     response.set_data(*op);
@@ -375,10 +404,13 @@ fn error_response(err: &poem::Error, request_id: Option<&str>) -> Response {
     } else if let Some(e) = err.downcast_ref::<poem_openapi::error::ParseRequestPayloadError>() {
         ("invalid-body", e.reason.clone())
     } else if let Some(e) = err.downcast_ref::<poem_openapi::error::ParseParamError>() {
-        (
-            "invalid-parameter",
-            format!("parameter `{}`: {}", e.name, e.reason),
-        )
+        // the headers keep the problem types they had when the handler checked them
+        let slug = match e.name {
+            "Idempotency-Key" => "invalid-idempotency-key",
+            "If-Match" => "invalid-if-match",
+            _ => "invalid-parameter",
+        };
+        (slug, format!("parameter `{}`: {}", e.name, e.reason))
     } else if let Some(e) = err.downcast_ref::<poem_openapi::error::ParsePathError>() {
         (
             "invalid-parameter",
@@ -415,7 +447,7 @@ fn error_response(err: &poem::Error, request_id: Option<&str>) -> Response {
     problem_response(&ProblemDetails {
         type_uri: format!("/problems/{slug}"),
         title: title_of(slug),
-        status: status.as_u16(),
+        status: i32::from(status.as_u16()),
         detail,
         instance: request_id.map(instance_of),
         errors: Vec::new(),

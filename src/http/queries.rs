@@ -25,7 +25,7 @@
 
 mod reports;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use order_domain::OrderStatus;
 use order_projections::queries::{
     self as read, OrderDetail, OrderFilter, ProductSalesQuery, SalesRanking, SalesSummaryQuery,
@@ -47,11 +47,12 @@ use super::auth::{Principal, Role};
 use super::command::etag;
 use super::consistency::fresh_order;
 use super::cursor::{decode_cursor, encode_cursor};
+use super::dates::{Bound, Day};
 use super::negotiate::wants_csv;
 use super::orders::dto::{AddressView, LineView, ShipmentView, Status};
 use super::problem::ApiError;
-use super::reading::{bounded, db, ordered, search_text};
-use super::security::{can_see_order_of, sees_every_order, BearerAuth};
+use super::reading::{bounded, db, ordered, printable, search_text};
+use super::security::{can_see_order_of, sees_every_order, Allowed, BearerAuth, ReportReaders};
 use super::spec::ApiTags;
 use crate::state::AppState;
 
@@ -71,7 +72,7 @@ const MAX_EVENTS: u32 = 1000;
 pub struct OrderSummaryView {
     pub id: Uuid,
     /// The version of the order this describes (number of its events applied); the ETag.
-    pub version: u64,
+    pub version: i64,
     pub status: Status,
     pub customer_id: String,
     pub store_id: Uuid,
@@ -81,9 +82,9 @@ pub struct OrderSummaryView {
     /// Sum of line totals, in minor units of `currency`.
     pub total_minor: i64,
     /// Number of lines.
-    pub line_count: u32,
+    pub line_count: i64,
     /// Number of units over all lines.
-    pub item_count: u32,
+    pub item_count: i64,
     #[oai(skip_serializing_if_is_none)]
     pub shipment: Option<ShipmentView>,
     #[oai(skip_serializing_if_is_none)]
@@ -139,7 +140,7 @@ pub struct OrderPageView {
 #[derive(Debug, Clone, Object)]
 pub struct StatusChangeView {
     /// The order's version at this step.
-    pub version: u64,
+    pub version: i64,
     pub status: Status,
     #[oai(skip_serializing_if_is_none)]
     pub previous_status: Option<Status>,
@@ -156,7 +157,7 @@ pub struct StatusChangeView {
 #[derive(Debug, Clone, Object)]
 pub struct AuditEventView {
     /// The order's version after this event (1 for `OrderCreated`).
-    pub version: u64,
+    pub version: i64,
     /// The event's identity outside the store (NATS `Nats-Msg-Id`, CloudEvents `ce-id`).
     pub event_id: Uuid,
     pub event_type: String,
@@ -223,15 +224,15 @@ fn status_of(raw: &str) -> Result<Status, ApiError> {
 fn summary_view(s: read::OrderSummary) -> Result<OrderSummaryView, ApiError> {
     Ok(OrderSummaryView {
         id: s.order_id,
-        version: s.version.unsigned_abs(),
+        version: s.version,
         status: status_of(&s.status)?,
         customer_id: s.customer_id,
         store_id: s.store_id,
         currency: s.currency,
         customer_email: s.customer_email,
         total_minor: s.total_minor,
-        line_count: s.line_count.unsigned_abs(),
-        item_count: s.item_count.unsigned_abs(),
+        line_count: s.line_count.into(),
+        item_count: s.item_count.into(),
         shipment: match (s.carrier, s.tracking_number) {
             (Some(carrier), Some(tracking_number)) => Some(ShipmentView {
                 carrier,
@@ -258,10 +259,10 @@ fn summary_view(s: read::OrderSummary) -> Result<OrderSummaryView, ApiError> {
 
 fn line_view(l: &read::OrderLine) -> LineView {
     LineView {
-        line_id: l.line_id.unsigned_abs(),
+        line_id: l.line_id.into(),
         sku: l.sku.clone(),
         name: l.name.clone(),
-        quantity: l.quantity.unsigned_abs(),
+        quantity: l.quantity.into(),
         unit_price_minor: l.unit_price_minor,
         line_total_minor: l.line_total_minor,
     }
@@ -330,6 +331,9 @@ async fn list(state: &AppState, p: &Principal, r: ListRequest) -> Result<OrderPa
     let after = r.cursor.as_deref().map(decode_cursor).transpose()?;
     ordered(r.from, r.to)?;
     let text = search_text(r.q)?;
+    if let Some(customer) = &r.customer_id {
+        printable("customer_id", customer)?;
+    }
     let visibility = visibility(p);
     // Asking for what one may not see is refused rather than quietly answered empty.
     if let Visibility::Only {
@@ -394,25 +398,33 @@ impl QueriesApi {
         /// Only orders of this store.
         store_id: Query<Option<Uuid>>,
         /// Only orders of this customer.
+        #[oai(validator(max_length = 128, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$"))]
         customer_id: Query<Option<String>>,
-        /// Only orders created at or after this instant (RFC 3339).
-        from: Query<Option<DateTime<Utc>>>,
-        /// Only orders created before this instant (RFC 3339).
-        to: Query<Option<DateTime<Utc>>>,
+        /// Only orders created at or after this instant: an RFC 3339 timestamp, or a date
+        /// (`YYYY-MM-DD`, that day 00:00 UTC).
+        from: Query<Option<Bound>>,
+        /// Only orders created before this instant: an RFC 3339 timestamp, or a date
+        /// (`YYYY-MM-DD`, that day 00:00 UTC).
+        to: Query<Option<Bound>>,
         /// Free text (3 to 100 characters), found case-insensitively anywhere in the customer
         /// email, item names and SKUs.
+        #[oai(validator(
+            max_length = 100,
+            pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]+[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"
+        ))]
         q: Query<Option<String>>,
         /// `next` of the previous page.
         cursor: Query<Option<String>>,
         /// Orders per page, 1 to 200 (default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
         limit: Query<Option<i64>>,
     ) -> Result<OrderPageResponse, ApiError> {
         let request = ListRequest {
             status: status.0,
             store_id: store_id.0,
             customer_id: customer_id.0,
-            from: from.0,
-            to: to.0,
+            from: from.0.map(Bound::instant),
+            to: to.0.map(Bound::instant),
             q: q.0,
             cursor: cursor.0,
             limit: limit.0,
@@ -439,9 +451,11 @@ impl QueriesApi {
         auth: BearerAuth,
         id: Path<Uuid>,
         /// The version (a command's `ETag`) the answer must reflect at least.
-        min_version: Query<Option<u64>>,
+        #[oai(validator(minimum(value = "0")))]
+        min_version: Query<Option<i64>>,
     ) -> Result<OrderDetailResponse, ApiError> {
-        let order = fresh_order(&state, &auth.0, id.0, min_version.0).await?;
+        let order =
+            fresh_order(&state, &auth.0, id.0, min_version.0.map(i64::unsigned_abs)).await?;
         let view = detail_view(order)?;
         let tag = etag(view.summary.version);
         Ok(OrderDetailResponse::Ok(Json(view), tag))
@@ -462,13 +476,15 @@ impl QueriesApi {
         auth: BearerAuth,
         id: Path<Uuid>,
         /// The version the answer must reflect at least.
-        min_version: Query<Option<u64>>,
+        #[oai(validator(minimum(value = "0")))]
+        min_version: Query<Option<i64>>,
     ) -> Result<OrderLinesResponse, ApiError> {
-        let order = fresh_order(&state, &auth.0, id.0, min_version.0).await?;
+        let order =
+            fresh_order(&state, &auth.0, id.0, min_version.0.map(i64::unsigned_abs)).await?;
         let lines = order.lines.0.iter().map(line_view).collect();
         Ok(OrderLinesResponse::Ok(
             Json(lines),
-            etag(order.summary.version.unsigned_abs()),
+            etag(order.summary.version),
         ))
     }
 
@@ -488,16 +504,18 @@ impl QueriesApi {
         auth: BearerAuth,
         id: Path<Uuid>,
         /// The version the answer must reflect at least.
-        min_version: Query<Option<u64>>,
+        #[oai(validator(minimum(value = "0")))]
+        min_version: Query<Option<i64>>,
     ) -> Result<StatusHistoryResponse, ApiError> {
-        let order = fresh_order(&state, &auth.0, id.0, min_version.0).await?;
+        let order =
+            fresh_order(&state, &auth.0, id.0, min_version.0.map(i64::unsigned_abs)).await?;
         let steps = read::status_history(&state.pool, id.0)
             .await
             .map_err(db)?
             .into_iter()
             .map(|s| {
                 Ok(StatusChangeView {
-                    version: s.version.unsigned_abs(),
+                    version: s.version,
                     status: status_of(&s.status)?,
                     previous_status: s.previous_status.as_deref().map(status_of).transpose()?,
                     note: s.note,
@@ -508,7 +526,7 @@ impl QueriesApi {
             .collect::<Result<_, ApiError>>()?;
         Ok(StatusHistoryResponse::Ok(
             Json(steps),
-            etag(order.summary.version.unsigned_abs()),
+            etag(order.summary.version),
         ))
     }
 
@@ -528,8 +546,10 @@ impl QueriesApi {
         auth: BearerAuth,
         id: Path<Uuid>,
         /// Only events after this version (default 0: from the start).
-        after_version: Query<Option<u64>>,
+        #[oai(validator(minimum(value = "0")))]
+        after_version: Query<Option<i64>>,
         /// Events per answer, 1 to 1000 (default 1000).
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000")))]
         limit: Query<Option<i64>>,
     ) -> Result<OrderEventsResponse, ApiError> {
         let limit = bounded("limit", limit.0, MAX_EVENTS, MAX_EVENTS)?;
@@ -538,13 +558,13 @@ impl QueriesApi {
             .map_err(db)?
             .filter(|o| can_see_order_of(&auth.0, &o.customer_id, o.store_id))
             .ok_or_else(ApiError::order_not_found)?;
-        let after = i64::try_from(after_version.0.unwrap_or(0)).unwrap_or(i64::MAX);
+        let after = after_version.0.unwrap_or(0);
         let events = read::order_events(&state.pool, id.0, after, limit)
             .await
             .map_err(db)?
             .into_iter()
             .map(|e| AuditEventView {
-                version: e.version.unsigned_abs(),
+                version: e.version,
                 event_id: e.event_id,
                 event_type: e.event_type,
                 event_version: e.event_version,
@@ -553,10 +573,7 @@ impl QueriesApi {
                 recorded_at: e.recorded_at,
             })
             .collect();
-        Ok(OrderEventsResponse::Ok(
-            Json(events),
-            etag(logged.version.unsigned_abs()),
-        ))
+        Ok(OrderEventsResponse::Ok(Json(events), etag(logged.version)))
     }
 
     /// A customer's orders
@@ -573,20 +590,28 @@ impl QueriesApi {
         &self,
         state: Data<&AppState>,
         auth: BearerAuth,
+        #[oai(validator(max_length = 128, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$"))]
         id: Path<String>,
         /// Only orders in this status.
         status: Query<Option<Status>>,
         /// Only orders of this store.
         store_id: Query<Option<Uuid>>,
-        /// Only orders created at or after this instant (RFC 3339).
-        from: Query<Option<DateTime<Utc>>>,
-        /// Only orders created before this instant (RFC 3339).
-        to: Query<Option<DateTime<Utc>>>,
+        /// Only orders created at or after this instant: an RFC 3339 timestamp, or a date
+        /// (`YYYY-MM-DD`, that day 00:00 UTC).
+        from: Query<Option<Bound>>,
+        /// Only orders created before this instant: an RFC 3339 timestamp, or a date
+        /// (`YYYY-MM-DD`, that day 00:00 UTC).
+        to: Query<Option<Bound>>,
         /// Free text (3 to 100 characters) over email, item names and SKUs.
+        #[oai(validator(
+            max_length = 100,
+            pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]+[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"
+        ))]
         q: Query<Option<String>>,
         /// `next` of the previous page.
         cursor: Query<Option<String>>,
         /// Orders per page, 1 to 200 (default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
         limit: Query<Option<i64>>,
     ) -> Result<OrderPageResponse, ApiError> {
         let p = &auth.0;
@@ -604,8 +629,8 @@ impl QueriesApi {
             status: status.0,
             store_id: store_id.0,
             customer_id: Some(id.0),
-            from: from.0,
-            to: to.0,
+            from: from.0.map(Bound::instant),
+            to: to.0.map(Bound::instant),
             q: q.0,
             cursor: cursor.0,
             limit: limit.0,
@@ -628,25 +653,29 @@ impl QueriesApi {
         &self,
         state: Data<&AppState>,
         req: &Request,
-        auth: BearerAuth,
-        /// First day, inclusive (UTC, `YYYY-MM-DD`).
-        from: Query<NaiveDate>,
-        /// Last day, inclusive (UTC, `YYYY-MM-DD`).
-        to: Query<NaiveDate>,
+        auth: Allowed<ReportReaders>,
+        /// First day, inclusive: a date (`YYYY-MM-DD`), or an RFC 3339 timestamp, which
+        /// counts as its UTC day.
+        from: Query<Bound>,
+        /// Last day, inclusive: a date (`YYYY-MM-DD`), or an RFC 3339 timestamp, which counts
+        /// as its UTC day.
+        to: Query<Bound>,
         /// Only this store (required for staff).
         store_id: Query<Option<Uuid>>,
         /// Ranking: `revenue` (default) or `quantity`, descending.
         sort: Query<Option<SalesSort>>,
         /// Products in the report, 1 to 1000 (default 100).
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000")))]
         limit: Query<Option<i64>>,
     ) -> Result<ProductSalesResponse, ApiError> {
         authorize_report(&auth.0, store_id.0)?;
-        ordered(Some(from.0), Some(to.0))?;
+        let (from, to) = (from.0.day(), to.0.day());
+        ordered(Some(from), Some(to))?;
         let limit = bounded("limit", limit.0, DEFAULT_REPORT_ROWS, MAX_REPORT_ROWS)?;
         let sort = sort.0.unwrap_or(SalesSort::Revenue);
         let query = ProductSalesQuery {
-            from: from.0,
-            to: to.0,
+            from,
+            to,
             store_id: store_id.0,
             ranking: match sort {
                 SalesSort::Revenue => SalesRanking::Revenue,
@@ -676,8 +705,8 @@ impl QueriesApi {
         }
         Ok(ProductSalesResponse::Ok(ProductSalesContent::Json(Json(
             ProductSalesReport {
-                from: from.0,
-                to: to.0,
+                from: Day(from),
+                to: Day(to),
                 store_id: store_id.0,
                 sort,
                 items,
@@ -700,18 +729,21 @@ impl QueriesApi {
     async fn sales_summary(
         &self,
         state: Data<&AppState>,
-        auth: BearerAuth,
+        auth: Allowed<ReportReaders>,
         /// `day` (default), `week` or `month`.
         granularity: Query<Option<Granularity>>,
-        /// First day, inclusive (UTC, `YYYY-MM-DD`).
-        from: Query<Option<NaiveDate>>,
-        /// Last day, inclusive (UTC, `YYYY-MM-DD`).
-        to: Query<Option<NaiveDate>>,
+        /// First day, inclusive: a date (`YYYY-MM-DD`), or an RFC 3339 timestamp, which
+        /// counts as its UTC day.
+        from: Query<Option<Bound>>,
+        /// Last day, inclusive: a date (`YYYY-MM-DD`), or an RFC 3339 timestamp, which counts
+        /// as its UTC day.
+        to: Query<Option<Bound>>,
         /// Only this store (required for staff).
         store_id: Query<Option<Uuid>>,
     ) -> Result<SalesSummaryResponse, ApiError> {
         authorize_report(&auth.0, store_id.0)?;
-        ordered(from.0, to.0)?;
+        let (from, to) = (from.0.map(Bound::day), to.0.map(Bound::day));
+        ordered(from, to)?;
         let granularity = granularity.0.unwrap_or(Granularity::Day);
         let query = SalesSummaryQuery {
             granularity: match granularity {
@@ -719,8 +751,8 @@ impl QueriesApi {
                 Granularity::Week => read::Granularity::Week,
                 Granularity::Month => read::Granularity::Month,
             },
-            from: from.0,
-            to: to.0,
+            from,
+            to,
             store_id: store_id.0,
         };
         let items = read::sales_summary(&state.pool, &query)
@@ -728,7 +760,7 @@ impl QueriesApi {
             .map_err(db)?
             .into_iter()
             .map(|r| SalesPeriodView {
-                period_start: r.period_start,
+                period_start: Day(r.period_start),
                 currency: r.currency,
                 orders: r.orders,
                 revenue_minor: r.revenue_minor,
@@ -739,8 +771,8 @@ impl QueriesApi {
             .collect();
         Ok(SalesSummaryResponse::Ok(Json(SalesSummaryReport {
             granularity,
-            from: from.0,
-            to: to.0,
+            from: from.map(Day),
+            to: to.map(Day),
             store_id: store_id.0,
             items,
         })))

@@ -2,7 +2,7 @@
 //! 400 `invalid-parameter` that names the parameter), and read-model failures mapped (503 when
 //! the database is out of reach, 500 otherwise).
 
-use super::problem::ApiError;
+use super::problem::{ApiError, FieldProblem};
 
 /// Bounds of the free-text search: trigrams need three characters to narrow anything.
 const MIN_TEXT: usize = 3;
@@ -43,6 +43,7 @@ pub(crate) fn search_text(raw: Option<String>) -> Result<Option<String>, ApiErro
     let Some(text) = raw.map(|t| t.trim().to_owned()) else {
         return Ok(None);
     };
+    printable("q", &text)?;
     let n = text.chars().count();
     if (MIN_TEXT..=MAX_TEXT).contains(&n) {
         Ok(Some(text))
@@ -53,13 +54,33 @@ pub(crate) fn search_text(raw: Option<String>) -> Result<Option<String>, ApiErro
     }
 }
 
-/// `from` must not come after `to`.
+/// A text parameter without control characters (PostgreSQL text cannot hold NUL, and none
+/// belongs in a name or a search).
+pub(crate) fn printable(name: &str, value: &str) -> Result<(), ApiError> {
+    if value.chars().any(char::is_control) {
+        Err(invalid(format!(
+            "{name} must not contain control characters"
+        )))
+    } else {
+        Ok(())
+    }
+}
+
+/// `from` must not come after `to`: each is well-formed, together they name no range (422
+/// `invalid-range`, not a parameter a schema could refuse on its own).
 pub(crate) fn ordered<T: PartialOrd + std::fmt::Display>(
     from: Option<T>,
     to: Option<T>,
 ) -> Result<(), ApiError> {
     match (from, to) {
-        (Some(f), Some(t)) if f > t => Err(invalid(format!("from ({f}) is after to ({t})"))),
+        (Some(f), Some(t)) if f > t => Err(ApiError::Invalid {
+            slug: "invalid-range",
+            detail: format!("from ({f}) is after to ({t})"),
+            errors: vec![FieldProblem {
+                field: "from".into(),
+                message: "must not come after to".into(),
+            }],
+        }),
         _ => Ok(()),
     }
 }

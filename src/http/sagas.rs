@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::auth::{Principal, Role};
 use super::problem::ApiError;
-use super::security::{authorize_order, BearerAuth, OrderAction};
+use super::security::{authorize_order, Admins, Allowed, BearerAuth, OrderAction};
 use super::spec::ApiTags;
 use crate::state::AppState;
 use crate::store::sagas::SagaExecuteError;
@@ -28,7 +28,7 @@ pub struct SagaStepView {
     #[oai(skip_serializing_if_is_none)]
     pub message_id: Option<Uuid>,
     /// Sends so far (re-sends keep the message id).
-    pub attempt: u32,
+    pub attempt: i64,
     /// When the current attempt times out, while waiting.
     #[oai(skip_serializing_if_is_none)]
     pub deadline_at: Option<DateTime<Utc>>,
@@ -105,7 +105,7 @@ fn view(order: Uuid, saga: &order_sagas::OrderSaga, show_message_ids: bool) -> O
             .map(|r| SagaStepView {
                 step: r.step().to_string(),
                 message_id: show_message_ids.then(|| r.message_id().as_uuid()),
-                attempt: r.attempt,
+                attempt: r.attempt.into(),
                 deadline_at: r.deadline_at,
                 answer: r.answer.as_ref().map(|a| a.kind.to_string()),
                 abandoned: r.abandoned,
@@ -119,14 +119,6 @@ fn saga_not_found(order: Uuid) -> ApiError {
     ApiError::NotFound {
         slug: "saga-not-found",
         detail: format!("order {order} has no saga (it was never placed)"),
-    }
-}
-
-fn require_admin(auth: &BearerAuth) -> Result<(), ApiError> {
-    if auth.0.has(Role::Admin) {
-        Ok(())
-    } else {
-        Err(ApiError::forbidden("only admins run operations"))
     }
 }
 
@@ -170,14 +162,19 @@ impl SagasApi {
     async fn list(
         &self,
         state: Data<&AppState>,
-        auth: BearerAuth,
+        _auth: Allowed<Admins>,
         /// Only sagas in this status, e.g. `needs_attention`.
-        #[oai(name = "state")]
+        #[oai(
+            name = "state",
+            validator(
+                pattern = "^(reserving_stock|authorizing_payment|confirmed|capturing|completed|compensating|cancelled|failed|needs_attention)$"
+            )
+        )]
         status: Query<Option<String>>,
         /// At most this many, newest first (1-500, default 100).
+        #[oai(validator(minimum(value = "1"), maximum(value = "500")))]
         limit: Query<Option<i64>>,
     ) -> Result<SagasResponse, ApiError> {
-        require_admin(&auth)?;
         if let Some(s) = status.0.as_deref() {
             if order_sagas::SagaStatus::parse(s).is_none() {
                 return Err(ApiError::BadRequest {
@@ -221,10 +218,9 @@ impl SagasApi {
     async fn retry(
         &self,
         state: Data<&AppState>,
-        auth: BearerAuth,
+        auth: Allowed<Admins>,
         id: Path<Uuid>,
     ) -> Result<SagaResponse, ApiError> {
-        require_admin(&auth)?;
         let order = OrderId::from_uuid(id.0);
         let metadata = [("principal".to_owned(), auth.0.subject.clone())]
             .into_iter()

@@ -5,11 +5,22 @@
 //! role may not change answers 403. Which stores a caller reaches is
 //! [`Principal::can_access_store`]'s: a service token listing `store_ids` is held to those
 //! stores like staff (the full matrix: `docs/security.md`).
+//!
+//! **Roles before parameters.** poem-openapi extracts an operation's arguments in order and
+//! answers the first that fails, so a role check in the handler would run after every
+//! parameter and body was parsed: a caller who may never call an operation would learn its
+//! parameter rules from 400s and 422s. Operations that some roles may never call take an
+//! [`Allowed`] extractor instead of [`BearerAuth`], placed before every parameter: it verifies
+//! the token and refuses those roles with 403 before anything else is read. What depends on the
+//! request (which order, which store) is still decided in the handler, visibility first.
+
+use std::marker::PhantomData;
 
 use order_domain::Order;
-use poem::Request;
+use poem::{Request, RequestBody};
 use poem_openapi::auth::Bearer;
-use poem_openapi::SecurityScheme;
+use poem_openapi::registry::Registry;
+use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions, SecurityScheme};
 use uuid::Uuid;
 
 use super::auth::{Principal, Role};
@@ -30,6 +41,106 @@ async fn verify_bearer(req: &Request, bearer: Bearer) -> poem::Result<Principal>
         .verify(&bearer.token)
         .await
         .map_err(|e| ApiError::Unauthorized(e).into())
+}
+
+/// Which roles may call an operation at all, whatever its parameters.
+pub trait Gate: Send + Sync {
+    /// Whether `p` may call the operation.
+    fn admits(p: &Principal) -> bool;
+    /// The 403's detail for everyone else.
+    const REFUSAL: &'static str;
+}
+
+/// A verified caller whose role may call the operation ([`Gate`] `G`): the bearer check, then
+/// the role check, before any parameter is read. Documented as the same bearer scheme.
+#[derive(Debug)]
+pub struct Allowed<G>(pub Principal, PhantomData<G>);
+
+impl<'a, G: Gate> ApiExtractor<'a> for Allowed<G> {
+    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::SecurityScheme];
+    type ParamType = <BearerAuth as ApiExtractor<'a>>::ParamType;
+    type ParamRawType = <BearerAuth as ApiExtractor<'a>>::ParamRawType;
+
+    fn register(registry: &mut Registry) {
+        <BearerAuth as ApiExtractor<'a>>::register(registry);
+    }
+
+    fn security_schemes() -> Vec<&'static str> {
+        <BearerAuth as ApiExtractor<'a>>::security_schemes()
+    }
+
+    async fn from_request(
+        request: &'a Request,
+        body: &mut RequestBody,
+        param_opts: ExtractParamOptions<Self::ParamType>,
+    ) -> poem::Result<Self> {
+        let BearerAuth(principal) =
+            <BearerAuth as ApiExtractor<'a>>::from_request(request, body, param_opts).await?;
+        if G::admits(&principal) {
+            Ok(Self(principal, PhantomData))
+        } else {
+            Err(ApiError::forbidden(G::REFUSAL).into())
+        }
+    }
+}
+
+/// Admins only: the operations endpoints under `/v1/admin`.
+#[derive(Debug)]
+pub struct Admins;
+
+impl Gate for Admins {
+    fn admits(p: &Principal) -> bool {
+        p.is_admin()
+    }
+    const REFUSAL: &'static str = "only admins run operations";
+}
+
+/// Admins and services not scoped to stores: opening stores.
+#[derive(Debug)]
+pub struct Operators;
+
+impl Gate for Operators {
+    fn admits(p: &Principal) -> bool {
+        p.reaches_every_store()
+    }
+    const REFUSAL: &'static str = "only admins and services not scoped to stores may do this";
+}
+
+/// Admins, services and staff: a store's catalog and its orders' fulfilment (which store is
+/// decided per request).
+#[derive(Debug)]
+pub struct StoreHands;
+
+impl Gate for StoreHands {
+    fn admits(p: &Principal) -> bool {
+        p.is_admin() || p.has(Role::Service) || p.has(Role::Staff)
+    }
+    const REFUSAL: &'static str =
+        "only a store's staff, services and admins manage its catalog and fulfil its orders";
+}
+
+/// Customers, staff, services and admins: creating orders and changing their items (whose
+/// order, which store is decided per request). Analysts only read.
+#[derive(Debug)]
+pub struct Shoppers;
+
+impl Gate for Shoppers {
+    fn admits(p: &Principal) -> bool {
+        p.has(Role::Customer) || StoreHands::admits(p)
+    }
+    const REFUSAL: &'static str = "this role may only read orders";
+}
+
+/// Analysts, admins, services and staff: reports (staff about their own stores, decided per
+/// request).
+#[derive(Debug)]
+pub struct ReportReaders;
+
+impl Gate for ReportReaders {
+    fn admits(p: &Principal) -> bool {
+        p.has(Role::Analyst) || StoreHands::admits(p)
+    }
+    const REFUSAL: &'static str = "reports are for analysts, admins, services and store staff";
 }
 
 /// What a caller wants to do with an existing order.
@@ -103,18 +214,6 @@ pub fn authorize_store_admin(p: &Principal, store: Uuid) -> Result<(), ApiError>
     } else {
         Err(ApiError::forbidden(
             "only admins, services and the store's staff manage its products",
-        ))
-    }
-}
-
-/// Only admins and services not scoped to stores open stores (a scoped one could not reach
-/// the store it opened).
-pub fn require_operator(p: &Principal) -> Result<(), ApiError> {
-    if p.reaches_every_store() {
-        Ok(())
-    } else {
-        Err(ApiError::forbidden(
-            "only admins and services not scoped to stores may do this",
         ))
     }
 }

@@ -8,6 +8,7 @@ mod asyncapi;
 mod auth_matrix;
 mod catalog_cache;
 mod concurrency;
+mod contract;
 mod forged_replies;
 mod hostile;
 mod jwks;

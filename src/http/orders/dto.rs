@@ -8,6 +8,8 @@ use poem_openapi::{Enum, Object};
 use serde::Serialize;
 use uuid::Uuid;
 
+use crate::http::text::Text;
+
 // ---- request bodies -------------------------------------------------------------------------
 
 /// A postal address.
@@ -15,18 +17,18 @@ use uuid::Uuid;
 #[oai(deny_unknown_fields)]
 pub struct AddressBody {
     #[oai(validator(max_length = 200))]
-    pub name: String,
+    pub name: Text,
     #[oai(validator(max_length = 200))]
-    pub line1: String,
+    pub line1: Text,
     #[oai(validator(max_length = 200))]
-    pub line2: Option<String>,
+    pub line2: Option<Text>,
     #[oai(validator(max_length = 200))]
-    pub city: String,
+    pub city: Text,
     #[oai(validator(max_length = 20))]
-    pub postal_code: String,
+    pub postal_code: Text,
     /// ISO 3166-1 alpha-2, e.g. `DE`.
     #[oai(validator(max_length = 2))]
-    pub country: String,
+    pub country: Text,
 }
 
 /// One product and how many.
@@ -34,7 +36,7 @@ pub struct AddressBody {
 #[oai(deny_unknown_fields)]
 pub struct ItemBody {
     #[oai(validator(max_length = 64))]
-    pub sku: String,
+    pub sku: Text,
     /// 1 to 10 000.
     pub quantity: i64,
 }
@@ -45,13 +47,13 @@ pub struct ItemBody {
 pub struct CreateOrderBody {
     /// The customer; customers may omit it (it is their token's `sub`).
     #[oai(validator(max_length = 128))]
-    pub customer_id: Option<String>,
+    pub customer_id: Option<Text>,
     pub store_id: Uuid,
     /// ISO 4217; defaults to the store's currency.
     #[oai(validator(max_length = 3))]
-    pub currency: Option<String>,
+    pub currency: Option<Text>,
     #[oai(validator(max_length = 254))]
-    pub customer_email: Option<String>,
+    pub customer_email: Option<Text>,
     pub shipping_address: Option<AddressBody>,
     /// Initial items, at most 100.
     #[oai(validator(max_items = 100))]
@@ -127,7 +129,7 @@ impl From<OrderStatus> for Status {
 pub struct ChangeStatusBody {
     pub status: Status,
     #[oai(validator(max_length = 500))]
-    pub note: Option<String>,
+    pub note: Option<Text>,
 }
 
 /// Hands the order to a carrier.
@@ -135,11 +137,11 @@ pub struct ChangeStatusBody {
 #[oai(deny_unknown_fields)]
 pub struct ShipBody {
     #[oai(validator(max_length = 64))]
-    pub carrier: String,
+    pub carrier: Text,
     #[oai(validator(max_length = 64))]
-    pub tracking_number: String,
+    pub tracking_number: Text,
     #[oai(validator(max_length = 500))]
-    pub note: Option<String>,
+    pub note: Option<Text>,
 }
 
 /// Cancels a placed order (allowed until it is shipped or picked up).
@@ -147,7 +149,7 @@ pub struct ShipBody {
 #[oai(deny_unknown_fields)]
 pub struct CancelBody {
     #[oai(validator(max_length = 500))]
-    pub reason: String,
+    pub reason: Text,
 }
 
 // ---- responses ------------------------------------------------------------------------------
@@ -167,10 +169,10 @@ pub struct AddressView {
 /// One line, with name and unit price as they were when the item was added.
 #[derive(Debug, Clone, Object)]
 pub struct LineView {
-    pub line_id: u32,
+    pub line_id: i64,
     pub sku: String,
     pub name: String,
-    pub quantity: u32,
+    pub quantity: i64,
     pub unit_price_minor: i64,
     pub line_total_minor: i64,
 }
@@ -187,7 +189,7 @@ pub struct ShipmentView {
 pub struct OrderView {
     pub id: Uuid,
     /// Number of events; the ETag, and what `If-Match` expects.
-    pub version: u64,
+    pub version: i64,
     pub status: Status,
     pub customer_id: String,
     pub store_id: Uuid,
@@ -210,7 +212,7 @@ impl OrderView {
     pub fn of(order: &Order) -> Option<Self> {
         Some(Self {
             id: order.id()?.as_uuid(),
-            version: order.version(),
+            version: i64::try_from(order.version()).unwrap_or(i64::MAX),
             status: order.status()?.into(),
             customer_id: order.customer_id()?.to_string(),
             store_id: order.store_id()?.as_uuid(),
@@ -240,10 +242,10 @@ fn lines_of(order: &Order) -> Vec<LineView> {
         .lines()
         .iter()
         .map(|l| LineView {
-            line_id: l.line_id.get(),
+            line_id: l.line_id.get().into(),
             sku: l.sku.to_string(),
             name: l.name.to_string(),
-            quantity: l.quantity,
+            quantity: l.quantity.into(),
             unit_price_minor: l.unit_price_minor,
             line_total_minor: l.line_total_minor,
         })

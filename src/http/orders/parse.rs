@@ -8,6 +8,7 @@ use order_domain::{
 
 use super::dto::{AddressBody, CreateOrderBody, ItemBody};
 use crate::http::problem::{ApiError, FieldProblem};
+use crate::http::text::Text;
 
 /// Most lines one create request may carry (the order itself holds at most as many).
 const MAX_ITEMS: usize = order_domain::MAX_LINES;
@@ -88,10 +89,10 @@ fn parse_items(f: &mut Fields, items: &[ItemBody]) -> Option<Vec<NewItem>> {
 pub(super) fn optional<T>(
     f: &mut Fields,
     field: &str,
-    raw: Option<&String>,
+    raw: Option<&Text>,
     parse: impl Fn(String) -> Result<T, ValueError>,
 ) -> Option<T> {
-    f.take(field, parse(raw?.clone()))
+    f.take(field, parse(raw?.0.clone()))
 }
 
 /// A create body's fields as domain values; the currency is still optional (it defaults to
@@ -146,7 +147,7 @@ pub(super) fn text<T>(
 /// An optional text field parsed by its value type: absent stays `None`.
 pub(super) fn opt_text<T>(
     field: &str,
-    raw: Option<&String>,
+    raw: Option<&Text>,
     parse: impl Fn(String) -> Result<T, ValueError>,
 ) -> Result<Option<T>, ApiError> {
     raw.map(|r| text(field, r, parse)).transpose()

@@ -6,10 +6,11 @@
 //! text field that a spreadsheet would run as a formula is defused first.
 
 use anyhow::Context as _;
-use chrono::NaiveDate;
 use poem_openapi::payload::{Json, PlainText};
 use poem_openapi::{ApiResponse, Enum, Object, ResponseContent};
 use uuid::Uuid;
+
+use crate::http::dates::Day;
 
 use crate::http::auth::{Principal, Role};
 use crate::http::problem::ApiError;
@@ -55,9 +56,9 @@ pub struct ProductSalesView {
 #[derive(Debug, Clone, Object)]
 pub struct ProductSalesReport {
     /// First day, inclusive (UTC).
-    pub from: NaiveDate,
+    pub from: Day,
     /// Last day, inclusive (UTC).
-    pub to: NaiveDate,
+    pub to: Day,
     #[oai(skip_serializing_if_is_none)]
     pub store_id: Option<Uuid>,
     pub sort: SalesSort,
@@ -78,7 +79,7 @@ pub enum Granularity {
 #[derive(Debug, Clone, Object)]
 pub struct SalesPeriodView {
     /// First day of the period: the day, the week's Monday, the month's 1st.
-    pub period_start: NaiveDate,
+    pub period_start: Day,
     pub currency: String,
     /// Orders confirmed in the period and not cancelled since.
     pub orders: i64,
@@ -96,9 +97,9 @@ pub struct SalesPeriodView {
 pub struct SalesSummaryReport {
     pub granularity: Granularity,
     #[oai(skip_serializing_if_is_none)]
-    pub from: Option<NaiveDate>,
+    pub from: Option<Day>,
     #[oai(skip_serializing_if_is_none)]
-    pub to: Option<NaiveDate>,
+    pub to: Option<Day>,
     #[oai(skip_serializing_if_is_none)]
     pub store_id: Option<Uuid>,
     /// Oldest period first, then by currency; periods without any activity are left out.
