@@ -182,8 +182,10 @@ impl AdminApi {
         _auth: Allowed<Admins>,
         state: Data<&AppState>,
         /// Only notifications in this status: `pending`, `sent` or `failed`.
+        #[oai(validator(pattern = "^(pending|sent|failed)$"))]
         status: Query<Option<String>>,
         /// At most this many, newest first (1-500, default 100).
+        #[oai(validator(minimum(value = "1"), maximum(value = "500")))]
         limit: Query<Option<i64>>,
     ) -> Result<NotificationsResponse, ApiError> {
         if let Some(s) = status.0.as_deref() {
