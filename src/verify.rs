@@ -195,7 +195,7 @@ async fn compare_read_models(
         };
         let expected = (
             i64::try_from(order.version()).unwrap_or(i64::MAX),
-            status_name(status),
+            status.as_str().to_owned(),
             order.total_minor(),
             i32::try_from(order.lines().len()).unwrap_or(i32::MAX),
             i32::try_from(
@@ -227,13 +227,6 @@ async fn compare_read_models(
     Ok(())
 }
 
-fn status_name(status: OrderStatus) -> String {
-    serde_json::to_value(status)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
-
 /// I1, I2, I3: what each placed order's saga holds, against where the order stands.
 fn check_sagas(orders: &Orders, sagas: &Sagas, options: &Options, report: &mut Report) {
     use OrderStatus as O;
@@ -247,7 +240,7 @@ fn check_sagas(orders: &Orders, sagas: &Sagas, options: &Options, report: &mut R
             continue;
         }
         let Some(saga) = sagas.get(id).filter(|s| s.is_started()) else {
-            report.broken("I1", &id, format!("{} without a saga", status_name(status)));
+            report.broken("I1", &id, format!("{} without a saga", status.as_str()));
             continue;
         };
         let saga_status = saga.status();
@@ -298,7 +291,7 @@ fn check_sagas(orders: &Orders, sagas: &Sagas, options: &Options, report: &mut R
                 id,
                 format!(
                     "order {} but its saga ({:?}) holds stock {stock:?}, payment {payment:?}",
-                    status_name(status),
+                    status.as_str().to_owned(),
                     saga_status.map(SagaStatus::as_str)
                 ),
             );

@@ -188,24 +188,8 @@ impl AdminApi {
         #[oai(validator(minimum(value = "1"), maximum(value = "500")))]
         limit: Query<Option<i64>>,
     ) -> Result<NotificationsResponse, ApiError> {
-        if let Some(s) = status.0.as_deref() {
-            if !["pending", "sent", "failed"].contains(&s) {
-                return Err(ApiError::BadRequest {
-                    slug: "invalid-parameter",
-                    detail: format!("status {s:?} is not pending, sent or failed"),
-                });
-            }
-        }
-        let limit = match limit.0 {
-            None => 100,
-            Some(n) if (1..=500).contains(&n) => n,
-            Some(_) => {
-                return Err(ApiError::BadRequest {
-                    slug: "invalid-parameter",
-                    detail: "limit must be between 1 and 500".into(),
-                })
-            }
-        };
+        // status and limit are checked by their validators before this runs
+        let limit = limit.0.unwrap_or(100);
         let rows = outbox::list(&state.pool, status.0.as_deref(), limit)
             .await
             .map_err(|e| ApiError::infra(e.into()))?;

@@ -183,16 +183,8 @@ impl SagasApi {
                 });
             }
         }
-        let limit = match limit.0 {
-            None => 100,
-            Some(n) if (1..=500).contains(&n) => n,
-            Some(_) => {
-                return Err(ApiError::BadRequest {
-                    slug: "invalid-parameter",
-                    detail: "limit must be between 1 and 500".into(),
-                })
-            }
-        };
+        // bounded by its validator before this runs
+        let limit = limit.0.unwrap_or(100);
         let rows: Vec<SagaSummary> = sqlx::query_as(
             "select order_id, status, deadline_at, last_event, attention, started_at, updated_at
                from read.saga_progress

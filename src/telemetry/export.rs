@@ -84,18 +84,13 @@ impl Tracing {
             );
         }
         let mut builder = SdkTracerProvider::builder().with_resource(resource(settings));
-        builder = match (&export, settings.sample_ratio) {
-            // Without export a span of our own is never recorded, yet it has its ids; a
-            // caller's sampled trace is still followed, so what we pass on keeps its flag.
-            (Export::Off, _) => {
-                builder.with_sampler(Sampler::ParentBased(Box::new(Sampler::AlwaysOff)))
-            }
-            (_, Some(ratio)) => builder.with_sampler(Sampler::ParentBased(Box::new(
+        // unset: the SDK's default (OTEL_TRACES_SAMPLER, else parent-based always-on); without
+        // export the provider is never handed to a layer (`telemetry::init`)
+        if let Some(ratio) = settings.sample_ratio {
+            builder = builder.with_sampler(Sampler::ParentBased(Box::new(
                 Sampler::TraceIdRatioBased(ratio),
-            ))),
-            // the SDK's default: OTEL_TRACES_SAMPLER, else parent-based always-on
-            (_, None) => builder,
-        };
+            )));
+        }
         let exporter = match &export {
             Export::Off => None,
             Export::Http(endpoint) => {
