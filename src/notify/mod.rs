@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod notifier;
 pub mod outbox;
 pub mod sender;
+pub mod smtp;
 
 use std::sync::Arc;
 use std::time::Duration;

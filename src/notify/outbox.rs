@@ -80,8 +80,11 @@ pub async fn claim(conn: &mut PgConnection, limit: i64) -> Result<Vec<Due>, sqlx
     .await
 }
 
-/// Records that the SMTP server accepted row `id`.
-pub async fn mark_sent(conn: &mut PgConnection, id: i64) -> Result<(), sqlx::Error> {
+/// Records, ahead of the delivery, that the SMTP server accepted row `id` (claimed in the
+/// caller's transaction): the sender commits it the moment the server accepts, so that only
+/// the commit's own message lies between the acceptance and its record, and overwrites it
+/// with [`retry_later`] or [`mark_failed`] when the server does not accept.
+pub async fn stage_sent(conn: &mut PgConnection, id: i64) -> Result<(), sqlx::Error> {
     sqlx::query(
         "update notifications
             set status = 'sent', attempts = attempts + 1, sent_at = now(), last_error = null
@@ -93,7 +96,7 @@ pub async fn mark_sent(conn: &mut PgConnection, id: i64) -> Result<(), sqlx::Err
     Ok(())
 }
 
-/// Records a transient failure of row `id`: tried again after `delay`.
+/// Records a transient failure of row `id`, staged by [`stage_sent`]: tried again after `delay`.
 pub async fn retry_later(
     conn: &mut PgConnection,
     id: i64,
@@ -102,7 +105,7 @@ pub async fn retry_later(
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "update notifications
-            set attempts = attempts + 1, last_error = $2,
+            set status = 'pending', sent_at = null, last_error = $2,
                 next_attempt_at = now() + make_interval(secs => $3)
           where id = $1",
     )
@@ -114,12 +117,12 @@ pub async fn retry_later(
     Ok(())
 }
 
-/// Records that row `id` will not be delivered (a permanent refusal, or transient ones for
-/// too long): it stays, `failed`, for the admin listing.
+/// Records that row `id`, staged by [`stage_sent`], will not be delivered (a permanent refusal,
+/// or transient ones for too long): it stays, `failed`, for the admin listing.
 pub async fn mark_failed(conn: &mut PgConnection, id: i64, error: &str) -> Result<(), sqlx::Error> {
     sqlx::query(
         "update notifications
-            set status = 'failed', attempts = attempts + 1, last_error = $2
+            set status = 'failed', sent_at = null, last_error = $2
           where id = $1",
     )
     .bind(id)

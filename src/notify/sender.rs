@@ -7,7 +7,8 @@
 //!   row as it was, `pending`: it is delivered again.
 //! * **A second copy only after a crash** (or a lost database connection) between the SMTP
 //!   server's acceptance and the commit that records it: that is the only way an accepted row
-//!   can still be `pending`. The email's `Message-ID` is derived from the event id, so a
+//!   can still be `pending`. The record is written before the delivery and committed as soon as
+//!   the server accepts, so that window is one message to the database wide. The email's `Message-ID` is derived from the event id, so a
 //!   receiving system can tell the copies apart. One delivery is bounded by
 //!   `APP__NOTIFY__SEND_TIMEOUT_MS`, and the transaction's idle timeout is raised above it, so
 //!   a slow server cannot have the database end the transaction under an accepted email.
@@ -27,22 +28,22 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use lettre::message::{Mailbox, MultiPart};
-use lettre::{Address, AsyncSmtpTransport, AsyncTransport as _, Message, Tokio1Executor};
+use lettre::{Address, Message};
 use sqlx::{Connection as _, PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 
 use super::metrics::NotifyMetrics;
 use super::outbox::{self, Due};
+use super::smtp::Smtp;
 use crate::backoff::Backoff;
 
 /// The pending gauge is measured at most this often.
 const GAUGE_EVERY: Duration = Duration::from_secs(1);
 
 /// Where emails go.
-#[derive(Clone)]
 pub enum Mailer {
     /// An SMTP server (`smtp://`, `smtps://`).
-    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    Smtp(Box<Smtp>),
     /// The log (`log:`): each email is printed instead of sent (the dev stack).
     Log,
 }
@@ -63,11 +64,7 @@ impl Mailer {
         if url == "log:" {
             return Ok(Self::Log);
         }
-        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
-            .context("APP__NOTIFY__SMTP_URL is not an smtp:// or smtps:// URL")?
-            .timeout(Some(timeout))
-            .build();
-        Ok(Self::Smtp(transport))
+        Ok(Self::Smtp(Box::new(Smtp::from_url(url, timeout)?)))
     }
 }
 
@@ -127,6 +124,9 @@ impl Sender {
             }
         }
         conn.close().await.ok();
+        if let Mailer::Smtp(smtp) = &*self.mailer {
+            smtp.close().await;
+        }
         Ok(())
     }
 
@@ -151,6 +151,10 @@ impl Sender {
             kind = %row.kind,
             attempt = row.attempts + 1,
         );
+        // The acceptance is recorded before it happens, so that the moment the server accepts,
+        // one message (the commit) records it: a crash in between is the only way to a second
+        // copy, and this keeps that window as short as the commit's write.
+        outbox::stage_sent(&mut tx, row.id).await?;
         let started = Instant::now();
         let outcome = tracing::Instrument::instrument(self.deliver(&row), span.clone()).await;
         self.metrics
@@ -159,7 +163,6 @@ impl Sender {
         let _entered = span.enter();
         match outcome {
             Ok(()) => {
-                outbox::mark_sent(&mut tx, row.id).await?;
                 tx.commit().await.context("recording a sent email")?;
                 self.metrics.sent.with_label_values(&[&row.kind]).inc();
                 tracing::info!("email sent");
@@ -210,13 +213,13 @@ impl Sender {
                 );
                 Ok(())
             }
-            Mailer::Smtp(transport) => {
-                match tokio::time::timeout(self.send_timeout, transport.send(message)).await {
+            Mailer::Smtp(smtp) => {
+                match tokio::time::timeout(self.send_timeout, smtp.send(&message)).await {
                     Err(_) => Err(Failure::Transient(format!(
                         "no answer within {:?}",
                         self.send_timeout
                     ))),
-                    Ok(Ok(_)) => Ok(()),
+                    Ok(Ok(())) => Ok(()),
                     Ok(Err(e)) if e.is_permanent() => Err(Failure::Permanent(e.to_string())),
                     Ok(Err(e)) => Err(Failure::Transient(e.to_string())),
                 }

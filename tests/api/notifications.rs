@@ -29,8 +29,8 @@ from aiosmtpd.controller import Controller
 port, refuse = int(sys.argv[1]), int(sys.argv[2])
 refused = [0]
 
-def out(record):
-    record["time"] = time.time()
+def out(record, at=None):
+    record["time"] = at or time.time()
     print(json.dumps(record), flush=True)
 
 class Handler:
@@ -48,17 +48,25 @@ class Handler:
             refused[0] += 1
             out({"refused": refused[0]})
             return "451 4.3.0 try again later"
-        msg = email.message_from_bytes(envelope.content, policy=policy.default)
-        text, html = msg.get_body(("plain",)), msg.get_body(("html",))
-        out({
-            "message_id": msg["Message-ID"],
-            "subject": msg["Subject"],
-            "from": msg["From"],
-            "to": envelope.rcpt_tos,
-            "text": text.get_content() if text else None,
-            "html": html.get_content() if html else None,
-        })
+        # Accept at once and parse afterwards, as a spooling MTA does (RFC 1047): the time
+        # between the end of the data and the reply is the window in which a sender killed
+        # after sending it cannot know it was accepted.
+        accepted = time.time()
+        content, rcpt_tos = envelope.content, list(envelope.rcpt_tos)
+        asyncio.get_running_loop().call_soon(record, content, rcpt_tos, accepted)
         return "250 OK"
+
+def record(content, rcpt_tos, accepted):
+    msg = email.message_from_bytes(content, policy=policy.default)
+    text, html = msg.get_body(("plain",)), msg.get_body(("html",))
+    out({
+        "message_id": msg["Message-ID"],
+        "subject": msg["Subject"],
+        "from": msg["From"],
+        "to": rcpt_tos,
+        "text": text.get_content() if text else None,
+        "html": html.get_content() if html else None,
+    }, accepted)
 
 controller = Controller(Handler(), hostname="127.0.0.1", port=port)
 controller.start()
@@ -406,7 +414,7 @@ fn once_each(received: &[Received], want: &HashSet<Uuid>, kills: &[f64]) -> Resu
     let mut duplicates = 0;
     for (id, times) in copies.iter().filter(|(_, t)| t.len() > 1) {
         // The server may finish accepting a message whose sender was killed mid-conversation
-        // (it stamps the time once it has parsed the message): up to KILL_SLACK after the kill.
+        // (it stamps the time of its reply): up to KILL_SLACK after the kill.
         let straddles = |k: &f64| times[0] < *k + KILL_SLACK && *k < times[1];
         if times.len() > 2 || !kills.iter().any(straddles) {
             return Err(format!(
