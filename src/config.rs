@@ -134,6 +134,58 @@ pub struct HttpSettings {
     /// answering 503 before it stops accepting connections (ms), so load balancers take it out
     /// of rotation first; then requests in flight drain.
     pub shutdown_delay_ms: u64,
+    /// Origins whose browser pages may call the API (`APP__HTTP__CORS_ORIGINS`: a
+    /// comma-separated list such as `https://shop.example,https://admin.example`, or `*`);
+    /// none when empty, the default. See `http::cors`.
+    #[serde(default)]
+    pub cors_origins: CorsOrigins,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            header_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            max_connections: 1_024,
+            shutdown_delay_ms: 5_000,
+            cors_origins: CorsOrigins::default(),
+        }
+    }
+}
+
+/// A list of origins, written as one comma-separated string (an environment variable) or as a
+/// list (a configuration file).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(into = "String")]
+pub struct CorsOrigins(pub Vec<String>);
+
+impl From<CorsOrigins> for String {
+    fn from(origins: CorsOrigins) -> Self {
+        origins.0.join(",")
+    }
+}
+
+impl<'de> Deserialize<'de> for CorsOrigins {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            One(String),
+            Many(Vec<String>),
+        }
+        let listed = match Written::deserialize(deserializer)? {
+            Written::One(one) => one.split(',').map(str::to_owned).collect(),
+            Written::Many(many) => many,
+        };
+        Ok(Self(
+            listed
+                .into_iter()
+                .map(|o| o.trim().trim_end_matches('/').to_owned())
+                .filter(|o| !o.is_empty())
+                .collect(),
+        ))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -404,13 +456,7 @@ impl Default for Settings {
         Self {
             database_url: None,
             nats_url: None,
-            http: HttpSettings {
-                addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
-                header_timeout_ms: 10_000,
-                idle_timeout_ms: 60_000,
-                max_connections: 1_024,
-                shutdown_delay_ms: 5_000,
-            },
+            http: HttpSettings::default(),
             database: DatabaseSettings {
                 max_connections: 32,
                 acquire_timeout_ms: 5_000,
@@ -707,8 +753,16 @@ mod tests {
             jail.set_env("APP__NATS__PREFIX", "t1.");
             jail.set_env("APP__SAGA__MAX_ATTEMPTS", "7");
             jail.set_env("DATABASE_URL", "postgres://x@localhost/db");
+            jail.set_env(
+                "APP__HTTP__CORS_ORIGINS",
+                "https://shop.example, http://localhost:5173/",
+            );
             let s = Settings::load(None).expect("loads");
             assert_eq!(s.http.addr.port(), 9090);
+            assert_eq!(
+                s.http.cors_origins.0,
+                ["https://shop.example", "http://localhost:5173"]
+            );
             assert_eq!(s.nats.prefix, "t1.");
             assert_eq!(s.saga.max_attempts, 7);
             assert!(s.database_url.is_some());
@@ -802,11 +856,13 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             jail.create_file(
                 "order-service.toml",
-                "[http]\naddr = \"127.0.0.1:7000\"\n[nats]\nprefix = \"file.\"\n",
+                "[http]\naddr = \"127.0.0.1:7000\"\ncors_origins = [\"https://a.example\"]\n\
+                 [nats]\nprefix = \"file.\"\n",
             )?;
             jail.set_env("APP__NATS__PREFIX", "env.");
             let s = Settings::load(None).expect("loads");
             assert_eq!(s.http.addr.port(), 7000);
+            assert_eq!(s.http.cors_origins.0, ["https://a.example"]);
             assert_eq!(s.nats.prefix, "env.");
             Ok(())
         });

@@ -420,6 +420,7 @@ impl Built {
             throttle,
             nats: nats.clone(),
             lifecycle,
+            cors: crate::http::cors::Origins::new(&settings.http.cors_origins)?,
         };
         Ok(Self {
             state,

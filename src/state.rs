@@ -44,4 +44,6 @@ pub struct AppState {
     pub nats: Option<Nats>,
     /// Whether the process is shutting down (readiness then answers 503).
     pub lifecycle: Lifecycle,
+    /// Other origins whose browser pages may call the API (CORS).
+    pub cors: crate::http::cors::Origins,
 }

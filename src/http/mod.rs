@@ -3,10 +3,12 @@
 //! (metrics + span), problem+json rendering, body size limit, then the routes.
 
 pub mod admin;
+pub mod allowed;
 pub mod auth;
 pub mod catalog;
 pub mod command;
 pub mod consistency;
+pub mod cors;
 pub mod cursor;
 pub mod dates;
 pub mod limits;
@@ -94,6 +96,7 @@ pub fn app(state: AppState) -> impl Endpoint {
     let max_body = state.limits.max_body_bytes;
     let state_limits = state.limits.clone();
     let metrics = state.metrics.clone();
+    let cors = state.cors.clone();
     let routes = Route::new()
         .at("/v1/orders/:id/live", poem::get(live::order_live))
         .at("/v1/stores/:id/live", poem::get(live::store_live))
@@ -106,12 +109,12 @@ pub fn app(state: AppState) -> impl Endpoint {
         .data(state);
     let body_timeout = std::time::Duration::from_millis(state_limits.body_timeout_ms);
     let limited = limits::BodyLimit::new(routes.into_endpoint(), max_body, body_timeout);
-    let allowed = spec::AllowedMethods::of::<Apis>(&[
+    let allowed = allowed::AllowedMethods::of::<Apis>(&[
         ("/v1/orders/{id}/live", "GET"),
         ("/v1/stores/{id}/live", "GET"),
         ("/openapi.json", "GET"),
     ]);
     let observed = observe::Observe::new(problem::ProblemEndpoint(limited, allowed), metrics)
         .with(RequestId::default().reuse_id(ReuseId::Use));
-    observe::PlainRequestId(observed)
+    cors::Cors::new(cors, observe::PlainRequestId(observed))
 }

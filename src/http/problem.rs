@@ -16,8 +16,8 @@ use poem_openapi::registry::{MetaMediaType, MetaResponse, MetaResponses, Registr
 use poem_openapi::types::{ToJSON as _, Type as _};
 use poem_openapi::{ApiResponse, Object, OperationId};
 
+use super::allowed::AllowedMethods;
 use super::auth::AuthError;
-use super::spec::AllowedMethods;
 
 /// Media type of every error body.
 pub const PROBLEM_JSON: &str = "application/problem+json";

@@ -1,6 +1,6 @@
-//! How the APIs become one OpenAPI document: the operation groups ([`ApiTags`]), and
-//! [`SharedPaths`], which merges the `paths` entries of
-//! APIs that serve the same paths, so the document names each path once.
+//! How the APIs become one OpenAPI document: the operation groups ([`ApiTags`]);
+//! [`SharedPaths`], which merges the `paths` entries of APIs that serve the same paths, so the
+//! document names each path once; and [`finish`], what poem-openapi cannot say itself.
 
 use poem_openapi::Tags;
 use std::collections::HashMap;
@@ -8,6 +8,10 @@ use std::collections::HashMap;
 use poem::http::Method;
 use poem_openapi::registry::{MetaApi, Registry};
 use poem_openapi::OpenApi;
+use serde_json::{json, Map, Value};
+
+use super::observe::MAX_REQUEST_ID;
+use super::problem::PROBLEM_JSON;
 
 /// Groups of operations in the OpenAPI document.
 #[derive(Debug, Tags)]
@@ -56,84 +60,46 @@ impl<T: OpenApi> OpenApi for SharedPaths<T> {
     }
 }
 
-/// The methods each path answers, for the `Allow` header of a 405 (RFC 9110 §15.5.6): from the
-/// documented operations, plus the routes outside the document (the live feeds, the spec).
-#[derive(Debug, Default)]
-pub struct AllowedMethods(Vec<(Vec<String>, String)>);
-
-impl AllowedMethods {
-    /// The table of `T`'s operations and of `extra` (`path`, `Allow` value) routes.
-    pub fn of<T: OpenApi>(extra: &[(&str, &str)]) -> Self {
-        let mut table: Vec<(Vec<String>, Vec<String>)> = Vec::new();
-        for path in T::meta().into_iter().flat_map(|api| api.paths) {
-            let methods = path.operations.iter().map(|op| op.method.to_string());
-            let segments = segments(&path.path);
-            match table.iter_mut().find(|(s, _)| *s == segments) {
-                Some((_, known)) => known.extend(methods),
-                None => table.push((segments, methods.collect())),
-            }
-        }
-        let mut allowed: Vec<(Vec<String>, String)> = table
-            .into_iter()
-            .map(|(segments, mut methods)| {
-                methods.sort();
-                methods.dedup();
-                (segments, methods.join(", "))
-            })
-            .collect();
-        allowed.extend(extra.iter().map(|(p, m)| (segments(p), (*m).to_owned())));
-        Self(allowed)
-    }
-
-    /// What `path` (a request's, without query) answers, when it is a known route.
-    pub fn for_path(&self, path: &str) -> Option<&str> {
-        let asked: Vec<&str> = path.trim_matches('/').split('/').collect();
-        self.0
-            .iter()
-            .find(|(template, _)| {
-                template.len() == asked.len()
-                    && template.iter().zip(&asked).all(|(t, a)| {
-                        t == a || ((t.starts_with('{') || t.starts_with(':')) && !a.is_empty())
-                    })
-            })
-            .map(|(_, methods)| methods.as_str())
-    }
-}
-
-fn segments(path: &str) -> Vec<String> {
-    path.trim_matches('/')
-        .split('/')
-        .map(str::to_owned)
-        .collect()
-}
-
 /// What poem-openapi 5.1 cannot say itself, added to the serialized document: request bodies
 /// (the `...Body` schemas, all `deny_unknown_fields`) refuse unknown properties
-/// (`additionalProperties: false`), so a generated client and a fuzzer know it too; and the
+/// (`additionalProperties: false`), so a generated client and a fuzzer know it too; the
 /// operations without a security scheme (health, metrics) say they need none (`security: []`)
-/// rather than leaving it unsaid.
+/// rather than leaving it unsaid; every operation documents only the problem statuses it can
+/// answer ([`can_answer`]), and the `x-request-id` a client may send and always gets back.
 pub fn finish(spec: &str) -> String {
-    let Ok(mut doc) = serde_json::from_str::<serde_json::Value>(spec) else {
+    let Ok(mut doc) = serde_json::from_str::<Value>(spec) else {
         return spec.to_owned();
     };
-    if let Some(paths) = doc
-        .pointer_mut("/paths")
-        .and_then(serde_json::Value::as_object_mut)
-    {
-        for operation in paths
-            .values_mut()
-            .filter_map(serde_json::Value::as_object_mut)
-            .flat_map(|methods| methods.values_mut())
-            .filter_map(serde_json::Value::as_object_mut)
-        {
-            operation
-                .entry("security")
-                .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+    if let Some(paths) = doc.pointer_mut("/paths").and_then(Value::as_object_mut) {
+        for (path, methods) in paths.iter_mut() {
+            let Some(methods) = methods.as_object_mut() else {
+                continue;
+            };
+            for (method, operation) in methods.iter_mut() {
+                if let Some(operation) = operation.as_object_mut() {
+                    finish_operation(path, method, operation);
+                }
+            }
         }
+    }
+    if let Some(components) = doc
+        .pointer_mut("/components")
+        .and_then(Value::as_object_mut)
+    {
+        components
+            .entry("parameters")
+            .or_insert_with(|| json!({}))
+            .as_object_mut()
+            .map(|p| p.insert(REQUEST_ID.into(), request_id_parameter()));
+        components
+            .entry("headers")
+            .or_insert_with(|| json!({}))
+            .as_object_mut()
+            .map(|h| h.insert(REQUEST_ID.into(), request_id_header()));
     }
     if let Some(schemas) = doc
         .pointer_mut("/components/schemas")
-        .and_then(serde_json::Value::as_object_mut)
+        .and_then(Value::as_object_mut)
     {
         for (name, schema) in schemas.iter_mut() {
             if name.ends_with("Body") {
@@ -144,4 +110,116 @@ pub fn finish(spec: &str) -> String {
         }
     }
     serde_json::to_string(&doc).unwrap_or_else(|_| spec.to_owned())
+}
+
+/// The name of the request-id parameter and header components.
+const REQUEST_ID: &str = "RequestId";
+
+fn finish_operation(path: &str, method: &str, operation: &mut Map<String, Value>) {
+    operation
+        .entry("security")
+        .or_insert_with(|| Value::Array(Vec::new()));
+    let facts = Facts::of(path, method, operation);
+    if let Some(responses) = operation
+        .get_mut("responses")
+        .and_then(Value::as_object_mut)
+    {
+        responses.retain(|status, response| {
+            let problem = response
+                .pointer("/content")
+                .and_then(Value::as_object)
+                .is_some_and(|content| content.contains_key(PROBLEM_JSON));
+            !problem || status.parse().is_ok_and(|status| facts.can_answer(status))
+        });
+        for response in responses.values_mut().filter_map(Value::as_object_mut) {
+            response
+                .entry("headers")
+                .or_insert_with(|| json!({}))
+                .as_object_mut()
+                .map(|h| {
+                    h.insert(
+                        "x-request-id".into(),
+                        json!({ "$ref": format!("#/components/headers/{REQUEST_ID}") }),
+                    )
+                });
+        }
+    }
+    if path.starts_with("/v1/") {
+        if let Some(parameters) = operation
+            .entry("parameters")
+            .or_insert_with(|| json!([]))
+            .as_array_mut()
+        {
+            parameters.push(json!({ "$ref": format!("#/components/parameters/{REQUEST_ID}") }));
+        }
+    }
+}
+
+/// What an operation takes, which decides the problems it can answer.
+#[allow(clippy::struct_excessive_bools)] // five independent facts, read once
+struct Facts {
+    body: bool,
+    if_match: bool,
+    path_parameters: bool,
+    query_parameters: bool,
+    command: bool,
+}
+
+impl Facts {
+    fn of(path: &str, method: &str, operation: &Map<String, Value>) -> Self {
+        let parameters = operation.get("parameters").and_then(Value::as_array);
+        let has = |place: &str| parameters.is_some_and(|ps| ps.iter().any(|p| p["in"] == place));
+        Self {
+            body: operation.contains_key("requestBody"),
+            if_match: parameters.is_some_and(|ps| {
+                ps.iter()
+                    .any(|p| p["in"] == "header" && p["name"] == "If-Match")
+            }),
+            path_parameters: path.contains('{'),
+            query_parameters: has("query"),
+            command: method != "get",
+        }
+    }
+
+    /// Whether the operation can answer `status` with a problem: 413 and 415 need a body, 412
+    /// an `If-Match`, 404 a path parameter (an id that may be unknown or not the caller's),
+    /// 409 a command, 422 a command or a query's bounds, 400 something to parse; anything
+    /// may meet 401, 403, 406, 429, 500 and 503.
+    fn can_answer(&self, status: u16) -> bool {
+        match status {
+            413 | 415 => self.body,
+            412 => self.if_match,
+            404 => self.path_parameters,
+            409 => self.command,
+            422 => self.command || self.query_parameters,
+            400 => self.body || self.path_parameters || self.query_parameters || self.if_match,
+            _ => true,
+        }
+    }
+}
+
+/// `x-request-id` as a request parameter: optional, plain, short (see `observe::PlainRequestId`).
+fn request_id_parameter() -> Value {
+    json!({
+        "name": "x-request-id",
+        "in": "header",
+        "required": false,
+        "description": format!(
+            "Your id for this request, logged with it, stored in the metadata of the events it \
+             writes and sent back in the response's `x-request-id`. Letters, digits, `-`, `_`, \
+             `.`, `:`, at most {MAX_REQUEST_ID} characters; another value is replaced by a \
+             fresh id (not refused)."
+        ),
+        // no pattern: another value is not refused, so the schema must not promise it is
+        "schema": { "type": "string" },
+        "example": "checkout-7f3a9c",
+    })
+}
+
+fn request_id_header() -> Value {
+    json!({
+        "description": "The request's id: the caller's `x-request-id` when it sent a plain one, \
+                        else a fresh one; quote it when reporting a problem.",
+        "schema": { "type": "string", "maxLength": 64 },
+    })
 }

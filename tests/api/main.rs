@@ -9,6 +9,7 @@ mod auth_matrix;
 mod catalog_cache;
 mod concurrency;
 mod contract;
+mod cors;
 mod forged_replies;
 mod hostile;
 mod jwks;

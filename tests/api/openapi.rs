@@ -91,3 +91,73 @@ async fn the_live_feeds_are_in_the_document_as_event_streams_with_statuses() {
         "{data}"
     );
 }
+
+/// The problem statuses an operation documents, by operation id.
+fn problems(spec: &Value, path: &str, method: &str) -> Vec<u16> {
+    let responses = spec["paths"][path][method]["responses"]
+        .as_object()
+        .unwrap_or_else(|| panic!("{method} {path}"));
+    responses
+        .iter()
+        .filter(|(_, r)| r["content"]["application/problem+json"].is_object())
+        .map(|(status, _)| status.parse().expect("status"))
+        .collect()
+}
+
+#[tokio::test]
+async fn each_operation_documents_the_problems_it_can_answer_and_the_request_id() {
+    let spec: Value = serde_json::from_str(&order_service::http::openapi_json()).expect("spec");
+
+    // a read by id: no body, no If-Match, no command
+    let read = problems(&spec, "/v1/orders/{id}", "get");
+    for absent in [409, 412, 413, 415] {
+        assert!(
+            !read.contains(&absent),
+            "GET /v1/orders/{{id}} documents {absent}: {read:?}"
+        );
+    }
+    for present in [400, 401, 403, 404, 406, 422, 429, 500, 503] {
+        assert!(
+            read.contains(&present),
+            "GET /v1/orders/{{id}} lacks {present}: {read:?}"
+        );
+    }
+    // a list: nothing to find by id
+    assert!(!problems(&spec, "/v1/stores", "get").contains(&404));
+    // a command with a body and If-Match: all of them
+    let change = problems(&spec, "/v1/orders/{id}/items/{line_id}", "patch");
+    for present in [400, 404, 409, 412, 413, 415, 422] {
+        assert!(
+            change.contains(&present),
+            "PATCH item lacks {present}: {change:?}"
+        );
+    }
+    // a command without a body: no 413/415
+    let place = problems(&spec, "/v1/orders/{id}/place", "post");
+    assert!(!place.contains(&413) && !place.contains(&415), "{place:?}");
+
+    // every /v1 operation takes and every answer returns x-request-id
+    for (path, methods) in spec["paths"].as_object().expect("paths") {
+        for (method, op) in methods.as_object().expect("methods") {
+            let responses = op["responses"].as_object().expect("responses");
+            for (status, response) in responses {
+                assert!(
+                    response["headers"]["x-request-id"].is_object(),
+                    "{method} {path} {status} documents no x-request-id"
+                );
+            }
+            if path.starts_with("/v1/") {
+                let takes = op["parameters"].as_array().is_some_and(|ps| {
+                    ps.iter()
+                        .any(|p| p["$ref"] == "#/components/parameters/RequestId")
+                });
+                assert!(takes, "{method} {path} takes no x-request-id");
+            }
+        }
+    }
+    let parameter = &spec["components"]["parameters"]["RequestId"];
+    assert_eq!(parameter["name"], "x-request-id");
+    assert!(parameter["description"]
+        .as_str()
+        .is_some_and(|d| d.contains("64")));
+}
