@@ -7,6 +7,7 @@ use poem_openapi::param::Query;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
+use super::cursor::{decode_notification_cursor, encode_notification_cursor};
 use super::problem::ApiError;
 use super::security::{Admins, Allowed};
 use super::spec::ApiTags;
@@ -82,10 +83,20 @@ impl From<outbox::Listed> for NotificationView {
     }
 }
 
+/// A page of the notifications listing.
+#[derive(Debug, Clone, Object)]
+pub struct NotificationPage {
+    /// The notifications of this page, newest first.
+    pub items: Vec<NotificationView>,
+    /// The cursor of the next page, to pass as `cursor`; absent on the last page.
+    #[oai(skip_serializing_if_is_none)]
+    pub next: Option<String>,
+}
+
 #[derive(ApiResponse)]
 pub enum NotificationsResponse {
     #[oai(status = 200)]
-    Ok(Json<Vec<NotificationView>>),
+    Ok(Json<NotificationPage>),
 }
 
 #[derive(ApiResponse)]
@@ -184,17 +195,31 @@ impl AdminApi {
         /// Only notifications in this status: `pending`, `sent` or `failed`.
         #[oai(validator(pattern = "^(pending|sent|failed)$"))]
         status: Query<Option<String>>,
-        /// At most this many, newest first (1-500, default 100).
+        /// Notifications per page, newest first (1-500, default 100).
         #[oai(validator(minimum(value = "1"), maximum(value = "500")))]
         limit: Query<Option<i64>>,
+        /// The `next` of the previous page; absent: the first page.
+        #[oai(validator(max_length = 64))]
+        cursor: Query<Option<String>>,
     ) -> Result<NotificationsResponse, ApiError> {
+        let before = cursor
+            .0
+            .as_deref()
+            .map(decode_notification_cursor)
+            .transpose()?;
         // status and limit are checked by their validators before this runs
         let limit = limit.0.unwrap_or(100);
-        let rows = outbox::list(&state.pool, status.0.as_deref(), limit)
+        let mut rows = outbox::list(&state.pool, status.0.as_deref(), before, limit + 1)
             .await
             .map_err(|e| ApiError::infra(e.into()))?;
-        Ok(NotificationsResponse::Ok(Json(
-            rows.into_iter().map(NotificationView::from).collect(),
-        )))
+        let more = rows.len() > usize::try_from(limit).unwrap_or(usize::MAX);
+        rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        let next = more
+            .then(|| rows.last().map(|r| encode_notification_cursor(r.id)))
+            .flatten();
+        Ok(NotificationsResponse::Ok(Json(NotificationPage {
+            items: rows.into_iter().map(NotificationView::from).collect(),
+            next,
+        })))
     }
 }

@@ -1,18 +1,27 @@
-//! The opaque cursor of keyset pagination: the boundary ([`Keyset`]) of a page, encoded as
-//! base64url so clients pass it back verbatim. A cursor this API did not hand out (forged,
-//! truncated, of an unknown layout) is a 400 `invalid-parameter`, never a wrong page.
+//! The opaque cursor of keyset pagination, the one scheme of every list: a page is
+//! `{"items": [...], "next": "<cursor>"}`, `next` omitted on the last page, and the client
+//! passes `next` back verbatim as `cursor`. The cursor is base64url of a first byte naming the
+//! list it belongs to and the boundary of the page in that list's order. A cursor this API did
+//! not hand out (forged, truncated, of another list) is a 400 `invalid-parameter`, never a
+//! wrong page.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use chrono::DateTime;
+use chrono::{DateTime, Utc};
 use order_projections::queries::Keyset;
 use uuid::Uuid;
 
 use super::problem::ApiError;
 use super::reading::invalid;
 
-/// First byte of every cursor, so that its layout can change without misreading old ones.
+/// First byte of every cursor: the list (and layout) it belongs to.
 const CURSOR_V1: u8 = 1;
+/// An order's audit log: the last version of the page.
+const EVENTS: u8 = 2;
+/// The sagas listing: the last saga's `updated_at` and order id.
+const SAGAS: u8 = 3;
+/// The notifications listing: the last row's id.
+const NOTIFICATIONS: u8 = 4;
 
 /// The cursor of a page boundary: base64url of a version byte, `created_at` in microseconds
 /// since the epoch (big-endian) and the order id.
@@ -41,11 +50,90 @@ pub(crate) fn decode_cursor(raw: &str) -> Result<Keyset, ApiError> {
     })
 }
 
+fn encode(kind: u8, parts: &[&[u8]]) -> String {
+    let mut bytes = vec![kind];
+    for part in parts {
+        bytes.extend_from_slice(part);
+    }
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// The `N` bytes after `kind` that `raw` encodes; 400 otherwise.
+fn decode<const N: usize>(kind: u8, raw: &str) -> Result<[u8; N], ApiError> {
+    let malformed = || invalid("cursor is not one this list handed out; pass `next` of a page");
+    let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| malformed())?;
+    match bytes.split_first() {
+        Some((first, rest)) if *first == kind => rest.try_into().map_err(|_| malformed()),
+        _ => Err(malformed()),
+    }
+}
+
+/// The cursor after version `version` of an order's audit log.
+pub(crate) fn encode_event_cursor(version: i64) -> String {
+    encode(EVENTS, &[&version.to_be_bytes()])
+}
+
+/// The version an audit-log cursor encodes.
+pub(crate) fn decode_event_cursor(raw: &str) -> Result<i64, ApiError> {
+    decode::<8>(EVENTS, raw).map(i64::from_be_bytes)
+}
+
+/// The cursor after the saga of `order_id` last updated at `updated_at`.
+pub(crate) fn encode_saga_cursor(updated_at: DateTime<Utc>, order_id: Uuid) -> String {
+    encode(
+        SAGAS,
+        &[
+            &updated_at.timestamp_micros().to_be_bytes(),
+            order_id.as_bytes(),
+        ],
+    )
+}
+
+/// The boundary a sagas cursor encodes.
+pub(crate) fn decode_saga_cursor(raw: &str) -> Result<(DateTime<Utc>, Uuid), ApiError> {
+    let bytes = decode::<24>(SAGAS, raw)?;
+    let (micros, id) = bytes.split_at(8);
+    let micros = i64::from_be_bytes(micros.try_into().unwrap_or_default());
+    let at = DateTime::from_timestamp_micros(micros)
+        .ok_or_else(|| invalid("cursor is not one this list handed out; pass `next` of a page"))?;
+    Ok((at, Uuid::from_slice(id).unwrap_or_default()))
+}
+
+/// The cursor after notification `id`.
+pub(crate) fn encode_notification_cursor(id: i64) -> String {
+    encode(NOTIFICATIONS, &[&id.to_be_bytes()])
+}
+
+/// The id a notifications cursor encodes.
+pub(crate) fn decode_notification_cursor(raw: &str) -> Result<i64, ApiError> {
+    decode::<8>(NOTIFICATIONS, raw).map(i64::from_be_bytes)
+}
+
 #[cfg(test)]
 mod tests {
-    use chrono::Utc;
-
     use super::*;
+
+    #[test]
+    fn each_list_reads_back_its_own_cursors_only() {
+        assert_eq!(
+            decode_event_cursor(&encode_event_cursor(42)).expect("events"),
+            42
+        );
+        assert_eq!(
+            decode_notification_cursor(&encode_notification_cursor(7)).expect("notifications"),
+            7
+        );
+        let at = DateTime::from_timestamp_micros(1_795_000_000_123_456).expect("time");
+        let id = Uuid::new_v4();
+        assert_eq!(
+            decode_saga_cursor(&encode_saga_cursor(at, id)).expect("sagas"),
+            (at, id)
+        );
+        // another list's cursor is refused, not misread
+        assert!(decode_event_cursor(&encode_notification_cursor(7)).is_err());
+        assert!(decode_saga_cursor(&encode_event_cursor(1)).is_err());
+        assert!(decode_cursor(&encode_event_cursor(1)).is_err());
+    }
 
     #[test]
     fn a_cursor_round_trips_to_the_microsecond() {

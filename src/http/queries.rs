@@ -23,6 +23,7 @@
 // Query endpoints take one argument per filter, as poem-openapi extracts them.
 #![expect(clippy::too_many_arguments)]
 
+mod audit;
 mod reports;
 
 use chrono::{DateTime, Utc};
@@ -38,6 +39,7 @@ use poem_openapi::payload::{Json, PlainText};
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use uuid::Uuid;
 
+use self::audit::AuditEventPage;
 use self::reports::{
     authorize_report, product_sales_csv, Granularity, ProductSalesContent, ProductSalesReport,
     ProductSalesResponse, ProductSalesView, SalesPeriodView, SalesSort, SalesSummaryReport,
@@ -46,7 +48,7 @@ use self::reports::{
 use super::auth::{Principal, Role};
 use super::command::etag;
 use super::consistency::fresh_order;
-use super::cursor::{decode_cursor, encode_cursor};
+use super::cursor::{decode_cursor, decode_event_cursor, encode_cursor};
 use super::dates::{Bound, Day};
 use super::negotiate::wants_csv;
 use super::orders::dto::{AddressView, LineView, ShipmentView, Status};
@@ -153,22 +155,6 @@ pub struct StatusChangeView {
     pub recorded_at: DateTime<Utc>,
 }
 
-/// One event of an order's audit log, as stored.
-#[derive(Debug, Clone, Object)]
-pub struct AuditEventView {
-    /// The order's version after this event (1 for `OrderCreated`).
-    pub version: i64,
-    /// The event's identity outside the store (NATS `Nats-Msg-Id`, CloudEvents `ce-id`).
-    pub event_id: Uuid,
-    pub event_type: String,
-    pub event_version: String,
-    /// The event as recorded (`type` names the change).
-    pub payload: serde_json::Value,
-    /// Who caused it, request and trace ids, idempotency key.
-    pub metadata: serde_json::Value,
-    pub recorded_at: DateTime<Utc>,
-}
-
 /// Answer of `listOrders` and `listCustomerOrders`.
 #[derive(ApiResponse)]
 pub enum OrderPageResponse {
@@ -204,9 +190,9 @@ pub enum StatusHistoryResponse {
 /// Answer of `getOrderEvents`.
 #[derive(ApiResponse)]
 pub enum OrderEventsResponse {
-    /// The order's events in version order; `ETag` is the order's latest version.
+    /// A page of the order's events in version order; `ETag` is the order's latest version.
     #[oai(status = 200)]
-    Ok(Json<Vec<AuditEventView>>, #[oai(header = "ETag")] String),
+    Ok(Json<AuditEventPage>, #[oai(header = "ETag")] String),
 }
 
 // ---- conversions ----------------------------------------------------------------------------
@@ -533,7 +519,7 @@ impl QueriesApi {
     /// An order's audit log
     ///
     /// The order's events exactly as the event store recorded them, in version order: never
-    /// behind. At most 1000 per answer; continue with `after_version`.
+    /// behind. At most `limit` (1000) per page; `next` continues.
     #[oai(
         path = "/orders/:id/events",
         method = "get",
@@ -545,9 +531,9 @@ impl QueriesApi {
         state: Data<&AppState>,
         auth: BearerAuth,
         id: Path<Uuid>,
-        /// Only events after this version (default 0: from the start).
-        #[oai(validator(minimum(value = "0")))]
-        after_version: Query<Option<i64>>,
+        /// The `next` of the previous page; absent: from the first event.
+        #[oai(validator(max_length = 64))]
+        cursor: Query<Option<String>>,
         /// Events per answer, 1 to 1000 (default 1000).
         #[oai(validator(minimum(value = "1"), maximum(value = "1000")))]
         limit: Query<Option<i64>>,
@@ -558,22 +544,12 @@ impl QueriesApi {
             .map_err(db)?
             .filter(|o| can_see_order_of(&auth.0, &o.customer_id, o.store_id))
             .ok_or_else(ApiError::order_not_found)?;
-        let after = after_version.0.unwrap_or(0);
-        let events = read::order_events(&state.pool, id.0, after, limit)
+        let after = cursor.0.as_deref().map(decode_event_cursor).transpose()?;
+        let events = read::order_events(&state.pool, id.0, after.unwrap_or(0), limit + 1)
             .await
-            .map_err(db)?
-            .into_iter()
-            .map(|e| AuditEventView {
-                version: e.version,
-                event_id: e.event_id,
-                event_type: e.event_type,
-                event_version: e.event_version,
-                payload: e.payload,
-                metadata: e.metadata,
-                recorded_at: e.recorded_at,
-            })
-            .collect();
-        Ok(OrderEventsResponse::Ok(Json(events), etag(logged.version)))
+            .map_err(db)?;
+        let page = AuditEventPage::of(events, limit);
+        Ok(OrderEventsResponse::Ok(Json(page), etag(logged.version)))
     }
 
     /// A customer's orders

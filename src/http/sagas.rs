@@ -11,6 +11,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use uuid::Uuid;
 
 use super::auth::{Principal, Role};
+use super::cursor::{decode_saga_cursor, encode_saga_cursor};
 use super::problem::ApiError;
 use super::security::{authorize_order, Admins, Allowed, BearerAuth, OrderAction};
 use super::spec::ApiTags;
@@ -80,10 +81,20 @@ pub enum SagaResponse {
     Ok(Json<SagaView>),
 }
 
+/// A page of the sagas listing.
+#[derive(Debug, Clone, Object)]
+pub struct SagaPage {
+    /// The sagas of this page, most recently updated first.
+    pub items: Vec<SagaSummary>,
+    /// The cursor of the next page, to pass as `cursor`; absent on the last page.
+    #[oai(skip_serializing_if_is_none)]
+    pub next: Option<String>,
+}
+
 #[derive(ApiResponse)]
 pub enum SagasResponse {
     #[oai(status = 200)]
-    Ok(Json<Vec<SagaSummary>>),
+    Ok(Json<SagaPage>),
 }
 
 /// Whether `principal` may see the saga's command ids (DESIGN §8: admins and services only).
@@ -171,9 +182,12 @@ impl SagasApi {
             )
         )]
         status: Query<Option<String>>,
-        /// At most this many, newest first (1-500, default 100).
+        /// Sagas per page, most recently updated first (1-500, default 100).
         #[oai(validator(minimum(value = "1"), maximum(value = "500")))]
         limit: Query<Option<i64>>,
+        /// The `next` of the previous page; absent: the first page.
+        #[oai(validator(max_length = 64))]
+        cursor: Query<Option<String>>,
     ) -> Result<SagasResponse, ApiError> {
         if let Some(s) = status.0.as_deref() {
             if order_sagas::SagaStatus::parse(s).is_none() {
@@ -183,20 +197,32 @@ impl SagasApi {
                 });
             }
         }
+        let after = cursor.0.as_deref().map(decode_saga_cursor).transpose()?;
         // bounded by its validator before this runs
         let limit = limit.0.unwrap_or(100);
-        let rows: Vec<SagaSummary> = sqlx::query_as(
+        let mut rows: Vec<SagaSummary> = sqlx::query_as(
             "select order_id, status, deadline_at, last_event, attention, started_at, updated_at
                from read.saga_progress
               where ($1::text is null or status = $1)
-              order by updated_at desc limit $2",
+                and ($3::timestamptz is null or (updated_at, order_id) < ($3, $4))
+              order by updated_at desc, order_id desc limit $2 + 1",
         )
         .bind(status.0)
         .bind(limit)
+        .bind(after.map(|(at, _)| at))
+        .bind(after.map(|(_, id)| id))
         .fetch_all(&state.pool)
         .await
         .map_err(|e| ApiError::infra(e.into()))?;
-        Ok(SagasResponse::Ok(Json(rows)))
+        let more = rows.len() > usize::try_from(limit).unwrap_or(usize::MAX);
+        rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        let next = more
+            .then(|| {
+                rows.last()
+                    .map(|r| encode_saga_cursor(r.updated_at, r.order_id))
+            })
+            .flatten();
+        Ok(SagasResponse::Ok(Json(SagaPage { items: rows, next })))
     }
 
     /// Retry a saga that needs attention (admin)

@@ -156,22 +156,25 @@ pub struct Listed {
     pub sent_at: Option<DateTime<Utc>>,
 }
 
-/// Up to `limit` rows, newest first, of `status` (all when `None`).
+/// Up to `limit` rows, newest first (by id), of `status` (all when `None`), older than
+/// row `before` when given.
 pub async fn list(
     pool: &PgPool,
     status: Option<&str>,
+    before: Option<i64>,
     limit: i64,
 ) -> Result<Vec<Listed>, sqlx::Error> {
     sqlx::query_as(
         "select id, order_id, event_id, kind, recipient, subject, status, attempts,
                 next_attempt_at, last_error, created_at, sent_at
            from notifications
-          where $1::text is null or status = $1
-          order by created_at desc, id desc
+          where ($1::text is null or status = $1) and ($3::bigint is null or id < $3)
+          order by id desc
           limit $2",
     )
     .bind(status)
     .bind(limit)
+    .bind(before)
     .fetch_all(pool)
     .await
 }

@@ -448,7 +448,7 @@ async fn only_a_short_plain_request_id_is_kept() {
         let order = answer.body["id"].as_str().expect("id");
         let events = app.get(&format!("/v1/orders/{order}/events"), &alice).await;
         assert_eq!(
-            events.body[0]["metadata"]["causation_id"], given,
+            events.body["items"][0]["metadata"]["causation_id"], given,
             "{}",
             events.text
         );

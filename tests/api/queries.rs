@@ -515,7 +515,7 @@ async fn without_a_projector_reads_wait_then_say_the_read_model_is_behind() {
     // The audit log never waits for the projector.
     let events = app.get(&format!("/v1/orders/{order}/events"), &alice).await;
     events.assert_status(200);
-    assert_eq!(events.body.as_array().map(Vec::len), Some(2));
+    assert_eq!(events.body["items"].as_array().map(Vec::len), Some(2));
 }
 
 #[tokio::test]
@@ -585,7 +585,12 @@ async fn status_history_and_audit_log_tell_what_happened_to_an_order() {
     // The audit log: every event as stored, in version order.
     events.assert_status(200);
     assert_eq!(events.header("etag"), Some("\"6\""));
-    let log = events.body.as_array().expect("events");
+    let log = events.body["items"].as_array().expect("events");
+    assert!(
+        events.body.get("next").is_none(),
+        "one page: {}",
+        events.text
+    );
     let types: Vec<&str> = log
         .iter()
         .map(|e| e["event_type"].as_str().expect("type"))
@@ -615,25 +620,40 @@ async fn status_history_and_audit_log_tell_what_happened_to_an_order() {
     assert_eq!(log[1]["payload"]["sku"], "TEA");
     assert_eq!(log[4]["metadata"]["principal"], "staff-1");
     assert_eq!(log[5]["payload"]["reason"], "changed my mind");
-    // Paging through the log.
+    // Paging through the log: pages of 4, then the rest after the cursor.
+    let first = app
+        .get(&format!("/v1/orders/{order}/events?limit=4"), &alice)
+        .await;
+    assert_eq!(first.body["items"].as_array().map(Vec::len), Some(4));
+    let next = first.body["next"].as_str().expect("a next page");
     let tail = app
         .get(
-            &format!("/v1/orders/{order}/events?after_version=4"),
+            &format!("/v1/orders/{order}/events?limit=4&cursor={next}"),
             &alice,
         )
         .await;
-    let versions: Vec<&Value> = tail
-        .body
+    let versions: Vec<&Value> = tail.body["items"]
         .as_array()
         .expect("events")
         .iter()
         .map(|e| &e["version"])
         .collect();
     assert_eq!(versions, [&json!(5), &json!(6)]);
-    let first = app
-        .get(&format!("/v1/orders/{order}/events?limit=1"), &alice)
-        .await;
-    assert_eq!(first.body.as_array().map(Vec::len), Some(1));
+    assert!(
+        tail.body.get("next").is_none(),
+        "the last page: {}",
+        tail.text
+    );
+    // counter-test: another list's cursor, or a forged one, is refused
+    let orders_cursor = app.get("/v1/orders?limit=1", &alice).await.body["next"].clone();
+    for forged in [orders_cursor.as_str().unwrap_or("AQ"), "not-a-cursor"] {
+        app.get(
+            &format!("/v1/orders/{order}/events?cursor={forged}"),
+            &alice,
+        )
+        .await
+        .assert_problem(400, "invalid-parameter");
+    }
     // The detail shows every status timestamp reached, and the reason.
     let detail = app.get(&format!("/v1/orders/{order}"), &alice).await;
     detail.assert_status(200);

@@ -545,3 +545,49 @@ async fn a_late_authorization_after_the_saga_gave_up_is_voided() {
     );
     assert_eq!(app.saga_events(order, "PaymentVoidRequested").await, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sagas_listing_pages_with_a_cursor_like_every_list() {
+    let app = spawn_saga_app(SimulatorConfig::default(), |_| {}).await;
+    let store = app.store_with_products().await;
+    let alice = app.customer("alice");
+    let admin = app.admin();
+    let mut placed = Vec::new();
+    for _ in 0..3 {
+        let order = placed_order(&app, &alice, store, 1).await;
+        app.wait_for_saga(order, "confirmed", WAIT).await;
+        placed.push(order.to_string());
+    }
+
+    let first = app
+        .get("/v1/admin/sagas?state=confirmed&limit=2", &admin)
+        .await;
+    first.assert_status(200);
+    let next = first.body["next"].as_str().expect("a second page");
+    let second = app
+        .get(
+            &format!("/v1/admin/sagas?state=confirmed&limit=2&cursor={next}"),
+            &admin,
+        )
+        .await;
+    second.assert_status(200);
+    assert!(second.body.get("next").is_none(), "{}", second.text);
+
+    let mut listed: Vec<String> = [&first.body, &second.body]
+        .iter()
+        .flat_map(|page| page["items"].as_array().expect("items").clone())
+        .map(|saga| saga["order_id"].as_str().expect("order id").to_owned())
+        .collect();
+    assert_eq!(listed.len(), 3, "no saga twice, none missing");
+    listed.sort();
+    placed.sort();
+    assert_eq!(listed, placed);
+    // counter-test: a cursor of another list is refused
+    let events = app
+        .get(&format!("/v1/orders/{}/events?limit=1", placed[0]), &admin)
+        .await;
+    let foreign = events.body["next"].as_str().expect("events cursor");
+    app.get(&format!("/v1/admin/sagas?cursor={foreign}"), &admin)
+        .await
+        .assert_problem(400, "invalid-parameter");
+}
