@@ -222,6 +222,11 @@ pub struct StreamsSettings {
     /// `DEAD_LETTERS`: replies that could never be processed, kept for an operator. Anyone
     /// allowed to publish a reply subject can fill it, hence small: 14 days, 64 MiB.
     pub dead_letters: StreamLimits,
+    /// Copies JetStream keeps of every stream (and so of the consumers on it), each on its own
+    /// server of the cluster (`APP__NATS__STREAMS__REPLICAS`): 3 on a 3-node cluster (DESIGN
+    /// §13), so a message acknowledged to the relay survives the loss of any one server; 1 on
+    /// a single server, which refuses more. Changed later, the streams are updated in place.
+    pub replicas: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -439,6 +444,7 @@ impl Default for Settings {
                         max_age_secs: 14 * DAY_SECS,
                         max_bytes: 64 << 20,
                     },
+                    replicas: 1,
                 },
             },
             auth: AuthSettings {

@@ -226,6 +226,7 @@ pub fn test_streams() -> order_service::config::StreamsSettings {
         saga_commands: bounds,
         saga_replies: bounds,
         dead_letters: bounds,
+        replicas: 1,
     }
 }
 
