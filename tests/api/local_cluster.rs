@@ -1,15 +1,18 @@
 //! `deploy/local-cluster` (DESIGN §13): the deployment topology as processes on one machine,
 //! which the fault tests run against. `up` brings every part (PostgreSQL, three clustered
 //! nats-servers, migrations, two replicas, the simulator) to healthy and `status` says so;
-//! `status` notices a killed part; `down` leaves no process of the cluster behind.
+//! every stream is kept on all three NATS nodes, each fsyncing before it acks; `status` notices a
+//! killed part; `down` leaves no process of the cluster behind.
 //!
 //! Needs what the script needs: python3, PostgreSQL's binaries, nats-server 2.10 or later
 //! (`ORDER_TEST_NATS_SERVER`, as for `nats_trust.rs`). It runs on its own ports (a block below
 //! the ephemeral range, away from 5432/4222) and in its own state directory.
 
+use std::io::{Read as _, Write as _};
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
+use serde_json::Value;
 use uuid::Uuid;
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/local-cluster");
@@ -83,6 +86,16 @@ impl Drop for LocalCluster {
     }
 }
 
+/// `GET path` on 127.0.0.1:`port`, its JSON body (nats-server's monitoring endpoint).
+fn get_json(port: u16, path: &str) -> Value {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connects");
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").expect("request");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("answer");
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{path}: {e}: {answer}"))
+}
+
 /// The first base port (from 17400 up, below the ephemeral range) whose whole block is free.
 fn free_port_block() -> u16 {
     (174..=300)
@@ -119,6 +132,29 @@ fn local_cluster_comes_up_healthy_notices_a_dead_part_and_leaves_no_process() {
             "{part} is not reported healthy:\n{status}"
         );
     }
+    // JetStream: the service's four streams at 3 replicas, on nodes that fsync every write
+    let monitor = cluster.base_port + 31; // nats-1's monitoring port
+    let jsz = get_json(monitor, "/jsz?streams=true&config=true");
+    let streams: Vec<(String, u64)> = jsz["account_details"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|account| {
+            account["stream_detail"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .map(|s| {
+            let name = s["name"].as_str().unwrap_or_default().to_owned();
+            (name, s["config"]["num_replicas"].as_u64().unwrap_or(0))
+        })
+        .collect();
+    assert_eq!(streams.len(), 4, "{streams:?}");
+    assert!(streams.iter().all(|(_, r)| *r == 3), "{streams:?}");
+    let varz = get_json(monitor, "/varz");
+    assert_eq!(varz["jetstream"]["config"]["sync_always"], true, "{varz}");
+
     let running = cluster.processes();
     // counter-test of the leftover check below: it does see the cluster's processes
     assert!(running.len() >= 7, "the scan finds the parts: {running:?}");
