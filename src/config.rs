@@ -274,6 +274,11 @@ pub struct StreamsSettings {
     /// `DEAD_LETTERS`: replies that could never be processed, kept for an operator. Anyone
     /// allowed to publish a reply subject can fill it, hence small: 14 days, 64 MiB.
     pub dead_letters: StreamLimits,
+    /// Copies JetStream keeps of every stream (and so of the consumers on it), each on its own
+    /// server of the cluster (`APP__NATS__STREAMS__REPLICAS`): 3 on a 3-node cluster (DESIGN
+    /// §13), so a message acknowledged to the relay survives the loss of any one server; 1 on
+    /// a single server, which refuses more. Changed later, the streams are updated in place.
+    pub replicas: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -485,6 +490,7 @@ impl Default for Settings {
                         max_age_secs: 14 * DAY_SECS,
                         max_bytes: 64 << 20,
                     },
+                    replicas: 1,
                 },
             },
             auth: AuthSettings {
@@ -866,5 +872,83 @@ mod tests {
             assert_eq!(s.nats.prefix, "env.");
             Ok(())
         });
+    }
+
+    /// The deployment files that set the service's environment (DESIGN §13), by path.
+    const DEPLOY_FILES: [(&str, &str); 8] = [
+        (
+            "deploy/compose.yaml",
+            include_str!("../deploy/compose.yaml"),
+        ),
+        ("deploy/Dockerfile", include_str!("../deploy/Dockerfile")),
+        (
+            "deploy/local-cluster",
+            include_str!("../deploy/local-cluster"),
+        ),
+        (
+            "deploy/k8s/base/configmap.yaml",
+            include_str!("../deploy/k8s/base/configmap.yaml"),
+        ),
+        (
+            "deploy/k8s/base/deployment.yaml",
+            include_str!("../deploy/k8s/base/deployment.yaml"),
+        ),
+        (
+            "deploy/k8s/base/migrate-job.yaml",
+            include_str!("../deploy/k8s/base/migrate-job.yaml"),
+        ),
+        (
+            "deploy/k8s/overlays/dev/simulator.yaml",
+            include_str!("../deploy/k8s/overlays/dev/simulator.yaml"),
+        ),
+        ("docs/deploy.md", include_str!("../docs/deploy.md")),
+    ];
+
+    /// Every `APP__...` variable a text names, with the key it stands for (`APP__HTTP__ADDR`
+    /// → `http.addr`). A generic `APP__<SECTION>__<KEY>` names none.
+    fn app_variables(text: &str) -> Vec<(String, String)> {
+        text.match_indices("APP__")
+            .map(|(at, _)| {
+                text[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                    .collect::<String>()
+            })
+            .filter_map(|name| {
+                let rest = name.strip_prefix("APP__")?.trim_end_matches('_');
+                (!rest.is_empty()).then(|| {
+                    let key = rest.to_ascii_lowercase().replace("__", ".");
+                    (name.trim_end_matches('_').to_owned(), key)
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_app_variable_the_deployment_files_set_is_a_setting() {
+        // A misspelt one would stop the service at start (or, in a doc, mislead an operator).
+        let known = known_keys();
+        let mut named = 0;
+        for (path, text) in DEPLOY_FILES {
+            for (name, key) in app_variables(text) {
+                assert!(
+                    known.contains(&key),
+                    "{path}: {name} is no setting (`{key}`)"
+                );
+                named += 1;
+            }
+        }
+        assert!(
+            named > 40,
+            "only {named} variables found: is the scan broken?"
+        );
+        // counter-test: the scan finds a misspelt name, which is not a setting
+        let typo = app_variables("env:\n  APP__HTTP__ADRR: 0.0.0.0:8080\n");
+        assert_eq!(
+            typo,
+            [("APP__HTTP__ADRR".to_owned(), "http.adrr".to_owned())]
+        );
+        assert!(!known.contains(&typo[0].1));
+        assert!(app_variables("`APP__<SECTION>__<KEY>`").is_empty());
     }
 }

@@ -101,8 +101,8 @@ impl Nats {
         format!("{p}{base}")
     }
 
-    /// Creates the streams, or updates them to this configuration (subjects, bounds); safe to
-    /// run on every start.
+    /// Creates the streams, or updates them to this configuration (subjects, bounds, replicas);
+    /// safe to run on every start.
     pub async fn ensure_streams(&self, limits: &StreamsSettings) -> anyhow::Result<()> {
         for (base, subjects, bounds) in [
             (ORDER_EVENTS, vec!["orders.events.>"], limits.order_events),
@@ -125,6 +125,10 @@ impl Nats {
                 bounds,
             )
             .with_context(|| format!("the bounds of stream {base}"))?;
+            let config = stream::Config {
+                num_replicas: limits.replicas,
+                ..config
+            };
             self.js
                 .create_or_update_stream(config)
                 .await

@@ -226,6 +226,7 @@ pub fn test_streams() -> order_service::config::StreamsSettings {
         saga_commands: bounds,
         saga_replies: bounds,
         dead_letters: bounds,
+        replicas: 1,
     }
 }
 
@@ -939,7 +940,16 @@ impl TestApp {
         let durable = format!("{name}_order_service");
         let deadline = std::time::Instant::now() + timeout;
         loop {
-            let info = stream.consumer_info(&durable).await.expect("consumer info");
+            // The service creates its consumer once its workers run, which under load can be
+            // after the test published: until then nothing is settled.
+            let Ok(info) = stream.consumer_info(&durable).await else {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the reply consumer {durable} does not exist after {timeout:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            };
             // Acks and terminations move the floor only once the reply's handling finished.
             if info.ack_floor.stream_sequence >= last {
                 return;

@@ -17,6 +17,7 @@ mod least_privilege;
 mod lifecycle;
 mod limits;
 mod live;
+mod local_cluster;
 mod log_reader;
 mod nats_trust;
 mod notifications;

@@ -63,6 +63,7 @@ pub(super) async fn harness(config: SimulatorConfig) -> Harness {
             saga_commands: bounds,
             saga_replies: bounds,
             dead_letters: bounds,
+            replicas: 1,
         },
         ..crate::config::Settings::default().nats
     };
