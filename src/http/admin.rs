@@ -99,10 +99,17 @@ pub enum NotificationsResponse {
     Ok(Json<NotificationPage>),
 }
 
+/// The log readers: the whole list (a handful), shaped as every list is (`items`; no `next`).
+#[derive(Debug, Clone, Object)]
+pub struct ReaderList {
+    /// Every log reader of the service.
+    pub items: Vec<ReaderView>,
+}
+
 #[derive(ApiResponse)]
 pub enum ReadersResponse {
     #[oai(status = 200)]
-    Ok(Json<Vec<ReaderView>>),
+    Ok(Json<ReaderList>),
 }
 
 #[derive(ApiResponse)]
@@ -128,8 +135,8 @@ impl AdminApi {
         let statuses = crate::log::statuses(&state.pool, &[read_models::PROJECTOR])
             .await
             .map_err(ApiError::infra)?;
-        Ok(ReadersResponse::Ok(Json(
-            statuses
+        Ok(ReadersResponse::Ok(Json(ReaderList {
+            items: statuses
                 .into_iter()
                 .map(|s| ReaderView {
                     name: s.name,
@@ -141,7 +148,7 @@ impl AdminApi {
                     updated_at: s.updated_at,
                 })
                 .collect(),
-        )))
+        })))
     }
 
     /// Rebuild the read models from the log

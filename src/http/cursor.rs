@@ -79,7 +79,7 @@ pub(crate) fn decode_event_cursor(raw: &str) -> Result<i64, ApiError> {
 }
 
 /// The cursor after the saga of `order_id` last updated at `updated_at`.
-pub(crate) fn encode_saga_cursor(updated_at: DateTime<Utc>, order_id: Uuid) -> String {
+pub fn encode_saga_cursor(updated_at: DateTime<Utc>, order_id: Uuid) -> String {
     encode(
         SAGAS,
         &[
@@ -100,7 +100,7 @@ pub(crate) fn decode_saga_cursor(raw: &str) -> Result<(DateTime<Utc>, Uuid), Api
 }
 
 /// The cursor after notification `id`.
-pub(crate) fn encode_notification_cursor(id: i64) -> String {
+pub fn encode_notification_cursor(id: i64) -> String {
     encode(NOTIFICATIONS, &[&id.to_be_bytes()])
 }
 

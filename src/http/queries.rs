@@ -171,12 +171,28 @@ pub enum OrderDetailResponse {
     Ok(Json<OrderDetailView>, #[oai(header = "ETag")] String),
 }
 
+/// An order's lines: the whole list, in one answer (an order holds at most 100), shaped as
+/// every list is (`items`; no `next`).
+#[derive(Debug, Clone, Object)]
+pub struct LineList {
+    /// The lines, in the order they were added.
+    pub items: Vec<LineView>,
+}
+
+/// An order's status history: the whole list, in one answer (a status is reached once),
+/// shaped as every list is (`items`; no `next`).
+#[derive(Debug, Clone, Object)]
+pub struct StatusHistoryList {
+    /// Every status the order reached, oldest first.
+    pub items: Vec<StatusChangeView>,
+}
+
 /// Answer of `listOrderItems`.
 #[derive(ApiResponse)]
 pub enum OrderLinesResponse {
     /// The order's lines.
     #[oai(status = 200)]
-    Ok(Json<Vec<LineView>>, #[oai(header = "ETag")] String),
+    Ok(Json<LineList>, #[oai(header = "ETag")] String),
 }
 
 /// Answer of `getStatusHistory`.
@@ -184,7 +200,7 @@ pub enum OrderLinesResponse {
 pub enum StatusHistoryResponse {
     /// Every status the order reached, oldest first.
     #[oai(status = 200)]
-    Ok(Json<Vec<StatusChangeView>>, #[oai(header = "ETag")] String),
+    Ok(Json<StatusHistoryList>, #[oai(header = "ETag")] String),
 }
 
 /// Answer of `getOrderEvents`.
@@ -467,9 +483,9 @@ impl QueriesApi {
     ) -> Result<OrderLinesResponse, ApiError> {
         let order =
             fresh_order(&state, &auth.0, id.0, min_version.0.map(i64::unsigned_abs)).await?;
-        let lines = order.lines.0.iter().map(line_view).collect();
+        let items = order.lines.0.iter().map(line_view).collect();
         Ok(OrderLinesResponse::Ok(
-            Json(lines),
+            Json(LineList { items }),
             etag(order.summary.version),
         ))
     }
@@ -511,7 +527,7 @@ impl QueriesApi {
             })
             .collect::<Result<_, ApiError>>()?;
         Ok(StatusHistoryResponse::Ok(
-            Json(steps),
+            Json(StatusHistoryList { items: steps }),
             etag(order.summary.version),
         ))
     }

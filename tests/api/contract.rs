@@ -10,6 +10,8 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use order_service::http::cursor;
+
 use crate::helpers::{spawn_app, Who};
 
 /// Fixed, so a failure is reproduced by the same command (printed).
@@ -49,7 +51,36 @@ async fn schemathesis_finds_every_answer_as_documented_for_an_admin_and_a_custom
     app.wait_for_projector(std::time::Duration::from_secs(10))
         .await;
     let page = app.get("/v1/orders?limit=1", &admin).await;
-    let cursor = page.body["next"].as_str().expect("a next page").to_owned();
+    let order = page.body["items"][0]["id"]
+        .as_str()
+        .expect("an order")
+        .to_owned();
+    let events = app
+        .get(&format!("/v1/orders/{order}/events?limit=1"), &admin)
+        .await;
+    // Real cursors of each list: the orders' and the audit log's from a first page; this app
+    // runs neither sagas nor emails, so theirs are made by the code the service makes them with.
+    let cursors = [
+        (
+            "ORDER_TEST_CURSOR",
+            page.body["next"].as_str().expect("a next page").to_owned(),
+        ),
+        (
+            "ORDER_TEST_EVENTS_CURSOR",
+            events.body["next"]
+                .as_str()
+                .expect("more events")
+                .to_owned(),
+        ),
+        (
+            "ORDER_TEST_SAGAS_CURSOR",
+            cursor::encode_saga_cursor(chrono::Utc::now(), uuid::Uuid::nil()),
+        ),
+        (
+            "ORDER_TEST_NOTIFICATIONS_CURSOR",
+            cursor::encode_notification_cursor(1),
+        ),
+    ];
     let spec = app
         .raw(app.client.get(format!("{}/openapi.json", app.address)))
         .await;
@@ -66,7 +97,7 @@ async fn schemathesis_finds_every_answer_as_documented_for_an_admin_and_a_custom
     for (name, who) in [("admin", &admin), ("customer", &alice)] {
         for phase in ["coverage", "fuzzing"] {
             let started = Instant::now();
-            let output = run(config, &spec_path, &app.address, who, phase, &cursor).await;
+            let output = run(config, &spec_path, &app.address, who, phase, &cursors).await;
             let text = format!(
                 "{}{}",
                 String::from_utf8_lossy(&output.stdout),
@@ -92,7 +123,7 @@ async fn run(
     address: &str,
     who: &Who,
     phase: &str,
-    cursor: &str,
+    cursors: &[(&str, String)],
 ) -> std::process::Output {
     let exe = schemathesis();
     tokio::process::Command::new(&exe)
@@ -103,7 +134,7 @@ async fn run(
         .args(["--checks", "all", "--phases", phase])
         .args(["--max-examples", MAX_EXAMPLES, "--seed", SEED])
         .args(["--workers", "1"])
-        .env("ORDER_TEST_CURSOR", cursor)
+        .envs(cursors.iter().map(|(k, v)| (*k, v.as_str())))
         // its hypothesis database and reports go beside the spec, not into the checkout
         .current_dir(spec.parent().unwrap_or(spec))
         .kill_on_drop(true)

@@ -422,7 +422,7 @@ async fn a_read_after_each_command_sees_that_command() {
         )
         .await;
         items.assert_status(200);
-        assert_eq!(items.body[0]["quantity"], 2);
+        assert_eq!(items.body["items"][0]["quantity"], 2);
     }
 }
 
@@ -557,8 +557,7 @@ async fn status_history_and_audit_log_tell_what_happened_to_an_order() {
     // Assert: the history, step by step.
     history.assert_status(200);
     assert_eq!(history.header("etag"), Some("\"6\""));
-    let steps: Vec<Value> = history
-        .body
+    let steps: Vec<Value> = history.body["items"]
         .as_array()
         .expect("steps")
         .iter()
