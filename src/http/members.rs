@@ -210,7 +210,7 @@ fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
 }
 
 /// The answer to a membership change that did not happen.
-fn refused(store: Uuid, sub: &str, change: MemberChange) -> ApiError {
+fn refused(store: Uuid, sub: &str, change: &MemberChange) -> ApiError {
     match change {
         MemberChange::NoSuchStore => store_not_found(store),
         MemberChange::NoSuchMember => ApiError::NotFound {
@@ -305,7 +305,7 @@ impl MembersApi {
             .map_err(ApiError::infra)?
         {
             MemberChange::Done(row) => Ok(MemberResponse::Ok(Json(row.into()))),
-            other => Err(refused(id.0, &sub.0, other)),
+            other => Err(refused(id.0, &sub.0, &other)),
         }
     }
 
@@ -338,7 +338,7 @@ impl MembersApi {
             .map_err(ApiError::infra)?
         {
             MemberChange::Removed => Ok(MemberRemoved::Removed),
-            other => Err(refused(id.0, &sub.0, other)),
+            other => Err(refused(id.0, &sub.0, &other)),
         }
     }
 
