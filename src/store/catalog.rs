@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::changes::{record, Change, Entity};
-use super::members::{add_owner, Memberships};
+use super::members::{add_owner, MemberMetrics, Memberships};
 
 /// A store as stored.
 #[derive(Debug, Clone, sqlx::FromRow, Serialize)]
@@ -175,9 +175,9 @@ impl PriceCache {
 }
 
 impl CatalogRepository {
-    pub fn new(pool: PgPool) -> Self {
+    pub fn new(pool: PgPool, member_metrics: MemberMetrics) -> Self {
         Self {
-            members: Memberships::new(pool.clone()),
+            members: Memberships::new(pool.clone(), member_metrics),
             pool,
             cache: Arc::default(),
         }

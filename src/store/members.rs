@@ -23,12 +23,35 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
+use prometheus::{IntCounterVec, Registry};
 use serde::Serialize;
 use sqlx::PgPool;
 use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::changes::{record, Change, Entity};
+use crate::metric;
+
+/// The memberships' metrics.
+#[derive(Debug, Clone)]
+pub struct MemberMetrics {
+    /// Membership lookups of staff and merchant requests, by source (`cache`, `database`):
+    /// how often the command path pays a round trip for them.
+    pub lookups: IntCounterVec,
+}
+
+impl MemberMetrics {
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        Ok(Self {
+            lookups: metric::counters(
+                registry,
+                "store_member_lookups_total",
+                "Membership lookups of staff and merchant requests, by source (cache, database)",
+                &["source"],
+            )?,
+        })
+    }
+}
 
 /// Most subjects whose memberships are kept in memory; beyond, the cache starts over (every
 /// verified caller with a staff or merchant token may add one).
@@ -108,12 +131,14 @@ struct MemberCache {
 pub struct Memberships {
     pool: PgPool,
     cache: Arc<MemberCache>,
+    metrics: MemberMetrics,
 }
 
 impl Memberships {
-    pub fn new(pool: PgPool) -> Self {
+    pub fn new(pool: PgPool, metrics: MemberMetrics) -> Self {
         Self {
             pool,
+            metrics,
             cache: Arc::new(MemberCache {
                 entries: Mutex::default(),
                 generation: AtomicU64::new(0),
@@ -157,9 +182,11 @@ impl Memberships {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
             if let Some(found) = entries.get(subject) {
+                self.metrics.lookups.with_label_values(&["cache"]).inc();
                 return Ok(found.clone());
             }
         }
+        self.metrics.lookups.with_label_values(&["database"]).inc();
         let generation = self.cache.generation.load(Ordering::SeqCst);
         let rows: Vec<(Uuid, String)> =
             sqlx::query_as("select store_id, role from store_members where subject = $1")
