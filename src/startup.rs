@@ -364,10 +364,8 @@ impl Built {
             &metrics.registry,
         ))
         .await?;
-        let catalog = CatalogRepository::new(
-            pool.clone(),
-            MemberMetrics::register(&metrics.registry)?,
-        );
+        let catalog =
+            CatalogRepository::new(pool.clone(), MemberMetrics::register(&metrics.registry)?);
         let appended = AppendSignal::default();
         let orders = OrderRepository::new(
             pool.clone(),

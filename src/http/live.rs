@@ -44,7 +44,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::auth::{AuthError, Principal};
-use super::catalog::store_not_found;
+use super::catalog::visible_store;
 use super::consistency::fresh_order;
 use super::problem::ApiError;
 use super::queries::detail_view;
@@ -131,12 +131,8 @@ pub async fn store_live(
 ) -> poem::Result<Response> {
     let open = async {
         let (p, store_id, transport, permit) = opening(req, state, &id, ws).await?;
-        state
-            .catalog
-            .store(store_id)
-            .await
-            .map_err(ApiError::infra)?
-            .ok_or_else(|| store_not_found(store_id))?;
+        // a store the caller may not see (another merchant's) is 404, as everywhere
+        visible_store(state, &p, store_id).await?;
         let allowed = move |p: &Principal| sees_every_order(p) || p.can_access_store(store_id);
         if !allowed(&p) {
             return Err(ApiError::forbidden(

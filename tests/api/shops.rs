@@ -179,6 +179,15 @@ async fn a_merchant_runs_a_shop_with_a_waiter_and_a_removed_waiter_loses_it_at_o
     )
     .await
     .assert_problem(404, "store-not-found");
+    app.send(
+        Method::GET,
+        &format!("/v1/stores/{store}/live"),
+        Some(&stranger),
+        None,
+        &[("accept", "text/event-stream")],
+    )
+    .await
+    .assert_problem(404, "store-not-found");
     let listed = app.get("/v1/stores", &stranger).await;
     assert_eq!(listed.body["items"], json!([]), "{}", listed.text);
     let waiters_next = confirmed_order(&app, &alice, store, "CAKE", 1).await;
