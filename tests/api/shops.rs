@@ -570,3 +570,51 @@ async fn a_membership_removed_elsewhere_reaches_this_process() {
             .expect("the cache lives");
     }
 }
+
+#[tokio::test]
+async fn two_owners_removing_each_other_at_once_leave_one_owner() {
+    let app = spawn_app().await;
+    let (ann, bob) = (merchant(&app, "ann"), merchant(&app, "bob"));
+    let store = shop_of(&app, &ann).await;
+    let members = format!("/v1/stores/{store}/members");
+    send(
+        &app,
+        Method::PUT,
+        &format!("{members}/bob"),
+        &ann,
+        Some(json!({"role": "owner"})),
+    )
+    .await
+    .assert_status(200);
+
+    for _ in 0..5 {
+        // Act: each removes the other at the same moment.
+        let (ann_path, bob_path) = (format!("{members}/ann"), format!("{members}/bob"));
+        let (by_ann, by_bob) = tokio::join!(
+            send(&app, Method::DELETE, &bob_path, &ann, None),
+            send(&app, Method::DELETE, &ann_path, &bob, None),
+        );
+
+        // Assert: one went, the other is refused as the last owner.
+        let mut statuses = [by_ann.status.as_u16(), by_bob.status.as_u16()];
+        statuses.sort_unstable();
+        assert_eq!(statuses, [204, 422], "{} / {}", by_ann.text, by_bob.text);
+        let (stayed, left) = if by_ann.status == 204 {
+            (&ann, "bob")
+        } else {
+            (&bob, "ann")
+        };
+        let page = app.get(&members, stayed).await;
+        assert_eq!(page.body["items"].as_array().map(Vec::len), Some(1));
+        // the one who went comes back as owner for the next round
+        send(
+            &app,
+            Method::PUT,
+            &format!("{members}/{left}"),
+            stayed,
+            Some(json!({"role": "owner"})),
+        )
+        .await
+        .assert_status(200);
+    }
+}
