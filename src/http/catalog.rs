@@ -217,7 +217,8 @@ pub enum ProductsResponse {
     Ok(Json<ProductPage>),
 }
 
-fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
+/// The page size asked for (default 50), within 1 to [`MAX_PAGE`]: every catalog listing's rule.
+pub(crate) fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
     match limit {
         None => Ok(50),
         Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),

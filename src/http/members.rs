@@ -15,18 +15,13 @@ use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::catalog::{store_not_found, visible_store};
+use super::catalog::{page_limit, store_not_found, visible_store};
 use super::problem::ApiError;
 use super::security::{authorize_store_owner, Allowed, StoreHands};
 use super::spec::ApiTags;
 use crate::state::AppState;
 use crate::store::changes::{self, ChangeRow};
 use crate::store::members::{MemberChange, MemberRole, MemberRow};
-
-/// Largest page of members or changes.
-const MAX_PAGE: i64 = 200;
-/// Page size when none is asked for.
-const DEFAULT_PAGE: i64 = 50;
 
 /// What a member may do in the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum, Serialize)]
@@ -196,17 +191,6 @@ pub enum MemberRemoved {
 pub enum ChangesResponse {
     #[oai(status = 200)]
     Ok(Json<ChangePage>),
-}
-
-fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
-    match limit {
-        None => Ok(DEFAULT_PAGE),
-        Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
-        Some(_) => Err(ApiError::BadRequest {
-            slug: "invalid-parameter",
-            detail: format!("limit must be between 1 and {MAX_PAGE}"),
-        }),
-    }
 }
 
 /// The answer to a membership change that did not happen.
