@@ -595,10 +595,16 @@ async fn two_owners_removing_each_other_at_once_leave_one_owner() {
             send(&app, Method::DELETE, &ann_path, &bob, None),
         );
 
-        // Assert: one went, the other is refused as the last owner.
+        // Assert: one went; the other is refused, as the last owner (422) or, when the
+        // removal of its sender came first, as one who no longer sees the store (404).
         let mut statuses = [by_ann.status.as_u16(), by_bob.status.as_u16()];
         statuses.sort_unstable();
-        assert_eq!(statuses, [204, 422], "{} / {}", by_ann.text, by_bob.text);
+        assert!(
+            statuses == [204, 404] || statuses == [204, 422],
+            "{statuses:?}: {} / {}",
+            by_ann.text,
+            by_bob.text
+        );
         let (stayed, left) = if by_ann.status == 204 {
             (&ann, "bob")
         } else {
