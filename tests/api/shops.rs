@@ -266,8 +266,16 @@ async fn a_closed_store_refuses_new_orders_and_placements_until_it_reopens_and_k
     app.get(&format!("/v1/stores/{store}"), &alice)
         .await
         .assert_problem(404, "store-not-found");
-    // its reports still count its old orders (the owner reads them)
+    let listed = app.get("/v1/stores", &alice).await;
+    assert_eq!(listed.body["items"], json!([]), "{}", listed.text);
+    // its orders stay the customer's to read, its reports still count them (the owner's)
     app.wait_for_projector(PATIENCE).await;
+    assert_eq!(
+        app.get("/v1/orders", &alice).await.body["items"]
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
     let report = app
         .get(
             &format!("/v1/reports/product-sales?from=2026-01-01&to=2030-12-31&store_id={store}"),
@@ -292,6 +300,8 @@ async fn a_closed_store_refuses_new_orders_and_placements_until_it_reopens_and_k
         .await
         .assert_status(201);
     app.place(&alice, draft).await.assert_status(200);
+    let listed = app.get("/v1/stores", &alice).await;
+    assert_eq!(listed.body["items"][0]["id"], store.to_string());
 }
 
 #[tokio::test]
