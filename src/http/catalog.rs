@@ -118,7 +118,8 @@ pub struct CreateProductBody {
 }
 
 /// Changes a product; absent fields stay as they are. Orders already holding the product keep
-/// the name and price they were given.
+/// the name and price they were given. A retired product stays retired (not orderable,
+/// whatever `active` says).
 #[derive(Debug, Clone, Object, Serialize)]
 #[oai(deny_unknown_fields)]
 pub struct UpdateProductBody {

@@ -150,8 +150,8 @@ impl Gate for StoreHands {
         "only a store's owners, staff, services and admins manage it and fulfil its orders";
 }
 
-/// Customers, staff, services and admins: creating orders and changing their items (whose
-/// order, which store is decided per request). Analysts only read.
+/// Customers, staff, merchants, services and admins: creating orders and changing their items
+/// (whose order, which store is decided per request). Analysts only read.
 #[derive(Debug)]
 pub struct Shoppers;
 
@@ -162,8 +162,8 @@ impl Gate for Shoppers {
     const REFUSAL: &'static str = "this role may only read orders";
 }
 
-/// Analysts, admins, services and staff: reports (staff about their own stores, decided per
-/// request).
+/// Analysts, admins, services, staff and merchants: reports (staff and members about their own
+/// stores, decided per request).
 #[derive(Debug)]
 pub struct ReportReaders;
 
