@@ -9,7 +9,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::helpers::{spawn_app, Answer, TestApp, Who};
+use crate::helpers::{sample, spawn_app, Answer, TestApp, Who};
 
 /// Longer than any wait for a signal that is due.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -633,4 +633,55 @@ async fn two_owners_removing_each_other_at_once_leave_one_owner() {
         .await
         .assert_status(200);
     }
+}
+
+#[tokio::test]
+async fn a_members_commands_read_its_memberships_from_memory() {
+    // Arrange: a waiter whose memberships this process has read once.
+    let app = spawn_app().await;
+    let owner = merchant(&app, "merchant-1");
+    let store = shop_of(&app, &owner).await;
+    send(
+        &app,
+        Method::PUT,
+        &format!("/v1/stores/{store}/members/waiter-1"),
+        &owner,
+        Some(json!({"role": "staff"})),
+    )
+    .await
+    .assert_status(200);
+    let waiter = waiter(&app, "waiter-1");
+    let order = confirmed_order(&app, &app.customer("alice"), store, "TEA", 1).await;
+    app.get(&format!("/v1/orders/{order}"), &waiter)
+        .await
+        .assert_status(200);
+    let lookups = |page: &str| {
+        (
+            sample(page, "store_member_lookups_total{source=\"database\"}"),
+            sample(page, "store_member_lookups_total{source=\"cache\"}"),
+        )
+    };
+    // Act: the waiter's commands, in rounds of three; a notification of the arrangement's
+    // catalog writes may still arrive and empty the cache once, so some round, not the first,
+    // is the one that shows it.
+    let mut rounds = Vec::new();
+    for status in ["preparing", "ready_for_pickup", "picked_up"] {
+        let (database_before, cache_before) = lookups(&app.metrics_page().await);
+        app.set_status(&waiter, order, status)
+            .await
+            .assert_status(200);
+        for _ in 0..2 {
+            app.get(&format!("/v1/orders/{order}"), &waiter)
+                .await
+                .assert_status(200);
+        }
+        let (database_after, cache_after) = lookups(&app.metrics_page().await);
+        rounds.push((database_after - database_before, cache_after - cache_before));
+    }
+
+    // Assert: a round of three requests without a read of the table, all from memory.
+    assert!(
+        rounds.contains(&(0, 3)),
+        "(database, cache) lookups per round: {rounds:?}"
+    );
 }
