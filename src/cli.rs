@@ -47,7 +47,7 @@ pub enum Command {
     Migrate,
     /// Mint a token signed with the configured secret.
     Token {
-        /// Role(s) of the token: customer, service, staff, analyst, admin.
+        /// Role(s) of the token: customer, merchant, service, staff, analyst, admin.
         #[arg(long = "role", required = true)]
         roles: Vec<Role>,
         /// Subject (`sub`): for customers, their customer id.

@@ -19,7 +19,7 @@
 //! * [`read_models`]: applying the log to the read models, and rebuilding them.
 //! * [`simulator`]: the inventory and payment participant simulator (`order-service simulate`, tests).
 //! * [`store`]: event store wiring (postgres-es), the one command executor of orders and sagas,
-//!   the catalog.
+//!   the catalog with its stores' members and change record.
 //! * [`workers`]: the background workers (projector, saga reactor, relay, reply consumer,
 //!   deadlines), each run by the supervisor.
 //! * `devstack`: the embedded PostgreSQL + nats-server launcher used by `dev` and tests (cargo

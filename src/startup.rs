@@ -35,6 +35,7 @@ use crate::log::{AppendSignal, LogReader};
 use crate::nats::Nats;
 use crate::state::AppState;
 use crate::store::catalog::CatalogRepository;
+use crate::store::members::MemberMetrics;
 use crate::store::orders::OrderRepository;
 use crate::store::sagas::SagaRepository;
 use crate::supervisor::{Supervisor, SupervisorMetrics};
@@ -363,7 +364,8 @@ impl Built {
             &metrics.registry,
         ))
         .await?;
-        let catalog = CatalogRepository::new(pool.clone());
+        let catalog =
+            CatalogRepository::new(pool.clone(), MemberMetrics::register(&metrics.registry)?);
         let appended = AppendSignal::default();
         let orders = OrderRepository::new(
             pool.clone(),

@@ -24,7 +24,7 @@ pub struct AppState {
     pub pool: PgPool,
     /// Order commands and loads against the event store.
     pub orders: Arc<OrderRepository>,
-    /// Stores, products, prices.
+    /// Stores, products, prices, and the stores' members (`catalog.members()`).
     pub catalog: CatalogRepository,
     /// Order sagas (status, admin retry).
     pub sagas: Arc<SagaRepository>,

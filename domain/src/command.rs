@@ -126,9 +126,14 @@ pub struct CatalogProduct {
 }
 
 /// The catalog facts a command needs, resolved by the caller (see
-/// [`crate::Order::catalog_lookup`]). A SKU missing here is unknown to the store.
+/// [`crate::Order::catalog_lookup`] and [`crate::Order::store_to_check`]). A SKU missing here
+/// is unknown to the store; the store counts as open unless [`PriceList::store_closed`] says
+/// otherwise.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PriceList(HashMap<Sku, CatalogProduct>);
+pub struct PriceList {
+    products: HashMap<Sku, CatalogProduct>,
+    store_closed: bool,
+}
 
 impl PriceList {
     pub fn new() -> Self {
@@ -136,13 +141,23 @@ impl PriceList {
     }
     #[must_use]
     pub fn with(mut self, sku: Sku, product: CatalogProduct) -> Self {
-        self.0.insert(sku, product);
+        self.products.insert(sku, product);
         self
     }
     pub fn insert(&mut self, sku: Sku, product: CatalogProduct) {
-        self.0.insert(sku, product);
+        self.products.insert(sku, product);
     }
     pub fn get(&self, sku: &Sku) -> Option<&CatalogProduct> {
-        self.0.get(sku)
+        self.products.get(sku)
+    }
+    /// Records whether the order's store is closed (it takes no new order, no placement).
+    #[must_use]
+    pub fn with_store_closed(mut self, closed: bool) -> Self {
+        self.store_closed = closed;
+        self
+    }
+    /// Whether the order's store is closed.
+    pub fn store_closed(&self) -> bool {
+        self.store_closed
     }
 }

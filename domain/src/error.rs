@@ -38,6 +38,8 @@ pub enum OrderError {
     AmountTooLarge,
     #[error("this idempotency key was already used for a different request")]
     IdempotencyKeyReused,
+    #[error("the store is closed: it takes no new order and no placement until it reopens")]
+    StoreClosed,
 }
 
 impl OrderError {
@@ -59,6 +61,7 @@ impl OrderError {
             Self::QuantityTooLarge { .. } => "quantity-too-large",
             Self::AmountTooLarge => "amount-too-large",
             Self::IdempotencyKeyReused => "idempotency-key-reused",
+            Self::StoreClosed => "store-closed",
         }
     }
 }

@@ -156,6 +156,17 @@ impl Order {
         }
     }
 
+    /// The store whose open or closed state `command` depends on: a new order's, and a
+    /// draft's when it is placed (a closed store takes neither). The caller resolves it into
+    /// the [`PriceList`] before [`Order::decide`].
+    pub fn store_to_check(&self, command: &OrderCommand) -> Option<StoreId> {
+        match command {
+            OrderCommand::CreateOrder(c) => Some(c.store_id),
+            OrderCommand::PlaceOrder => self.store_id(),
+            _ => None,
+        }
+    }
+
     /// Decides a command: the events it produces, a replay of an earlier identical request, or
     /// the rule it breaks. Pure: same state, command and prices give the same answer.
     pub fn decide(&self, envelope: &Envelope, prices: &PriceList) -> Result<Decision, OrderError> {
@@ -192,6 +203,9 @@ impl Order {
         };
         if self.state.is_some() {
             return Err(OrderError::AlreadyExists);
+        }
+        if prices.store_closed() {
+            return Err(OrderError::StoreClosed);
         }
         decide_create(create, prices)
     }
@@ -255,6 +269,9 @@ impl OrderState {
                 self.require_transition(S::Placed, &[S::Draft])?;
                 if self.lines.is_empty() {
                     return Err(OrderError::EmptyOrder);
+                }
+                if prices.store_closed() {
+                    return Err(OrderError::StoreClosed);
                 }
                 Ok(vec![OrderChange::OrderPlaced {
                     customer_id: self.customer_id.clone(),

@@ -939,3 +939,44 @@ fn an_order_remembers_only_its_most_recent_requests() {
         Ok(Some(u64::try_from(total).unwrap() + 1))
     );
 }
+
+#[test]
+fn a_closed_store_takes_no_new_order() {
+    TestFramework::<Order>::with(prices().with_store_closed(true))
+        .given_no_previous_events()
+        .when(cmd(create_command(vec![])))
+        .then_expect_error(OrderError::StoreClosed);
+}
+
+#[test]
+fn a_closed_store_takes_no_placement_of_a_draft() {
+    TestFramework::<Order>::with(prices().with_store_closed(true))
+        .given(draft())
+        .when(cmd(OrderCommand::PlaceOrder))
+        .then_expect_error(OrderError::StoreClosed);
+}
+
+#[test]
+fn a_closed_store_still_moves_its_placed_orders_on() {
+    TestFramework::<Order>::with(prices().with_store_closed(true))
+        .given(in_status(OrderStatus::Confirmed))
+        .when(cmd(OrderCommand::ChangeStatus {
+            status: OrderStatus::Preparing,
+            note: None,
+        }))
+        .then_expect_events(ev(vec![OrderChange::PreparationStarted { note: None }]));
+}
+
+#[test]
+fn the_store_of_a_new_order_and_of_a_placement_is_checked_and_no_other() {
+    let create = create_command(vec![]);
+    assert_eq!(Order::default().store_to_check(&create), Some(store_id()));
+    assert_eq!(
+        Order::default().store_to_check(&OrderCommand::PlaceOrder),
+        None
+    );
+    assert_eq!(
+        Order::default().store_to_check(&OrderCommand::ConfirmOrder),
+        None
+    );
+}

@@ -40,7 +40,7 @@ pub use self::claims::{ClaimPath, ClaimRules, UnknownRoles};
 pub use self::error::AuthError;
 use self::jwks::{Jwks, JwksMetrics, RefreshPolicy};
 pub use self::mint::{random_secret, TokenMinter};
-pub use self::principal::{Principal, Role, UnknownRole};
+pub use self::principal::{MemberRole, Membership, Principal, Role, UnknownRole};
 use self::token::{checked_settings, ALGORITHM, ALGORITHM_NAME, LEEWAY_SECS};
 pub use self::token::{AuthConfigError, Claims, MIN_SECRET_BYTES};
 use crate::config::AuthSettings;

@@ -1,22 +1,36 @@
 //! Catalog endpoints: stores and their products. Orders snapshot name and price from here
-//! when an item is added.
+//! when an item is added, so no later change of a price or name touches an order's lines.
+//!
+//! Who sees what (`security.rs`): admins, services, staff and analysts every store and its
+//! whole catalog; customers open stores and what they can order; merchants the stores they
+//! belong to (others answer 404). Merchants open stores and become their owners; owners
+//! change their store (`PATCH`, closing it stops new orders and placements) and retire
+//! products. Every change is recorded with who, when, before and after (`members.rs` serves
+//! them).
 
-use order_domain::{Currency, Money, ProductName, Sku, StoreName};
+use order_domain::{Currency, Email, Money, ProductName, Sku, StoreName};
 use poem::web::Data;
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
+use poem_openapi::types::Example;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use serde::Serialize;
 use uuid::Uuid;
 
 use crate::http::text::Text;
 
+use super::auth::{Principal, Role};
 use super::command::IdempotencyKey;
 use super::problem::{ApiError, FieldProblem};
-use super::security::{authorize_store_admin, Allowed, BearerAuth, Operators, StoreHands};
+use super::security::{
+    authorize_store_admin, authorize_store_owner, can_see_store, sees_whole_catalog, store_filter,
+    Allowed, BearerAuth, Operators, StoreHands,
+};
 use super::spec::ApiTags;
 use crate::state::AppState;
-use crate::store::catalog::{Inserted, NewProduct, ProductChanges, ProductRow, StoreRow};
+use crate::store::catalog::{
+    Inserted, NewProduct, ProductChanges, ProductFilter, ProductRow, StoreChanges, StoreRow,
+};
 
 /// Largest page of a catalog listing.
 const MAX_PAGE: i64 = 200;
@@ -32,6 +46,31 @@ pub struct CreateStoreBody {
     pub currency: Text,
 }
 
+/// Changes a store; absent fields stay as they are. A closed store (`"open": false`) takes no
+/// new order and no placement (422 `store-closed`); its orders, their fulfilment and its
+/// reports go on.
+#[derive(Debug, Clone, Object, Serialize)]
+#[oai(deny_unknown_fields, example)]
+pub struct UpdateStoreBody {
+    #[oai(validator(max_length = 200))]
+    pub name: Option<Text>,
+    /// Where customers and the platform reach the store.
+    #[oai(validator(max_length = 254))]
+    pub contact_email: Option<Text>,
+    /// Whether the store takes new orders.
+    pub open: Option<bool>,
+}
+
+impl Example for UpdateStoreBody {
+    fn example() -> Self {
+        Self {
+            name: None,
+            contact_email: Some(Text("orders@corner-cafe.example".to_owned())),
+            open: Some(false),
+        }
+    }
+}
+
 /// A store.
 #[derive(Debug, Clone, Object, PartialEq)]
 pub struct StoreView {
@@ -39,6 +78,12 @@ pub struct StoreView {
     pub name: String,
     pub currency: String,
     pub created_at: chrono::DateTime<chrono::Utc>,
+    /// Where customers and the platform reach the store; absent until set.
+    #[oai(skip_serializing_if_is_none)]
+    pub contact_email: Option<String>,
+    /// Whether the store takes new orders and placements.
+    pub open: bool,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
 }
 
 impl From<StoreRow> for StoreView {
@@ -48,6 +93,9 @@ impl From<StoreRow> for StoreView {
             name: r.name,
             currency: r.currency,
             created_at: r.created_at,
+            contact_email: r.contact_email,
+            open: r.open,
+            updated_at: r.updated_at,
         }
     }
 }
@@ -70,7 +118,8 @@ pub struct CreateProductBody {
 }
 
 /// Changes a product; absent fields stay as they are. Orders already holding the product keep
-/// the name and price they were given.
+/// the name and price they were given. A retired product stays retired (not orderable,
+/// whatever `active` says).
 #[derive(Debug, Clone, Object, Serialize)]
 #[oai(deny_unknown_fields)]
 pub struct UpdateProductBody {
@@ -91,6 +140,10 @@ pub struct ProductView {
     pub active: bool,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub updated_at: chrono::DateTime<chrono::Utc>,
+    /// When the product was retired (no longer orderable, listed only with
+    /// `include_retired=true`); absent while it is sold.
+    #[oai(skip_serializing_if_is_none)]
+    pub retired_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl From<ProductRow> for ProductView {
@@ -104,6 +157,7 @@ impl From<ProductRow> for ProductView {
             active: r.active,
             created_at: r.created_at,
             updated_at: r.updated_at,
+            retired_at: r.retired_at,
         }
     }
 }
@@ -164,7 +218,8 @@ pub enum ProductsResponse {
     Ok(Json<ProductPage>),
 }
 
-fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
+/// The page size asked for (default 50), within 1 to [`MAX_PAGE`]: every catalog listing's rule.
+pub(crate) fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
     match limit {
         None => Ok(50),
         Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
@@ -182,6 +237,28 @@ pub(crate) fn store_not_found(id: Uuid) -> ApiError {
     }
 }
 
+/// Store `id` if `p` may see it; 404 otherwise, whether it exists or not.
+pub(crate) async fn visible_store(
+    state: &AppState,
+    p: &Principal,
+    id: Uuid,
+) -> Result<StoreRow, ApiError> {
+    state
+        .catalog
+        .store(id)
+        .await
+        .map_err(ApiError::infra)?
+        .filter(|s| can_see_store(p, s.id, s.open))
+        .ok_or_else(|| store_not_found(id))
+}
+
+fn product_not_found(store: Uuid, sku: &str) -> ApiError {
+    ApiError::NotFound {
+        slug: "product-not-found",
+        detail: format!("store {store} has no sku {sku}"),
+    }
+}
+
 /// The operations of this module.
 #[derive(Debug)]
 pub struct CatalogApi;
@@ -190,8 +267,9 @@ pub struct CatalogApi;
 impl CatalogApi {
     /// Open a store
     ///
-    /// With an `Idempotency-Key` the store id derives from caller and key: a retry answers the
-    /// same, the same key with another body is refused (422).
+    /// A merchant opening a store becomes its `owner` member. With an `Idempotency-Key` the
+    /// store id derives from caller and key: a retry answers the same, the same key with
+    /// another body is refused (422).
     #[oai(path = "/stores", method = "post", operation_id = "createStore")]
     async fn create_store(
         &self,
@@ -210,9 +288,14 @@ impl CatalogApi {
         let name =
             StoreName::parse(body.name.clone()).map_err(|e| ApiError::invalid_field("name", &e))?;
         let id = key.as_ref().map_or_else(Uuid::now_v7, IdempotencyKey::id);
+        // a merchant becomes the owner of the store it opens
+        let owner = auth
+            .0
+            .has(Role::Merchant)
+            .then_some(auth.0.subject.as_str());
         let row = match state
             .catalog
-            .create_store(id, name.as_str(), currency)
+            .create_store(id, name.as_str(), currency, owner, &auth.0.subject)
             .await
             .map_err(ApiError::infra)?
         {
@@ -237,11 +320,13 @@ impl CatalogApi {
     }
 
     /// List stores
+    ///
+    /// Customers see open stores, merchants the stores they belong to, other roles every store.
     #[oai(path = "/stores", method = "get", operation_id = "listStores")]
     async fn list_stores(
         &self,
         state: Data<&AppState>,
-        _auth: BearerAuth,
+        auth: BearerAuth,
         /// Id of the last store of the previous page.
         after: Query<Option<Uuid>>,
         /// Page size, 1-200 (default 50).
@@ -251,7 +336,7 @@ impl CatalogApi {
         let limit = page_limit(limit.0)?;
         let rows = state
             .catalog
-            .stores(after.0, limit)
+            .stores(&store_filter(&auth.0), after.0, limit)
             .await
             .map_err(ApiError::infra)?;
         let next = (rows.len() == usize::try_from(limit).unwrap_or(0))
@@ -268,12 +353,57 @@ impl CatalogApi {
     async fn get_store(
         &self,
         state: Data<&AppState>,
-        _auth: BearerAuth,
+        auth: BearerAuth,
         id: Path<Uuid>,
     ) -> Result<StoreResponse, ApiError> {
+        let row = visible_store(&state, &auth.0, id.0).await?;
+        Ok(StoreResponse::Ok(Json(row.into())))
+    }
+
+    /// Change a store
+    ///
+    /// Its owners (and admins) change its name, contact email, and whether it is open. A
+    /// closed store takes no new order and no placement of a draft (422 `store-closed`) and
+    /// keeps its history; reopened, it takes them again.
+    #[oai(path = "/stores/:id", method = "patch", operation_id = "updateStore")]
+    async fn update_store(
+        &self,
+        state: Data<&AppState>,
+        auth: Allowed<StoreHands>,
+        id: Path<Uuid>,
+        body: Json<UpdateStoreBody>,
+    ) -> Result<StoreResponse, ApiError> {
+        visible_store(&state, &auth.0, id.0).await?;
+        authorize_store_owner(&auth.0, id.0)?;
+        state.throttle.command(&auth.0.subject)?;
+        let mut errors = Vec::new();
+        let name = body
+            .name
+            .clone()
+            .map(StoreName::parse)
+            .transpose()
+            .map_err(|e| errors.push(FieldProblem::of("name", &e)))
+            .ok()
+            .flatten();
+        let contact_email = body
+            .contact_email
+            .clone()
+            .map(Email::parse)
+            .transpose()
+            .map_err(|e| errors.push(FieldProblem::of("contact_email", &e)))
+            .ok()
+            .flatten();
+        if !errors.is_empty() {
+            return Err(ApiError::invalid_fields(errors));
+        }
+        let changes = StoreChanges {
+            name: name.map(|n| n.as_str().to_owned()),
+            contact_email: contact_email.map(|e| e.as_str().to_owned()),
+            open: body.open,
+        };
         let row = state
             .catalog
-            .store(id.0)
+            .update_store(id.0, &changes, &auth.0.subject)
             .await
             .map_err(ApiError::infra)?
             .ok_or_else(|| store_not_found(id.0))?;
@@ -297,15 +427,10 @@ impl CatalogApi {
         #[oai(name = "Idempotency-Key", validator(pattern = "^[!-~]{1,255}$"))]
         idempotency_key: Header<Option<String>>,
     ) -> Result<ProductCreated, ApiError> {
+        let store = visible_store(&state, &auth.0, id.0).await?;
         authorize_store_admin(&auth.0, id.0)?;
         state.throttle.command(&auth.0.subject)?;
         let key = IdempotencyKey::parse(&auth.0, idempotency_key.0)?;
-        let store = state
-            .catalog
-            .store(id.0)
-            .await
-            .map_err(ApiError::infra)?
-            .ok_or_else(|| store_not_found(id.0))?;
         let mut errors = Vec::new();
         let mut field = |name: &str, e: order_domain::ValueError| {
             errors.push(FieldProblem {
@@ -338,7 +463,7 @@ impl CatalogApi {
         };
         let row = match state
             .catalog
-            .create_product(id.0, &product)
+            .create_product(id.0, &product, &auth.0.subject)
             .await
             .map_err(ApiError::infra)?
         {
@@ -368,6 +493,9 @@ impl CatalogApi {
     }
 
     /// List a store's products
+    ///
+    /// Retired products are listed only with `include_retired=true`. Customers see what they
+    /// can order (active, not retired) and nothing else.
     #[oai(
         path = "/stores/:id/products",
         method = "get",
@@ -376,24 +504,26 @@ impl CatalogApi {
     async fn list_products(
         &self,
         state: Data<&AppState>,
-        _auth: BearerAuth,
+        auth: BearerAuth,
         id: Path<Uuid>,
         /// SKU of the last product of the previous page.
         after: Query<Option<String>>,
         /// Page size, 1-200 (default 50).
         #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
         limit: Query<Option<i64>>,
+        /// List retired products too (default false).
+        include_retired: Query<Option<bool>>,
     ) -> Result<ProductsResponse, ApiError> {
         let limit = page_limit(limit.0)?;
-        state
-            .catalog
-            .store(id.0)
-            .await
-            .map_err(ApiError::infra)?
-            .ok_or_else(|| store_not_found(id.0))?;
+        visible_store(&state, &auth.0, id.0).await?;
+        let whole = sees_whole_catalog(&auth.0, id.0);
+        let filter = ProductFilter {
+            include_retired: whole && include_retired.0.unwrap_or(false),
+            orderable_only: !whole,
+        };
         let rows = state
             .catalog
-            .products(id.0, after.0.as_deref(), limit)
+            .products(id.0, filter, after.0.as_deref(), limit)
             .await
             .map_err(ApiError::infra)?;
         let next = (rows.len() == usize::try_from(limit).unwrap_or(0))
@@ -414,18 +544,49 @@ impl CatalogApi {
     async fn get_product(
         &self,
         state: Data<&AppState>,
-        _auth: BearerAuth,
+        auth: BearerAuth,
         id: Path<Uuid>,
         sku: Path<String>,
     ) -> Result<ProductResponse, ApiError> {
-        let not_found = || ApiError::NotFound {
-            slug: "product-not-found",
-            detail: format!("store {} has no sku {}", id.0, sku.0),
-        };
+        let not_found = || product_not_found(id.0, &sku.0);
         let sku = Sku::parse(sku.0.clone()).map_err(|_| not_found())?;
+        visible_store(&state, &auth.0, id.0).await?;
+        let whole = sees_whole_catalog(&auth.0, id.0);
         let row = state
             .catalog
             .product(id.0, &sku)
+            .await
+            .map_err(ApiError::infra)?
+            .filter(|p| whole || (p.active && p.retired_at.is_none()))
+            .ok_or_else(not_found)?;
+        Ok(ProductResponse::Ok(Json(row.into())))
+    }
+
+    /// Retire a product
+    ///
+    /// The product can no longer be ordered (adding it answers 422 `product-inactive`) and is
+    /// listed only with `include_retired=true`; orders that hold it keep their lines, and
+    /// reports still count it. Retiring a retired product changes nothing.
+    #[oai(
+        path = "/stores/:id/products/:sku",
+        method = "delete",
+        operation_id = "retireProduct"
+    )]
+    async fn retire_product(
+        &self,
+        state: Data<&AppState>,
+        auth: Allowed<StoreHands>,
+        id: Path<Uuid>,
+        sku: Path<String>,
+    ) -> Result<ProductResponse, ApiError> {
+        visible_store(&state, &auth.0, id.0).await?;
+        authorize_store_admin(&auth.0, id.0)?;
+        state.throttle.command(&auth.0.subject)?;
+        let not_found = || product_not_found(id.0, &sku.0);
+        let sku = Sku::parse(sku.0.clone()).map_err(|_| not_found())?;
+        let row = state
+            .catalog
+            .retire_product(id.0, &sku, &auth.0.subject)
             .await
             .map_err(ApiError::infra)?
             .ok_or_else(not_found)?;
@@ -446,12 +607,10 @@ impl CatalogApi {
         sku: Path<String>,
         body: Json<UpdateProductBody>,
     ) -> Result<ProductResponse, ApiError> {
+        visible_store(&state, &auth.0, id.0).await?;
         authorize_store_admin(&auth.0, id.0)?;
         state.throttle.command(&auth.0.subject)?;
-        let not_found = || ApiError::NotFound {
-            slug: "product-not-found",
-            detail: format!("store {} has no sku {}", id.0, sku.0),
-        };
+        let not_found = || product_not_found(id.0, &sku.0);
         let sku_value = Sku::parse(sku.0.clone()).map_err(|_| not_found())?;
         let name = body
             .name
@@ -477,7 +636,7 @@ impl CatalogApi {
         };
         let row = state
             .catalog
-            .update_product(id.0, &sku_value, &changes)
+            .update_product(id.0, &sku_value, &changes, &auth.0.subject)
             .await
             .map_err(ApiError::infra)?
             .ok_or_else(not_found)?;

@@ -15,7 +15,8 @@
 //! * **Tokens** as everywhere (`Authorization: Bearer`), or as `?access_token=` for the
 //!   browser's `EventSource` and `WebSocket`, which cannot send headers (the query string is
 //!   never logged). A feed ends when the token that opened it expires: the client reconnects
-//!   with a fresh one and resumes.
+//!   with a fresh one and resumes. A staff or merchant caller's feed also ends as soon as a
+//!   change of memberships leaves it without access to what it follows (a member removed).
 //! * A resume id past the order's version (another order's, or from before a restore) is not
 //!   one of its messages: the feed starts with the snapshot instead. A store feed resumes only
 //!   from a message of the last `APP__LIVE__STORE_RESUME_MAX_AGE_SECS` (default an hour): an
@@ -29,7 +30,8 @@
 
 use std::time::Duration;
 
-use futures::{SinkExt as _, StreamExt as _};
+use futures::future::BoxFuture;
+use futures::{FutureExt as _, SinkExt as _, StreamExt as _};
 use order_projections::queries as read;
 use poem::http::header;
 use poem::web::sse::{Event, SSE};
@@ -42,11 +44,11 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::auth::{AuthError, Principal};
-use super::catalog::store_not_found;
+use super::catalog::visible_store;
 use super::consistency::fresh_order;
 use super::problem::ApiError;
 use super::queries::detail_view;
-use super::security::{can_see_order_of, sees_every_order};
+use super::security::{authenticate, can_see_order_of, sees_every_order, with_memberships};
 use super::throttle::FeedPermit;
 use crate::live::{parse_store_feed_id, LiveMessage, OrderStart, ResumeTooOld, KEEP_ALIVE};
 use crate::state::AppState;
@@ -84,6 +86,15 @@ pub async fn order_live(
             }
             None => None,
         };
+        // whose and where the order is, for a feed that ends when the caller loses access
+        let held = if p.reads_memberships() {
+            read::logged_order(&state.pool, order_id)
+                .await
+                .map_err(db)?
+                .map(|o| (o.customer_id, o.store_id))
+        } else {
+            None
+        };
         let start = if let Some(after) = resumable {
             OrderStart::After(after)
         } else {
@@ -99,7 +110,13 @@ pub async fn order_live(
             .order(order_id, start)
             .await
             .map_err(ApiError::Unavailable)?;
-        Ok::<_, ApiError>(respond(transport, messages, expiry(&p), permit))
+        let end = match held {
+            Some((customer, store)) => {
+                ending(state, &p, move |p| can_see_order_of(p, &customer, store))
+            }
+            None => ending(state, &p, |_| true),
+        };
+        Ok::<_, ApiError>(respond(transport, messages, end, permit))
     };
     Ok(open.await?)
 }
@@ -114,13 +131,10 @@ pub async fn store_live(
 ) -> poem::Result<Response> {
     let open = async {
         let (p, store_id, transport, permit) = opening(req, state, &id, ws).await?;
-        state
-            .catalog
-            .store(store_id)
-            .await
-            .map_err(ApiError::infra)?
-            .ok_or_else(|| store_not_found(store_id))?;
-        if !(sees_every_order(&p) || p.can_access_store(store_id)) {
+        // a store the caller may not see (another merchant's) is 404, as everywhere
+        visible_store(state, &p, store_id).await?;
+        let allowed = move |p: &Principal| sees_every_order(p) || p.can_access_store(store_id);
+        if !allowed(&p) {
             return Err(ApiError::forbidden(
                 "a store's live feed is for its staff, analysts, services and admins",
             ));
@@ -145,9 +159,45 @@ pub async fn store_live(
                 ApiError::Unavailable(e)
             }
         })?;
-        Ok::<_, ApiError>(respond(transport, messages, expiry(&p), permit))
+        let end = ending(state, &p, allowed);
+        Ok::<_, ApiError>(respond(transport, messages, end, permit))
     };
     Ok(open.await?)
+}
+
+/// When a feed ends: its token expires, or, for a caller whose memberships count (staff and
+/// merchants), a change of memberships leaves it without access (`allowed` no longer holds).
+fn ending(
+    state: &AppState,
+    p: &Principal,
+    allowed: impl Fn(&Principal) -> bool + Send + 'static,
+) -> BoxFuture<'static, ()> {
+    let expires = tokio::time::sleep_until(expiry(p));
+    if !p.reads_memberships() {
+        return expires.boxed();
+    }
+    let (state, mut p) = (state.clone(), p.clone());
+    // subscribed now, checked once at once: a removal since the caller was authenticated is
+    // not missed
+    let mut changes = state.catalog.members().changes();
+    changes.mark_changed();
+    let revoked = async move {
+        while changes.changed().await.is_ok() {
+            // a failed read keeps the feed: the next change, or the token's expiry, decides
+            if with_memberships(&state, &mut p).await.is_ok() && !allowed(&p) {
+                tracing::info!(subject = %p.subject, "a live feed ends: its caller lost access");
+                return;
+            }
+        }
+        std::future::pending::<()>().await;
+    };
+    async move {
+        tokio::select! {
+            () = expires => {},
+            () = revoked => {},
+        }
+    }
+    .boxed()
 }
 
 /// What every feed checks first: the caller, the id in the path, the transport asked for,
@@ -200,11 +250,11 @@ fn transport(req: &Request, ws: Option<WebSocket>) -> Result<Transport, ApiError
     }
 }
 
-/// The feed as the client asked for it; `permit` is held until the feed ends.
+/// The feed as the client asked for it, until `end`; `permit` is held until the feed ends.
 fn respond(
     transport: Transport,
     messages: mpsc::Receiver<LiveMessage>,
-    expires: Instant,
+    end: BoxFuture<'static, ()>,
     permit: FeedPermit,
 ) -> Response {
     match transport {
@@ -217,8 +267,9 @@ fn respond(
                     .id(m.id);
                 Some((event, (messages, permit)))
             })
-            // the feed ends with the token; the client reconnects with a fresh one
-            .take_until(tokio::time::sleep_until(expires));
+            // the feed ends with the token (the client reconnects with a fresh one) or the
+            // caller's access
+            .take_until(end);
             let mut response = SSE::new(events).keep_alive(KEEP_ALIVE).into_response();
             response.headers_mut().insert(
                 header::CACHE_CONTROL,
@@ -226,12 +277,16 @@ fn respond(
             );
             response
         }
-        Transport::WebSocket(ws) => ws
-            .on_upgrade(move |socket| async move {
-                pump(socket, messages, expires).await;
+        Transport::WebSocket(ws) => {
+            // a task of its own (what `on_upgrade` runs must be `Sync`, `end` is not), ended
+            // with the socket
+            let mut end = EndTask(tokio::spawn(end));
+            ws.on_upgrade(move |socket| async move {
+                pump(socket, messages, &mut end.0).await;
                 drop(permit);
             })
-            .into_response(),
+            .into_response()
+        }
     }
 }
 
@@ -256,13 +311,11 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 async fn pump(
     socket: WebSocketStream,
     mut messages: mpsc::Receiver<LiveMessage>,
-    expires: Instant,
+    end: &mut tokio::task::JoinHandle<()>,
 ) {
     let (mut sink, mut incoming) = socket.split();
     let mut ping = tokio::time::interval(KEEP_ALIVE);
     ping.tick().await;
-    let token_expiry = tokio::time::sleep_until(expires);
-    tokio::pin!(token_expiry);
     loop {
         let frame = tokio::select! {
             message = messages.recv() => match message {
@@ -277,7 +330,7 @@ async fn pump(
                 Some(Ok(_)) => continue,
             },
             _ = ping.tick() => Message::Ping(Vec::new()),
-            () = &mut token_expiry => break,
+            _ = &mut *end => break,
         };
         if !matches!(
             tokio::time::timeout(SEND_TIMEOUT, sink.send(frame)).await,
@@ -287,6 +340,16 @@ async fn pump(
         }
     }
     let _ = tokio::time::timeout(SEND_TIMEOUT, sink.send(Message::Close(None))).await;
+}
+
+/// The task that says when a WebSocket feed ends; stopped with the feed (or when the upgrade
+/// never happens).
+struct EndTask(tokio::task::JoinHandle<()>);
+
+impl Drop for EndTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// The caller, from `Authorization: Bearer` or, failing that, `?access_token=`.
@@ -305,11 +368,7 @@ async fn principal(req: &Request, state: &AppState) -> Result<Principal, ApiErro
             query_param(req, "access_token").ok_or(ApiError::Unauthorized(AuthError::Missing))?
         }
     };
-    state
-        .verifier
-        .verify(&token)
-        .await
-        .map_err(ApiError::Unauthorized)
+    authenticate(state, &token).await
 }
 
 /// The id to resume after: `Last-Event-ID`, else `?after=`.

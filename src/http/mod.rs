@@ -14,6 +14,7 @@ pub mod dates;
 pub mod limits;
 pub mod live;
 pub mod live_doc;
+pub mod members;
 pub mod metrics;
 pub mod negotiate;
 pub mod observe;
@@ -44,6 +45,7 @@ type Apis = spec::SharedPaths<(
     queries::QueriesApi,
     sagas::SagasApi,
     catalog::CatalogApi,
+    members::MembersApi,
     admin::AdminApi,
     ops::OpsApi,
     live_doc::LiveFeedsDoc,
@@ -57,6 +59,7 @@ pub fn openapi() -> OpenApiService<Apis, ()> {
             queries::QueriesApi,
             sagas::SagasApi,
             catalog::CatalogApi,
+            members::MembersApi,
             admin::AdminApi,
             ops::OpsApi,
             live_doc::LiveFeedsDoc,

@@ -125,12 +125,12 @@ fn customer_of_new_order(
             _ => Ok(principal.subject.clone()),
         };
     }
-    if !(is(Role::Admin) || is(Role::Service) || is(Role::Staff)) {
+    if !(is(Role::Admin) || is(Role::Service) || is(Role::Staff) || is(Role::Merchant)) {
         return Err(ApiError::forbidden("this role may only read orders"));
     }
     if !principal.can_access_store(body.store_id) {
         return Err(ApiError::forbidden(
-            "staff and store-scoped services create orders only in their own stores",
+            "staff, members and store-scoped services create orders only in their own stores",
         ));
     }
     body.customer_id.clone().map(String::from).ok_or_else(|| {

@@ -53,6 +53,16 @@ pub struct FieldProblem {
     pub message: String,
 }
 
+impl FieldProblem {
+    /// `field` broke the rule of `err`.
+    pub fn of(field: impl Into<String>, err: &ValueError) -> Self {
+        Self {
+            field: field.into(),
+            message: err.to_string(),
+        }
+    }
+}
+
 /// Every way a request can fail. Each variant's doc comment says its HTTP status.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -215,7 +225,8 @@ fn refusal_status(e: &OrderError) -> StatusCode {
         | OrderError::CurrencyMismatch { .. }
         | OrderError::QuantityTooLarge { .. }
         | OrderError::AmountTooLarge
-        | OrderError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+        | OrderError::IdempotencyKeyReused
+        | OrderError::StoreClosed => StatusCode::UNPROCESSABLE_ENTITY,
     }
 }
 

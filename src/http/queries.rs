@@ -319,11 +319,8 @@ fn visibility(p: &Principal) -> Visibility {
     }
     Visibility::Only {
         customer_id: p.has(Role::Customer).then(|| p.subject.clone()),
-        store_ids: if p.has(Role::Staff) || p.has(Role::Service) {
-            p.store_ids.clone()
-        } else {
-            Vec::new()
-        },
+        // token `store_ids` of staff and services, and memberships
+        store_ids: p.scoped_stores(),
     }
 }
 
@@ -610,7 +607,8 @@ impl QueriesApi {
         let own_only = p.has(Role::Customer)
             && !sees_every_order(p)
             && !p.has(Role::Staff)
-            && !p.has(Role::Service);
+            && !p.has(Role::Service)
+            && p.memberships.is_empty();
         if own_only && id.0 != p.subject {
             return Err(ApiError::NotFound {
                 slug: "customer-not-found",

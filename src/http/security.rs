@@ -13,6 +13,12 @@
 //! [`Allowed`] extractor instead of [`BearerAuth`], placed before every parameter: it verifies
 //! the token and refuses those roles with 403 before anything else is read. What depends on the
 //! request (which order, which store) is still decided in the handler, visibility first.
+//!
+//! **Memberships.** A staff or merchant token's memberships (`store_members`, kept by the
+//! service) are added to its [`Principal`] right after the token verifies ([`authenticate`]):
+//! from memory on the hot path, one indexed select on a cache miss (`store/members.rs`). A
+//! member acts on its store's orders as a `store_ids` claim allows; owners also manage the
+//! store, its catalog, its members and read its changes. Both sources work side by side.
 
 use std::marker::PhantomData;
 
@@ -26,6 +32,7 @@ use uuid::Uuid;
 use super::auth::{Principal, Role};
 use super::problem::ApiError;
 use crate::state::AppState;
+use crate::store::catalog::StoreFilter;
 
 /// A verified caller. Every `/v1` operation takes one.
 #[derive(Debug, SecurityScheme)]
@@ -36,11 +43,33 @@ async fn verify_bearer(req: &Request, bearer: Bearer) -> poem::Result<Principal>
     let state = req
         .data::<AppState>()
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("AppState missing from request data")))?;
-    state
+    Ok(authenticate(state, &bearer.token).await?)
+}
+
+/// Verifies `token` and adds what the service knows of its subject: the memberships of a
+/// staff or merchant token (see the module's doc).
+pub async fn authenticate(state: &AppState, token: &str) -> Result<Principal, ApiError> {
+    let mut principal = state
         .verifier
-        .verify(&bearer.token)
+        .verify(token)
         .await
-        .map_err(|e| ApiError::Unauthorized(e).into())
+        .map_err(ApiError::Unauthorized)?;
+    with_memberships(state, &mut principal).await?;
+    Ok(principal)
+}
+
+/// Reads `p`'s memberships again (a live feed re-checks them when they change).
+pub async fn with_memberships(state: &AppState, p: &mut Principal) -> Result<(), ApiError> {
+    if p.reads_memberships() {
+        p.memberships = state
+            .catalog
+            .members()
+            .of(&p.subject)
+            .await
+            .map_err(ApiError::infra)?
+            .to_vec();
+    }
+    Ok(())
 }
 
 /// Which roles may call an operation at all, whatever its parameters.
@@ -95,32 +124,34 @@ impl Gate for Admins {
     const REFUSAL: &'static str = "only admins run operations";
 }
 
-/// Admins and services not scoped to stores: opening stores.
+/// Admins, services not scoped to stores, and merchants (who become the owner): opening
+/// stores.
 #[derive(Debug)]
 pub struct Operators;
 
 impl Gate for Operators {
     fn admits(p: &Principal) -> bool {
-        p.reaches_every_store()
+        p.reaches_every_store() || p.has(Role::Merchant)
     }
-    const REFUSAL: &'static str = "only admins and services not scoped to stores may do this";
+    const REFUSAL: &'static str =
+        "only merchants, admins and services not scoped to stores open stores";
 }
 
-/// Admins, services and staff: a store's catalog and its orders' fulfilment (which store is
-/// decided per request).
+/// Admins, services, staff and merchants: a store itself, its catalog, its members and its
+/// orders' fulfilment (which store, and whether as owner, is decided per request).
 #[derive(Debug)]
 pub struct StoreHands;
 
 impl Gate for StoreHands {
     fn admits(p: &Principal) -> bool {
-        p.is_admin() || p.has(Role::Service) || p.has(Role::Staff)
+        p.is_admin() || p.has(Role::Service) || p.has(Role::Staff) || p.has(Role::Merchant)
     }
     const REFUSAL: &'static str =
-        "only a store's staff, services and admins manage its catalog and fulfil its orders";
+        "only a store's owners, staff, services and admins manage it and fulfil its orders";
 }
 
-/// Customers, staff, services and admins: creating orders and changing their items (whose
-/// order, which store is decided per request). Analysts only read.
+/// Customers, staff, merchants, services and admins: creating orders and changing their items
+/// (whose order, which store is decided per request). Analysts only read.
 #[derive(Debug)]
 pub struct Shoppers;
 
@@ -131,8 +162,8 @@ impl Gate for Shoppers {
     const REFUSAL: &'static str = "this role may only read orders";
 }
 
-/// Analysts, admins, services and staff: reports (staff about their own stores, decided per
-/// request).
+/// Analysts, admins, services, staff and merchants: reports (staff and members about their own
+/// stores, decided per request).
 #[derive(Debug)]
 pub struct ReportReaders;
 
@@ -183,12 +214,12 @@ pub fn authorize_order(p: &Principal, order: &Order, action: OrderAction) -> Res
         return Err(ApiError::order_not_found());
     }
     let own = p.has(Role::Customer) && order.customer_id().is_some_and(|c| c.as_str() == p.subject);
-    // staff and services of the order's store (a service not scoped to stores reaches all)
+    // staff, services and members of the order's store (a service not scoped to stores
+    // reaches all)
     let operator = p.is_admin()
-        || ((p.has(Role::Staff) || p.has(Role::Service))
-            && order
-                .store_id()
-                .map_or(p.reaches_every_store(), |s| p.can_access_store(s.as_uuid())));
+        || order
+            .store_id()
+            .map_or(p.reaches_every_store(), |s| p.can_access_store(s.as_uuid()));
     let allowed = match action {
         OrderAction::Read => true,
         OrderAction::Shop => operator || own,
@@ -206,14 +237,53 @@ pub fn authorize_order(p: &Principal, order: &Order, action: OrderAction) -> Res
     }
 }
 
-/// Admins and unscoped services manage every store; staff and store-scoped services only
-/// their own.
+/// Admins and unscoped services manage every store's catalog; staff and store-scoped
+/// services the stores of their token, owners theirs.
 pub fn authorize_store_admin(p: &Principal, store: Uuid) -> Result<(), ApiError> {
-    if p.can_access_store(store) {
+    if p.manages_store(store) {
         Ok(())
     } else {
         Err(ApiError::forbidden(
-            "only admins, services and the store's staff manage its products",
+            "only admins, services, the store's staff and its owners manage its products",
         ))
+    }
+}
+
+/// The store itself and its members, and who changed what: its owners, admins and services
+/// not scoped to stores.
+pub fn authorize_store_owner(p: &Principal, store: Uuid) -> Result<(), ApiError> {
+    if p.reaches_every_store() || p.owns(store) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(
+            "only the store's owners and admins manage the store and its members and read its changes",
+        ))
+    }
+}
+
+/// Whether `p` sees every store, open or closed, and its whole catalog: admins, services,
+/// staff and analysts (customers see open stores and what they may order; merchants the
+/// stores they belong to).
+fn sees_every_store(p: &Principal) -> bool {
+    p.is_admin() || p.has(Role::Service) || p.has(Role::Staff) || p.has(Role::Analyst)
+}
+
+/// Whether `p` sees store `store`, open or not: a store it may not see answers 404.
+pub fn can_see_store(p: &Principal, store: Uuid, open: bool) -> bool {
+    sees_every_store(p) || (p.has(Role::Customer) && open) || p.member_role(store).is_some()
+}
+
+/// Whether `p` sees the whole catalog of `store` (retired and inactive products too), not only
+/// what can be ordered.
+pub fn sees_whole_catalog(p: &Principal, store: Uuid) -> bool {
+    sees_every_store(p) || p.member_role(store).is_some()
+}
+
+/// The stores `p` is shown in a list.
+pub fn store_filter(p: &Principal) -> StoreFilter {
+    StoreFilter {
+        all: sees_every_store(p),
+        open: p.has(Role::Customer),
+        ids: p.memberships.iter().map(|m| m.store_id).collect(),
     }
 }

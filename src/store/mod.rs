@@ -1,14 +1,17 @@
 //! Persistence: the event store (postgres-es in pure event-store mode, appends in one
 //! statement: [`event_log`]), the one command [`executor`] of every aggregate (its lock per id
 //! [`locks`], its [`cache`]) with the orders' and sagas' hooks ([`orders`], [`sagas`]), the
-//! catalog tables, the store's metrics, and the connection pool they share.
+//! catalog tables with the stores' [`members`] and who changed what ([`changes`]), the store's
+//! metrics, and the connection pool they share.
 
 pub mod append;
 pub mod cache;
 pub mod catalog;
+pub mod changes;
 pub mod event_log;
 pub mod executor;
 pub mod locks;
+pub mod members;
 pub mod metrics;
 pub mod orders;
 pub mod saga_metrics;

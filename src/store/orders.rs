@@ -4,6 +4,7 @@
 //!
 //! Round trips per command: one select of the order's events (none when this process's last
 //! command on the order left it in the executor's cache), catalog prices from memory (or one
+//! select), for a new order or a placement whether the store is open (from memory, or one
 //! select), and one insert of all new events.
 
 use std::collections::HashMap;
@@ -138,16 +139,22 @@ where
                 }));
             }
         }
-        let prices = match order.catalog_lookup(&self.envelope.command) {
-            Some((store, skus)) => self.catalog.prices(store, &skus).await.map_err(|e| {
-                if super::is_unavailable(&e) {
-                    Failure::Unavailable(e)
-                } else {
-                    Failure::Store(e)
-                }
-            })?,
+        let failed = |e: anyhow::Error| {
+            if super::is_unavailable(&e) {
+                Failure::Unavailable(e)
+            } else {
+                Failure::Store(e)
+            }
+        };
+        let mut prices = match order.catalog_lookup(&self.envelope.command) {
+            Some((store, skus)) => self.catalog.prices(store, &skus).await.map_err(failed)?,
             None => order_domain::PriceList::new(),
         };
+        // a new order and a placement need the store open (from memory, like prices)
+        if let Some(store) = order.store_to_check(&self.envelope.command) {
+            let closed = self.catalog.store_closed(store).await.map_err(failed)?;
+            prices = prices.with_store_closed(closed);
+        }
         match order
             .decide(self.envelope, &prices)
             .map_err(|e| refused(Refusal::Order(e)))?

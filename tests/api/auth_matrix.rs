@@ -28,9 +28,15 @@ enum Caller {
     Analyst,
     Admin,
     Anonymous,
+    /// A merchant owning the order's store (a member, not a claim).
+    OwnerMerchant,
+    /// A merchant owning another store.
+    OtherMerchant,
+    /// A staff token without `store_ids`, a `staff` member of the order's store.
+    MemberStaff,
 }
 
-const CALLERS: [Caller; 10] = [
+const CALLERS: [Caller; 13] = [
     Caller::Owner,
     Caller::OtherCustomer,
     Caller::StaffOfStore,
@@ -41,6 +47,9 @@ const CALLERS: [Caller; 10] = [
     Caller::Analyst,
     Caller::Admin,
     Caller::Anonymous,
+    Caller::OwnerMerchant,
+    Caller::OtherMerchant,
+    Caller::MemberStaff,
 ];
 
 /// What state an order must be in for the operation to succeed when allowed.
@@ -51,6 +60,10 @@ enum Needs {
     Placed,
     Confirmed,
     Preparing,
+    /// A member `temp-{n}` of the store.
+    Member,
+    /// A product `RET-{n}` of the store.
+    Product,
 }
 
 struct Op {
@@ -61,7 +74,7 @@ struct Op {
     body: Option<Value>,
     needs: Needs,
     /// Expected status per caller, in `CALLERS` order.
-    expect: [u16; 10],
+    expect: [u16; 13],
 }
 
 struct World<'a> {
@@ -89,13 +102,55 @@ impl World<'_> {
             Caller::Analyst => self.app.analyst(),
             Caller::Admin => self.app.admin(),
             Caller::Anonymous => return None,
+            Caller::OwnerMerchant => self.app.token("merchant-1", &[Role::Merchant], &[]),
+            Caller::OtherMerchant => self.app.token("merchant-2", &[Role::Merchant], &[]),
+            Caller::MemberStaff => self.app.token("waiter-1", &[Role::Staff], &[]),
         })
+    }
+
+    /// Makes `sub` a member of `store` with `role`, as an admin.
+    async fn member(&self, store: Uuid, sub: &str, role: &str) {
+        self.app
+            .send(
+                Method::PUT,
+                &format!("/v1/stores/{store}/members/{sub}"),
+                Some(&self.app.admin()),
+                Some(json!({"role": role})),
+                &[],
+            )
+            .await
+            .assert_status(200);
+    }
+
+    /// What a cell needs besides an order: a member or a product to remove (`{n}`).
+    async fn prepare(&self, needs: Needs, n: usize) {
+        match needs {
+            Needs::Member => self.member(self.store, &format!("temp-{n}"), "staff").await,
+            Needs::Product => {
+                self.app
+                    .post(
+                        &format!("/v1/stores/{}/products", self.store),
+                        &self.app.admin(),
+                        json!({"sku": format!("RET-{n}"), "name": "Old", "unit_price_minor": 1}),
+                    )
+                    .await
+                    .assert_status(201);
+            }
+            _ => {}
+        }
+    }
+
+    /// The merchants and the member staff of the matrix.
+    async fn members(&self) {
+        self.member(self.store, "merchant-1", "owner").await;
+        self.member(self.store, "waiter-1", "staff").await;
+        self.member(self.other_store, "merchant-2", "owner").await;
     }
 
     /// A fresh order of alice's in the needed state.
     async fn order(&self, needs: Needs) -> Option<Uuid> {
         let admin = self.app.admin();
-        if matches!(needs, Needs::Nothing) {
+        if matches!(needs, Needs::Nothing | Needs::Member | Needs::Product) {
             return None;
         }
         let order = self.app.create_order_for(&admin, self.store, "alice").await;
@@ -131,27 +186,66 @@ async fn every_operation_answers_each_kind_of_caller_as_documented() {
         store,
         other_store,
     };
+    world.members().await;
 
     //            owner other staff staff-x service svc-store svc-x analyst admin anon
-    let read = [200, 404, 200, 404, 200, 200, 404, 200, 200, 401];
-    let shop = [200, 404, 200, 404, 200, 200, 404, 403, 200, 401];
+    //            merchant merchant-x member-staff
+    let read = [
+        200, 404, 200, 404, 200, 200, 404, 200, 200, 401, 200, 404, 200,
+    ];
+    let shop = [
+        200, 404, 200, 404, 200, 200, 404, 403, 200, 401, 200, 404, 200,
+    ];
     // customers never fulfil: 403 whoever's order it is (the answer names no order)
-    let fulfil = [403, 403, 200, 404, 200, 200, 404, 403, 200, 401];
-    let anyone = [200, 200, 200, 200, 200, 200, 200, 200, 200, 401];
-    let manage_store = [403, 403, 201, 403, 201, 201, 403, 403, 201, 401];
-    let patch_product = [403, 403, 200, 403, 200, 200, 403, 403, 200, 401];
-    let open_store = [403, 403, 403, 403, 201, 403, 403, 403, 201, 401];
-    let admin_only = [403, 403, 403, 403, 403, 403, 403, 403, 200, 401];
+    let fulfil = [
+        403, 403, 200, 404, 200, 200, 404, 403, 200, 401, 200, 404, 200,
+    ];
+    // merchants see only their own stores (404), staff members do not manage the catalog
+    let anyone = [
+        200, 200, 200, 200, 200, 200, 200, 200, 200, 401, 200, 200, 200,
+    ];
+    let see_store = [
+        200, 200, 200, 200, 200, 200, 200, 200, 200, 401, 200, 404, 200,
+    ];
+    let manage_store = [
+        403, 403, 201, 403, 201, 201, 403, 403, 201, 401, 201, 404, 403,
+    ];
+    let patch_product = [
+        403, 403, 200, 403, 200, 200, 403, 403, 200, 401, 200, 404, 403,
+    ];
+    let open_store = [
+        403, 403, 403, 403, 201, 403, 403, 403, 201, 401, 201, 201, 403,
+    ];
+    let admin_only = [
+        403, 403, 403, 403, 403, 403, 403, 403, 200, 401, 403, 403, 403,
+    ];
+    // the store itself, its members and its changes: owners, admins, unscoped services
+    let owners = [
+        403, 403, 403, 403, 200, 403, 403, 403, 200, 401, 200, 404, 403,
+    ];
+    let owners_remove = [
+        403, 403, 403, 403, 204, 403, 403, 403, 204, 401, 204, 404, 403,
+    ];
     // No saga machinery runs in this app: a visible order answers "no saga", an invisible one
     // "no order"; both are 404, and only the bearer check differs.
-    let saga_of_draft = [404, 404, 404, 404, 404, 404, 404, 404, 404, 401];
-    let retry_missing = [403, 403, 403, 403, 403, 403, 403, 403, 404, 401];
+    let saga_of_draft = [
+        404, 404, 404, 404, 404, 404, 404, 404, 404, 401, 404, 404, 404,
+    ];
+    let retry_missing = [
+        403, 403, 403, 403, 403, 403, 403, 403, 404, 401, 403, 403, 403,
+    ];
     // createOrder: the owner creates for itself; "other customer" tries to create for alice.
-    let create = [201, 403, 201, 403, 201, 201, 403, 403, 201, 401];
+    let create = [
+        201, 403, 201, 403, 201, 201, 403, 403, 201, 401, 201, 403, 201,
+    ];
     // alice's history: hidden from other customers; staff elsewhere get an empty page.
-    let customer_history = [200, 404, 200, 200, 200, 200, 200, 200, 200, 401];
-    // reports: analysts, services, admins, and staff about their own store.
-    let report = [403, 403, 200, 403, 200, 200, 403, 200, 200, 401];
+    let customer_history = [
+        200, 404, 200, 200, 200, 200, 200, 200, 200, 401, 200, 200, 200,
+    ];
+    // reports: analysts, services, admins, and staff and members about their own store.
+    let report = [
+        403, 403, 200, 403, 200, 200, 403, 200, 200, 401, 200, 403, 200,
+    ];
 
     let ops = vec![
         Op {
@@ -312,7 +406,7 @@ async fn every_operation_answers_each_kind_of_caller_as_documented() {
             path: "/v1/stores/{store}",
             body: None,
             needs: Needs::Nothing,
-            expect: anyone,
+            expect: see_store,
         },
         Op {
             id: "createProduct",
@@ -328,7 +422,7 @@ async fn every_operation_answers_each_kind_of_caller_as_documented() {
             path: "/v1/stores/{store}/products/CAKE",
             body: None,
             needs: Needs::Nothing,
-            expect: anyone,
+            expect: see_store,
         },
         Op {
             id: "getOrderSaga",
@@ -384,7 +478,7 @@ async fn every_operation_answers_each_kind_of_caller_as_documented() {
             path: "/v1/stores/{store}/products",
             body: None,
             needs: Needs::Nothing,
-            expect: anyone,
+            expect: see_store,
         },
         Op {
             id: "updateProduct",
@@ -393,6 +487,54 @@ async fn every_operation_answers_each_kind_of_caller_as_documented() {
             body: Some(json!({"unit_price_minor": 310})),
             needs: Needs::Nothing,
             expect: patch_product,
+        },
+        Op {
+            id: "retireProduct",
+            method: Method::DELETE,
+            path: "/v1/stores/{store}/products/RET-{n}",
+            body: None,
+            needs: Needs::Product,
+            expect: patch_product,
+        },
+        Op {
+            id: "updateStore",
+            method: Method::PATCH,
+            path: "/v1/stores/{store}",
+            body: Some(json!({"name": "Renamed {n}"})),
+            needs: Needs::Nothing,
+            expect: owners,
+        },
+        Op {
+            id: "listMembers",
+            method: Method::GET,
+            path: "/v1/stores/{store}/members",
+            body: None,
+            needs: Needs::Nothing,
+            expect: owners,
+        },
+        Op {
+            id: "putMember",
+            method: Method::PUT,
+            path: "/v1/stores/{store}/members/put-{n}",
+            body: Some(json!({"role": "staff"})),
+            needs: Needs::Nothing,
+            expect: owners,
+        },
+        Op {
+            id: "removeMember",
+            method: Method::DELETE,
+            path: "/v1/stores/{store}/members/temp-{n}",
+            body: None,
+            needs: Needs::Member,
+            expect: owners_remove,
+        },
+        Op {
+            id: "listStoreChanges",
+            method: Method::GET,
+            path: "/v1/stores/{store}/changes",
+            body: None,
+            needs: Needs::Nothing,
+            expect: owners,
         },
     ];
 
@@ -426,6 +568,7 @@ async fn every_operation_answers_each_kind_of_caller_as_documented() {
     for op in &ops {
         for (i, caller) in CALLERS.iter().enumerate() {
             n += 1;
+            world.prepare(op.needs, n).await;
             let order = world.order(op.needs).await;
             let substitute = |s: &str| {
                 s.replace("{order}", &order.map(|o| o.to_string()).unwrap_or_default())
@@ -473,13 +616,13 @@ async fn every_operation_answers_each_kind_of_caller_as_documented() {
 #[derive(Debug, Clone, Copy)]
 enum Gate {
     Anyone,
-    /// customers, staff, services, admins
+    /// customers, staff, services, admins, merchants
     Shoppers,
-    /// staff, services, admins
+    /// staff, services, admins, merchants
     StoreHands,
-    /// analysts, staff, services, admins
+    /// analysts, staff, services, admins, merchants
     ReportReaders,
-    /// admins and services not scoped to stores
+    /// admins, services not scoped to stores, merchants
     Operators,
     Admins,
 }
@@ -487,15 +630,16 @@ enum Gate {
 fn admits(gate: Gate, caller: Caller) -> bool {
     use Caller as C;
     let customer = matches!(caller, C::Owner | C::OtherCustomer);
-    let staff = matches!(caller, C::StaffOfStore | C::StaffElsewhere);
+    let staff = matches!(caller, C::StaffOfStore | C::StaffElsewhere | C::MemberStaff);
+    let merchant = matches!(caller, C::OwnerMerchant | C::OtherMerchant);
     let service = matches!(caller, C::Service | C::ServiceOfStore | C::ServiceElsewhere);
     let admin = caller == C::Admin;
     match gate {
         Gate::Anyone => true,
-        Gate::Shoppers => customer || staff || service || admin,
-        Gate::StoreHands => staff || service || admin,
-        Gate::ReportReaders => caller == C::Analyst || staff || service || admin,
-        Gate::Operators => caller == C::Service || admin,
+        Gate::Shoppers => customer || staff || service || admin || merchant,
+        Gate::StoreHands => staff || service || admin || merchant,
+        Gate::ReportReaders => caller == C::Analyst || staff || service || admin || merchant,
+        Gate::Operators => caller == C::Service || admin || merchant,
         Gate::Admins => admin,
     }
 }
@@ -510,6 +654,7 @@ async fn a_role_that_may_not_call_an_operation_learns_nothing_of_its_parameters(
         store,
         other_store,
     };
+    world.members().await;
     let order = app.create_order_for(&app.admin(), store, "alice").await;
     // (operation, gate, method, a request with a malformed parameter or body)
     let bad_id = "/v1/orders/not-a-uuid";
@@ -708,6 +853,48 @@ async fn a_role_that_may_not_call_an_operation_learns_nothing_of_its_parameters(
             Gate::Admins,
             Method::GET,
             "/v1/admin/notifications?limit=x".into(),
+            None,
+        ),
+        (
+            "retireProduct",
+            Gate::StoreHands,
+            Method::DELETE,
+            "/v1/stores/not-a-uuid/products/CAKE".into(),
+            None,
+        ),
+        (
+            "updateStore",
+            Gate::StoreHands,
+            Method::PATCH,
+            format!("/v1/stores/{store}"),
+            Some(json!({"open": "x"})),
+        ),
+        (
+            "listMembers",
+            Gate::StoreHands,
+            Method::GET,
+            format!("/v1/stores/{store}/members?limit=x"),
+            None,
+        ),
+        (
+            "putMember",
+            Gate::StoreHands,
+            Method::PUT,
+            format!("/v1/stores/{store}/members/x"),
+            Some(json!({"role": 1})),
+        ),
+        (
+            "removeMember",
+            Gate::StoreHands,
+            Method::DELETE,
+            "/v1/stores/not-a-uuid/members/x".into(),
+            None,
+        ),
+        (
+            "listStoreChanges",
+            Gate::StoreHands,
+            Method::GET,
+            format!("/v1/stores/{store}/changes?after=x"),
             None,
         ),
     ];

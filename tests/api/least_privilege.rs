@@ -260,3 +260,39 @@ async fn the_analyst_reads_the_read_models_and_nothing_else_also_after_a_rebuild
         "the rebuilt tables gave the runtime role more than it had"
     );
 }
+
+#[tokio::test]
+async fn the_runtime_role_adds_to_the_stores_change_record_but_never_rewrites_it() {
+    // Arrange: a store, whose opening is on record.
+    let app = spawn_app().await;
+    app.store_with_products().await;
+    let record = || async {
+        sqlx::query_scalar::<_, String>("select to_jsonb(c)::text from store_changes c order by id")
+            .fetch_all(&app.pool)
+            .await
+            .expect("the record")
+    };
+    let before = record().await;
+    assert!(!before.is_empty(), "the store's changes are on record");
+
+    // Act
+    let update = sqlstate(&app.pool, "update store_changes set actor = 'someone else'").await;
+    let delete = sqlstate(&app.pool, "delete from store_changes").await;
+    // counter-test: what the service does with it, it may
+    let insert = sqlstate(
+        &app.pool,
+        "insert into store_changes (store_id, actor, entity, key, action)
+         select store_id, 'probe', 'store', 'probe', 'probed' from store_changes limit 1",
+    )
+    .await;
+
+    // Assert
+    assert_eq!(update.as_deref(), Some(INSUFFICIENT_PRIVILEGE), "update");
+    assert_eq!(delete.as_deref(), Some(INSUFFICIENT_PRIVILEGE), "delete");
+    assert_eq!(insert, None, "insert");
+    assert_eq!(
+        record().await[..before.len()],
+        before[..],
+        "the record changed"
+    );
+}

@@ -32,6 +32,7 @@ mod rebuild;
 mod reply_failures;
 mod saga_metrics;
 mod sagas;
+mod shops;
 mod startup;
 mod supervision;
 mod traces;

@@ -108,6 +108,8 @@ impl ClaimRules {
             roles: self.roles(claims)?,
             store_ids: self.store_ids(claims)?,
             expires_at,
+            // the service's own knowledge, added after verification (`security.rs`)
+            memberships: Vec::new(),
         })
     }
 

@@ -8,6 +8,8 @@ use std::str::FromStr;
 
 use uuid::Uuid;
 
+pub use crate::store::members::{MemberRole, Membership};
+
 /// What a token may grant. Serialized and parsed as snake_case (`staff`, `admin`, ...).
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
@@ -16,6 +18,9 @@ use uuid::Uuid;
 pub enum Role {
     /// Sees and commands only its own orders.
     Customer,
+    /// Runs shops: opens stores (becoming each one's owner) and acts on the stores it is a
+    /// member of.
+    Merchant,
     /// Another service acting on behalf of the platform; reaches every store, or only the
     /// stores in `store_ids` when its token lists some.
     Service,
@@ -29,8 +34,9 @@ pub enum Role {
 
 impl Role {
     /// Every role, in declaration order.
-    pub const ALL: [Role; 5] = [
+    pub const ALL: [Role; 6] = [
         Role::Customer,
+        Role::Merchant,
         Role::Service,
         Role::Staff,
         Role::Analyst,
@@ -41,6 +47,7 @@ impl Role {
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Customer => "customer",
+            Role::Merchant => "merchant",
             Role::Service => "service",
             Role::Staff => "staff",
             Role::Analyst => "analyst",
@@ -57,7 +64,7 @@ impl fmt::Display for Role {
 
 /// A role name that is not one of [`Role::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown role `{0}`; expected one of customer, service, staff, analyst, admin")]
+#[error("unknown role `{0}`; expected one of customer, merchant, service, staff, analyst, admin")]
 pub struct UnknownRole(pub String);
 
 impl FromStr for Role {
@@ -84,6 +91,9 @@ pub struct Principal {
     /// When the token stops being valid (its `exp`, seconds since the Unix epoch): what
     /// outlives the request, a live feed, ends then.
     pub expires_at: u64,
+    /// The stores the service knows this caller as a member of (`store_members`), read for
+    /// staff and merchant tokens only ([`Principal::reads_memberships`]); empty otherwise.
+    pub memberships: Vec<Membership>,
 }
 
 impl Principal {
@@ -103,12 +113,59 @@ impl Principal {
         self.is_admin() || (self.has(Role::Service) && self.store_ids.is_empty())
     }
 
-    /// Whether the caller may act on `store`: admins and unscoped services reach every store,
-    /// staff and store-scoped services only the stores in their token, everyone else none.
+    /// Whether the caller may act on `store` (its orders): admins and unscoped services reach
+    /// every store, staff and store-scoped services the stores in their token, staff and
+    /// merchants the stores they are members of (owner or staff), everyone else none.
     pub fn can_access_store(&self, store: Uuid) -> bool {
         self.reaches_every_store()
             || ((self.has(Role::Staff) || self.has(Role::Service))
                 && self.store_ids.contains(&store))
+            || self.member_role(store).is_some()
+    }
+
+    /// Whether the caller manages `store` (the store itself, its catalog): admins and unscoped
+    /// services every store; the stores of a staff or service token's `store_ids` (as before
+    /// memberships existed); its owners. Staff members act on orders only.
+    pub fn manages_store(&self, store: Uuid) -> bool {
+        self.reaches_every_store()
+            || ((self.has(Role::Staff) || self.has(Role::Service))
+                && self.store_ids.contains(&store))
+            || self.owns(store)
+    }
+
+    /// Whether the caller is an owner member of `store`.
+    pub fn owns(&self, store: Uuid) -> bool {
+        self.member_role(store) == Some(MemberRole::Owner)
+    }
+
+    /// The caller's member role in `store`, if it is a member.
+    pub fn member_role(&self, store: Uuid) -> Option<MemberRole> {
+        self.memberships
+            .iter()
+            .find(|m| m.store_id == store)
+            .map(|m| m.role)
+    }
+
+    /// Whether the service looks up this caller's memberships: staff and merchant tokens, the
+    /// roles memberships give something to.
+    pub fn reads_memberships(&self) -> bool {
+        self.has(Role::Staff) || self.has(Role::Merchant)
+    }
+
+    /// The stores the caller acts on by name (token `store_ids` of staff and services, then
+    /// memberships): what a list of "my stores' orders" covers.
+    pub fn scoped_stores(&self) -> Vec<Uuid> {
+        let mut stores = if self.has(Role::Staff) || self.has(Role::Service) {
+            self.store_ids.clone()
+        } else {
+            Vec::new()
+        };
+        for m in &self.memberships {
+            if !stores.contains(&m.store_id) {
+                stores.push(m.store_id);
+            }
+        }
+        stores
     }
 
     /// Stable key under which this caller's idempotent ids are derived (UUIDv5 names): the
@@ -128,6 +185,7 @@ mod tests {
             roles: roles.iter().copied().collect(),
             store_ids: store_ids.to_vec(),
             expires_at: u64::MAX,
+            memberships: Vec::new(),
         }
     }
 
@@ -167,6 +225,30 @@ mod tests {
 
         assert!(!principal(&[Role::Customer], &[store]).can_access_store(store));
         assert!(!principal(&[Role::Analyst], &[store]).can_access_store(store));
+    }
+
+    #[test]
+    fn members_act_on_their_stores_and_only_owners_manage_them() {
+        let (owned, staffed, other) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let mut merchant = principal(&[Role::Merchant], &[]);
+        merchant.memberships = vec![
+            Membership {
+                store_id: owned,
+                role: MemberRole::Owner,
+            },
+            Membership {
+                store_id: staffed,
+                role: MemberRole::Staff,
+            },
+        ];
+
+        assert!(merchant.can_access_store(owned) && merchant.manages_store(owned));
+        assert!(merchant.can_access_store(staffed) && !merchant.manages_store(staffed));
+        assert!(!merchant.can_access_store(other) && !merchant.manages_store(other));
+        assert_eq!(merchant.scoped_stores(), vec![owned, staffed]);
+        // counter-test: without the memberships the same merchant reaches nothing
+        merchant.memberships.clear();
+        assert!(!merchant.can_access_store(owned));
     }
 
     #[test]

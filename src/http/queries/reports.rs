@@ -132,13 +132,13 @@ pub enum SalesSummaryResponse {
     Ok(Json<SalesSummaryReport>),
 }
 
-/// Analysts, admins and services read every report; staff only their own stores', one store
-/// at a time; customers none.
+/// Analysts, admins and services read every report; staff and members only their own stores',
+/// one store at a time; customers none.
 pub(super) fn authorize_report(p: &Principal, store_id: Option<Uuid>) -> Result<(), ApiError> {
     if sees_every_order(p) {
         return Ok(());
     }
-    if !(p.has(Role::Staff) || p.has(Role::Service)) {
+    if !(p.has(Role::Staff) || p.has(Role::Service) || p.has(Role::Merchant)) {
         return Err(ApiError::forbidden(
             "reports are for analysts, admins, services and store staff",
         ));
