@@ -125,6 +125,10 @@ pub fn finish(spec: &str, examples: &BodyExamples) -> String {
                     schema.insert("additionalProperties".into(), false.into());
                 }
             }
+            let properties = schema.get_mut("properties").and_then(Value::as_object_mut);
+            for property in properties.into_iter().flat_map(|p| p.values_mut()) {
+                describe_by_sibling(property);
+            }
         }
     }
     serde_json::to_string(&doc).unwrap_or_else(|_| spec.to_owned())
@@ -224,6 +228,27 @@ fn add_body_examples(
 /// The name of the shared example (`components/examples`) of the problems with `status`.
 fn problem_example(status: u16) -> String {
     format!("Problem{status}")
+}
+
+/// A described property of a named type: poem-openapi writes it
+/// `{"allOf": [{"$ref": T}, {"description": D}], "description": D}`, which generators read as a
+/// new type made of T (openapi-python-client refuses one made of an enum, and copies an
+/// object's class). The second member only repeats its sibling: without it, the property is T,
+/// described (OpenAPI 3.0's way, since a `$ref` ignores its siblings).
+fn describe_by_sibling(property: &mut Value) {
+    let Some(property) = property.as_object_mut() else {
+        return;
+    };
+    let description = property.get("description").cloned();
+    if let Some(members) = property.get_mut("allOf").and_then(Value::as_array_mut) {
+        let repeats = |m: &Value| {
+            m.as_object()
+                .is_some_and(|m| m.len() == 1 && m.get("description") == description.as_ref())
+        };
+        if members.len() == 2 && members[0].get("$ref").is_some() && repeats(&members[1]) {
+            members.truncate(1);
+        }
+    }
 }
 
 /// The name of the request-id parameter and header components.
