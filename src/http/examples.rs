@@ -555,6 +555,57 @@ fn problems() -> Vec<(u16, Value)> {
     ]
 }
 
+// ---- text bodies ----------------------------------------------------------------------------
+
+/// The product-sales report of `ProductSalesReport`'s example, as CSV.
+fn product_sales_csv() -> String {
+    let row = |sku: &str, name: &str, quantity: i64, price: i64, orders: i64| {
+        let (store, currency, revenue) = (x::STORE_ID, x::CURRENCY, quantity * price);
+        format!("{store},{sku},\"{name}\",{currency},{quantity},{revenue},{orders}\r\n")
+    };
+    [
+        "store_id,sku,name,currency,quantity,revenue_minor,orders\r\n".to_owned(),
+        row(x::TEA_SKU, x::TEA_NAME, 186, x::TEA_PRICE_MINOR, 121),
+        row(x::MUG_SKU, x::MUG_NAME, 64, x::MUG_PRICE_MINOR, 58),
+    ]
+    .concat()
+}
+
+/// A few lines of the Prometheus exposition.
+const METRICS: &str = "\
+# HELP http_requests_total HTTP requests by route, method and status
+# TYPE http_requests_total counter
+http_requests_total{method=\"GET\",route=\"getOrder\",status=\"200\"} 9051
+http_requests_total{method=\"POST\",route=\"createOrder\",status=\"201\"} 1432
+";
+
+/// The example order's feed: the message telling it shipped.
+fn order_live_message() -> Value {
+    let data = json!({
+        "order_id": x::ORDER_ID,
+        "version": 7,
+        "event_id": "0195a0c2-41d7-7e3b-9f08-5c6d2e1a7b94",
+        "event_type": "OrderShipped",
+        "payload": {
+            "type": "OrderShipped",
+            "carrier": x::CARRIER,
+            "tracking_number": x::TRACKING_NUMBER,
+            "note": "One parcel, 1.2 kg",
+        },
+        "recorded_at": x::shipped_at(),
+        "status": "shipped",
+        "previous_status": "preparing",
+    });
+    json!({ "event": "event", "id": "7", "data": data.to_string() })
+}
+
+/// The example store's feed: the same event, with its log position (`<tx>.<position>`) as id.
+fn store_live_message() -> Value {
+    let mut message = order_live_message();
+    message["id"] = "48213977.1832".into();
+    message
+}
+
 // ---- the bodies of the operations -----------------------------------------------------------
 
 /// What each command answers: the example order as that command leaves it.
@@ -590,7 +641,8 @@ fn commands() -> Vec<(&'static str, OrderView)> {
 
 /// The body examples of the operations, for [`super::spec::finish`].
 pub fn bodies() -> BodyExamples {
-    let mut answers: Vec<(&'static str, u16, Value)> = commands()
+    const JSON: &str = "application/json";
+    let mut answers: Vec<(&'static str, u16, &'static str, Value)> = commands()
         .iter()
         .map(|(operation, view)| {
             let status = if *operation == "createOrder" {
@@ -598,33 +650,51 @@ pub fn bodies() -> BodyExamples {
             } else {
                 200
             };
-            (*operation, status, json_of(view))
+            (*operation, status, JSON, json_of(view))
         })
         .collect();
+    let not_ready = Readiness {
+        ready: false,
+        checks: vec![
+            Check::example(),
+            check("migrations", true, None),
+            check("nats", false, Some("connection refused (127.0.0.1:4222)")),
+            check("projector", true, None),
+        ],
+    };
     answers.extend([
-        ("listOrderItems", 200, json_of(&both_lines())),
-        ("getStatusHistory", 200, json_of(&history())),
-        ("getOrderEvents", 200, json_of(&events())),
-        ("listReaders", 200, json_of(&vec![ReaderView::example()])),
-        ("listSagas", 200, json_of(&vec![SagaSummary::example()])),
+        ("listOrderItems", 200, JSON, json_of(&both_lines())),
+        ("getStatusHistory", 200, JSON, json_of(&history())),
+        ("getOrderEvents", 200, JSON, json_of(&events())),
+        (
+            "listReaders",
+            200,
+            JSON,
+            json_of(&vec![ReaderView::example()]),
+        ),
+        (
+            "listSagas",
+            200,
+            JSON,
+            json_of(&vec![SagaSummary::example()]),
+        ),
         (
             "listNotifications",
             200,
+            JSON,
             json_of(&vec![NotificationView::example()]),
         ),
+        ("ready", 503, JSON, json_of(&not_ready)),
         (
-            "ready",
-            503,
-            json_of(&Readiness {
-                ready: false,
-                checks: vec![
-                    Check::example(),
-                    check("migrations", true, None),
-                    check("nats", false, Some("connection refused (127.0.0.1:4222)")),
-                    check("projector", true, None),
-                ],
-            }),
+            "productSalesReport",
+            200,
+            "text/csv",
+            product_sales_csv().into(),
         ),
+        ("live", 200, "text/plain", "ok".into()),
+        ("metrics", 200, "text/plain", METRICS.into()),
+        ("orderLive", 200, "text/event-stream", order_live_message()),
+        ("storeLive", 200, "text/event-stream", store_live_message()),
     ]);
     BodyExamples {
         answers,

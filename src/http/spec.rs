@@ -137,17 +137,17 @@ pub fn finish(spec: &str, examples: &BodyExamples) -> String {
 /// Body examples poem-openapi cannot give: see `examples.rs`, which builds them.
 #[derive(Debug, Default)]
 pub struct BodyExamples {
-    /// The example answer of an operation (by `operationId`) with a status, where the schema's
-    /// own example does not fit or an array has none.
-    pub answers: Vec<(&'static str, u16, Value)>,
+    /// The example answer of an operation (by `operationId`) with a status in a media type (a
+    /// prefix of it), where the schema's own example does not fit, an array or a text has none.
+    pub answers: Vec<(&'static str, u16, &'static str, Value)>,
     /// The example problem (`application/problem+json`) of each status, shared by every
     /// operation (`components/examples`).
     pub problems: Vec<(u16, Value)>,
 }
 
-/// Puts an `example` on every JSON body of `operation` that has none: the one `examples` gives
-/// for the operation and status, else its schema's example (for an array, its items' example,
-/// once); a problem refers to the shared example of its status.
+/// Puts an `example` on every body of `operation` that has none: the one `examples` gives for
+/// the operation, status and media type, else its schema's example (for an array, its items'
+/// example, once); a problem refers to the shared example of its status.
 fn add_body_examples(
     operation: &mut Map<String, Value>,
     schemas: &Map<String, Value>,
@@ -171,7 +171,7 @@ fn add_body_examples(
         })
     };
     // the answer given for the operation, else the schema's; a problem refers to its status's
-    let fill = |content: Option<&mut Value>, answer: Option<&Value>, problem: Option<Value>| {
+    let fill = |content: Option<&mut Value>, status: u16, problem: Option<Value>| {
         let Some(content) = content.and_then(Value::as_object_mut) else {
             return;
         };
@@ -186,9 +186,12 @@ fn add_body_examples(
                 if let Some(problem) = &problem {
                     media.insert("examples".into(), problem.clone());
                 }
-            } else if media_type.starts_with("application/json") {
-                let example = answer
-                    .cloned()
+            } else {
+                let example = examples
+                    .answers
+                    .iter()
+                    .find(|(op, s, m, _)| *op == id && *s == status && media_type.starts_with(m))
+                    .map(|(_, _, _, example)| example.clone())
                     .or_else(|| media.get("schema").and_then(of_schema));
                 if let Some(example) = example {
                     media.insert("example".into(), example);
@@ -197,7 +200,7 @@ fn add_body_examples(
         }
     };
     let request = operation.get_mut("requestBody");
-    fill(request.and_then(|b| b.get_mut("content")), None, None);
+    fill(request.and_then(|b| b.get_mut("content")), 0, None);
     if let Some(responses) = operation
         .get_mut("responses")
         .and_then(Value::as_object_mut)
@@ -215,12 +218,7 @@ fn add_body_examples(
                         let shared = format!("#/components/examples/{}", problem_example(status));
                         json!({ slug: { "$ref": shared } })
                     });
-            let answer = examples
-                .answers
-                .iter()
-                .find(|(op, s, _)| *op == id && *s == status)
-                .map(|(_, _, v)| v);
-            fill(response.get_mut("content"), answer, problem);
+            fill(response.get_mut("content"), status, problem);
         }
     }
 }
