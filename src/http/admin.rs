@@ -26,11 +26,12 @@ pub struct ReaderView {
     pub tx_id: String,
     /// The log position of the last processed event (see `tx_id`).
     pub position: i64,
-    /// Events in the log the reader has not processed yet.
+    /// Events committed after its position, counted up to 100 000.
     pub lag_events: i64,
-    /// How far behind the newest event the reader is, in seconds.
+    /// How long ago the first event it has not processed was recorded, in seconds; 0 when it
+    /// is caught up.
     pub lag_seconds: f64,
-    /// When the reader last moved (RFC 3339, UTC); absent before it first has.
+    /// When its checkpoint last moved (RFC 3339, UTC); absent before it first has.
     #[oai(skip_serializing_if_is_none)]
     pub updated_at: Option<DateTime<Utc>>,
 }
