@@ -17,37 +17,52 @@ use crate::state::AppState;
 
 /// A log reader's position and lag.
 #[derive(Debug, Clone, Object)]
+#[oai(example)]
 pub struct ReaderView {
+    /// The reader, e.g. `projector`.
     pub name: String,
     /// Some process runs this reader right now.
     pub active: bool,
     /// Transaction id and position of the last processed event.
     pub tx_id: String,
+    /// The log position of the last processed event (see `tx_id`).
     pub position: i64,
+    /// Events committed after its position, counted up to 100 000.
     pub lag_events: i64,
+    /// How long ago the first event it has not processed was recorded, in seconds; 0 when it
+    /// is caught up.
     pub lag_seconds: f64,
+    /// When its checkpoint last moved (RFC 3339, UTC); absent before it first has.
     #[oai(skip_serializing_if_is_none)]
     pub updated_at: Option<DateTime<Utc>>,
 }
 
 /// What a rebuild did.
 #[derive(Debug, Clone, Object)]
+#[oai(example)]
 pub struct RebuildView {
+    /// Events replayed from the log.
     pub events: i64,
+    /// How long the rebuild took, in seconds.
     pub seconds: f64,
 }
 
 /// An email notification: queued for one order event, and how its delivery went.
 #[derive(Debug, Clone, Object)]
+#[oai(example)]
 pub struct NotificationView {
+    /// The notification's number in the outbox.
     pub id: i64,
+    /// The order it tells of.
     pub order_id: uuid::Uuid,
     /// The order event it tells of; also the email's `Message-ID` (`<event_id@domain>`).
     pub event_id: uuid::Uuid,
     /// `confirmed`, `rejected`, `ready_for_pickup`, `picked_up`, `shipped`, `delivered` or
     /// `cancelled`.
     pub kind: String,
+    /// The email address it is sent to (the order's `customer_email`).
     pub recipient: String,
+    /// The email's subject line.
     pub subject: String,
     /// `pending` (queued or to be retried), `sent` (the SMTP server accepted it) or `failed`
     /// (refused for good, or retried too long).
@@ -59,7 +74,9 @@ pub struct NotificationView {
     /// Why the last attempt failed.
     #[oai(skip_serializing_if_is_none)]
     pub last_error: Option<String>,
+    /// When it was queued (RFC 3339, UTC).
     pub created_at: DateTime<Utc>,
+    /// When the SMTP server accepted it; absent unless `sent`.
     #[oai(skip_serializing_if_is_none)]
     pub sent_at: Option<DateTime<Utc>>,
 }

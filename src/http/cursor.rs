@@ -69,7 +69,7 @@ fn decode<const N: usize>(kind: u8, raw: &str) -> Result<[u8; N], ApiError> {
 }
 
 /// The cursor after version `version` of an order's audit log.
-pub(crate) fn encode_event_cursor(version: i64) -> String {
+pub fn encode_event_cursor(version: i64) -> String {
     encode(EVENTS, &[&version.to_be_bytes()])
 }
 

@@ -11,6 +11,8 @@ pub mod consistency;
 pub mod cors;
 pub mod cursor;
 pub mod dates;
+pub mod example_data;
+pub mod examples;
 pub mod limits;
 pub mod live;
 pub mod live_doc;
@@ -83,7 +85,7 @@ pub fn openapi() -> OpenApiService<Apis, ()> {
 
 /// The OpenAPI document as served at `/openapi.json` and printed by `order-service openapi`.
 pub fn openapi_json() -> String {
-    spec::finish(&openapi().spec())
+    spec::finish(&openapi().spec(), &examples::bodies())
 }
 
 /// The whole HTTP application.

@@ -12,6 +12,7 @@ use crate::supervisor::WorkerStatus;
 
 /// Health of one dependency.
 #[derive(Debug, Clone, Object)]
+#[oai(example)]
 pub struct Check {
     /// What is checked: `database`, `migrations`, `nats`, a worker's name, `shutdown`.
     pub name: String,
@@ -24,8 +25,11 @@ pub struct Check {
 
 /// Readiness report.
 #[derive(Debug, Clone, Object)]
+#[oai(example)]
 pub struct Readiness {
+    /// Whether every check is ok and the instance takes traffic.
     pub ready: bool,
+    /// One entry per dependency.
     pub checks: Vec<Check>,
 }
 

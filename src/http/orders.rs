@@ -237,6 +237,7 @@ impl OrdersApi {
         state: Data<&AppState>,
         req: &Request,
         auth: Allowed<Shoppers>,
+        /// The order's id (UUID).
         id: Path<Uuid>,
         body: Json<ItemBody>,
         /// Makes the command safe to retry: the same caller sending the same key gets the first
@@ -281,6 +282,7 @@ impl OrdersApi {
         state: Data<&AppState>,
         req: &Request,
         auth: Allowed<Shoppers>,
+        /// The order's id (UUID).
         id: Path<Uuid>,
         /// The line's number in the order (from 1).
         #[oai(validator(minimum(value = "1"), maximum(value = "4294967295")))]
@@ -330,6 +332,7 @@ impl OrdersApi {
         state: Data<&AppState>,
         req: &Request,
         auth: Allowed<Shoppers>,
+        /// The order's id (UUID).
         id: Path<Uuid>,
         /// The line's number in the order (from 1).
         #[oai(validator(minimum(value = "1"), maximum(value = "4294967295")))]
@@ -378,6 +381,7 @@ impl OrdersApi {
         state: Data<&AppState>,
         req: &Request,
         auth: Allowed<Shoppers>,
+        /// The order's id (UUID).
         id: Path<Uuid>,
         /// Makes the command safe to retry: the same caller sending the same key gets the first
         /// answer again and nothing is done twice (1 to 255 visible ASCII characters).
@@ -417,6 +421,7 @@ impl OrdersApi {
         state: Data<&AppState>,
         req: &Request,
         auth: Allowed<StoreHands>,
+        /// The order's id (UUID).
         id: Path<Uuid>,
         body: Json<ChangeStatusBody>,
         /// Makes the command safe to retry: the same caller sending the same key gets the first
@@ -458,6 +463,7 @@ impl OrdersApi {
         state: Data<&AppState>,
         req: &Request,
         auth: Allowed<StoreHands>,
+        /// The order's id (UUID).
         id: Path<Uuid>,
         body: Json<ShipBody>,
         /// Makes the command safe to retry: the same caller sending the same key gets the first
@@ -511,6 +517,7 @@ impl OrdersApi {
         state: Data<&AppState>,
         req: &Request,
         auth: Allowed<Shoppers>,
+        /// The order's id (UUID).
         id: Path<Uuid>,
         body: Json<CancelBody>,
         /// Makes the command safe to retry: the same caller sending the same key gets the first
@@ -548,6 +555,7 @@ impl OrdersApi {
         state: Data<&AppState>,
         req: &Request,
         auth: Allowed<Shoppers>,
+        /// The order's id (UUID).
         id: Path<Uuid>,
         /// Makes the command safe to retry: the same caller sending the same key gets the first
         /// answer again and nothing is done twice (1 to 255 visible ASCII characters).

@@ -39,7 +39,7 @@ use poem_openapi::payload::{Json, PlainText};
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use uuid::Uuid;
 
-use self::audit::AuditEventPage;
+pub use self::audit::{AuditEventPage, AuditEventView};
 use self::reports::{
     authorize_report, product_sales_csv, Granularity, ProductSalesContent, ProductSalesReport,
     ProductSalesResponse, ProductSalesView, SalesPeriodView, SalesSort, SalesSummaryReport,
@@ -71,15 +71,21 @@ const MAX_EVENTS: u32 = 1000;
 
 /// An order as the read model holds it: status, totals, and when it reached each status.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none, example)]
 pub struct OrderSummaryView {
+    /// The order's id (UUID).
     pub id: Uuid,
     /// The version of the order this describes (number of its events applied); the ETag.
     pub version: i64,
+    /// Where the order stands now.
     pub status: Status,
+    /// The customer: the `sub` of their token.
     pub customer_id: String,
+    /// The store that sells and fulfils the order.
     pub store_id: Uuid,
+    /// ISO 4217 code of every amount of the order, e.g. `EUR`.
     pub currency: String,
-    #[oai(skip_serializing_if_is_none)]
+    /// Where the order's emails go; absent when none was given.
     pub customer_email: Option<String>,
     /// Sum of line totals, in minor units of `currency`.
     pub total_minor: i64,
@@ -87,42 +93,45 @@ pub struct OrderSummaryView {
     pub line_count: i64,
     /// Number of units over all lines.
     pub item_count: i64,
-    #[oai(skip_serializing_if_is_none)]
+    /// Carrier and tracking number; absent until the order is shipped.
     pub shipment: Option<ShipmentView>,
-    #[oai(skip_serializing_if_is_none)]
+    /// Why it was cancelled; absent unless it was.
     pub cancel_reason: Option<String>,
-    #[oai(skip_serializing_if_is_none)]
+    /// Why it was rejected (out of stock, payment declined); absent unless it was.
     pub reject_reason: Option<String>,
+    /// When the draft was created.
     pub created_at: DateTime<Utc>,
     /// When the last event was recorded.
     pub updated_at: DateTime<Utc>,
-    #[oai(skip_serializing_if_is_none)]
+    /// When it was placed (RFC 3339, UTC; each `..._at` below is absent until then).
     pub placed_at: Option<DateTime<Utc>>,
-    #[oai(skip_serializing_if_is_none)]
+    /// When stock was reserved and payment authorized.
     pub confirmed_at: Option<DateTime<Utc>>,
-    #[oai(skip_serializing_if_is_none)]
+    /// When it was rejected.
     pub rejected_at: Option<DateTime<Utc>>,
-    #[oai(skip_serializing_if_is_none)]
+    /// When the store started preparing it.
     pub preparing_at: Option<DateTime<Utc>>,
-    #[oai(skip_serializing_if_is_none)]
+    /// When it was ready for pickup.
     pub ready_for_pickup_at: Option<DateTime<Utc>>,
-    #[oai(skip_serializing_if_is_none)]
+    /// When the customer picked it up.
     pub picked_up_at: Option<DateTime<Utc>>,
-    #[oai(skip_serializing_if_is_none)]
+    /// When it was handed to the carrier.
     pub shipped_at: Option<DateTime<Utc>>,
-    #[oai(skip_serializing_if_is_none)]
+    /// When it was delivered.
     pub delivered_at: Option<DateTime<Utc>>,
-    #[oai(skip_serializing_if_is_none)]
+    /// When it was cancelled.
     pub cancelled_at: Option<DateTime<Utc>>,
-    #[oai(skip_serializing_if_is_none)]
+    /// When the draft was discarded.
     pub discarded_at: Option<DateTime<Utc>>,
 }
 
 /// An order with its address and lines.
 #[derive(Debug, Clone, Object)]
+#[oai(example)]
 pub struct OrderDetailView {
     #[oai(flatten)]
     pub summary: OrderSummaryView,
+    /// Where the order is delivered; absent for an order picked up at the store.
     #[oai(skip_serializing_if_is_none)]
     pub shipping_address: Option<AddressView>,
     /// In line id order, with name and unit price as they were when the item was added.
@@ -131,7 +140,9 @@ pub struct OrderDetailView {
 
 /// One page of orders, newest first.
 #[derive(Debug, Clone, Object)]
+#[oai(example)]
 pub struct OrderPageView {
+    /// The orders of this page, newest first; empty when none match.
     pub items: Vec<OrderSummaryView>,
     /// Pass as `cursor` for the next page; absent on the last page.
     #[oai(skip_serializing_if_is_none)]
@@ -140,18 +151,19 @@ pub struct OrderPageView {
 
 /// One status an order reached.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none, example)]
 pub struct StatusChangeView {
     /// The order's version at this step.
     pub version: i64,
+    /// The status the order reached.
     pub status: Status,
-    #[oai(skip_serializing_if_is_none)]
+    /// The status before; absent on the first step (`draft`).
     pub previous_status: Option<Status>,
     /// The note or reason given with the step.
-    #[oai(skip_serializing_if_is_none)]
     pub note: Option<String>,
     /// Who moved it (the token's `sub`), when known.
-    #[oai(skip_serializing_if_is_none)]
     pub principal: Option<String>,
+    /// When it happened (RFC 3339, UTC).
     pub recorded_at: DateTime<Utc>,
 }
 
@@ -272,17 +284,9 @@ fn line_view(l: &read::OrderLine) -> LineView {
 
 pub(crate) fn detail_view(d: OrderDetail) -> Result<OrderDetailView, ApiError> {
     let lines = d.lines.0.iter().map(line_view).collect();
-    let shipping_address = d.shipping_address.map(|a| AddressView {
-        name: a.name.to_string(),
-        line1: a.line1.to_string(),
-        line2: a.line2.as_ref().map(ToString::to_string),
-        city: a.city.to_string(),
-        postal_code: a.postal_code.to_string(),
-        country: a.country.as_str().to_owned(),
-    });
     Ok(OrderDetailView {
         summary: summary_view(d.summary)?,
-        shipping_address,
+        shipping_address: d.shipping_address.map(|a| AddressView::of(&a)),
         lines,
     })
 }
@@ -448,6 +452,7 @@ impl QueriesApi {
         &self,
         state: Data<&AppState>,
         auth: BearerAuth,
+        /// The order's id (UUID).
         id: Path<Uuid>,
         /// The version (a command's `ETag`) the answer must reflect at least.
         #[oai(validator(minimum(value = "0")))]
@@ -473,6 +478,7 @@ impl QueriesApi {
         &self,
         state: Data<&AppState>,
         auth: BearerAuth,
+        /// The order's id (UUID).
         id: Path<Uuid>,
         /// The version the answer must reflect at least.
         #[oai(validator(minimum(value = "0")))]
@@ -501,6 +507,7 @@ impl QueriesApi {
         &self,
         state: Data<&AppState>,
         auth: BearerAuth,
+        /// The order's id (UUID).
         id: Path<Uuid>,
         /// The version the answer must reflect at least.
         #[oai(validator(minimum(value = "0")))]
@@ -543,6 +550,7 @@ impl QueriesApi {
         &self,
         state: Data<&AppState>,
         auth: BearerAuth,
+        /// The order's id (UUID).
         id: Path<Uuid>,
         /// The `next` of the previous page; absent: from the first event.
         #[oai(validator(max_length = 64))]
@@ -579,6 +587,7 @@ impl QueriesApi {
         &self,
         state: Data<&AppState>,
         auth: BearerAuth,
+        /// The customer's id: the `sub` of their token.
         #[oai(validator(max_length = 128, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$"))]
         id: Path<String>,
         /// Only orders in this status.

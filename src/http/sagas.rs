@@ -20,6 +20,7 @@ use crate::store::sagas::SagaExecuteError;
 
 /// One request the saga sent to a participant.
 #[derive(Debug, Clone, Object)]
+#[oai(example)]
 pub struct SagaStepView {
     /// `reserve`, `authorize`, `release`, `void`, `capture`, `commit`, `refund`.
     pub step: String,
@@ -45,33 +46,48 @@ pub struct SagaStepView {
 
 /// An order's saga.
 #[derive(Debug, Clone, Object)]
+#[oai(example)]
 pub struct SagaView {
+    /// The order the saga runs for.
     pub order_id: Uuid,
     /// `reserving_stock`, `authorizing_payment`, `confirmed`, `capturing`, `completed`,
     /// `compensating`, `cancelled`, `failed`, `needs_attention`.
     pub status: String,
+    /// When the order was placed and the saga began (RFC 3339, UTC).
     #[oai(skip_serializing_if_is_none)]
     pub started_at: Option<DateTime<Utc>>,
+    /// When the saga gives up waiting on its current step; absent when it waits for nothing.
     #[oai(skip_serializing_if_is_none)]
     pub deadline_at: Option<DateTime<Utc>>,
+    /// The inventory's id for the stock reserved; absent until stock is reserved.
     #[oai(skip_serializing_if_is_none)]
     pub reservation_id: Option<String>,
+    /// The payment provider's id for the authorization; absent until payment is authorized.
     #[oai(skip_serializing_if_is_none)]
     pub payment_id: Option<String>,
+    /// Every request sent to a participant, oldest first.
     pub steps: Vec<SagaStepView>,
 }
 
 /// A saga in a listing.
 #[derive(Debug, Clone, Object, sqlx::FromRow)]
+#[oai(example)]
 pub struct SagaSummary {
+    /// The order the saga runs for.
     pub order_id: Uuid,
+    /// Where the saga stands, as `SagaView.status`.
     pub status: String,
+    /// When the saga gives up waiting on its current step; absent when it waits for nothing.
     #[oai(skip_serializing_if_is_none)]
     pub deadline_at: Option<DateTime<Utc>>,
+    /// The type of the saga's latest event, e.g. `StockReserved`.
     pub last_event: String,
+    /// Why it needs a human (status `needs_attention`); absent otherwise.
     #[oai(skip_serializing_if_is_none)]
     pub attention: Option<String>,
+    /// When the saga began (RFC 3339, UTC).
     pub started_at: DateTime<Utc>,
+    /// When its latest event was recorded (RFC 3339, UTC).
     pub updated_at: DateTime<Utc>,
 }
 
@@ -149,6 +165,7 @@ impl SagasApi {
         &self,
         state: Data<&AppState>,
         auth: BearerAuth,
+        /// The order's id (UUID).
         id: Path<Uuid>,
     ) -> Result<SagaResponse, ApiError> {
         let order = state
@@ -237,6 +254,7 @@ impl SagasApi {
         &self,
         state: Data<&AppState>,
         auth: Allowed<Admins>,
+        /// The order's id (UUID).
         id: Path<Uuid>,
     ) -> Result<SagaResponse, ApiError> {
         let order = OrderId::from_uuid(id.0);

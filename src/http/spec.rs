@@ -65,11 +65,17 @@ impl<T: OpenApi> OpenApi for SharedPaths<T> {
 /// (`additionalProperties: false`), so a generated client and a fuzzer know it too; the
 /// operations without a security scheme (health, metrics) say they need none (`security: []`)
 /// rather than leaving it unsaid; every operation documents only the problem statuses it can
-/// answer ([`can_answer`]), and the `x-request-id` a client may send and always gets back.
-pub fn finish(spec: &str) -> String {
+/// answer ([`can_answer`]), and the `x-request-id` a client may send and always gets back;
+/// and every JSON body has an example ([`add_body_examples`]).
+pub fn finish(spec: &str, examples: &BodyExamples) -> String {
     let Ok(mut doc) = serde_json::from_str::<Value>(spec) else {
         return spec.to_owned();
     };
+    let schemas = doc
+        .pointer("/components/schemas")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
     if let Some(paths) = doc.pointer_mut("/paths").and_then(Value::as_object_mut) {
         for (path, methods) in paths.iter_mut() {
             let Some(methods) = methods.as_object_mut() else {
@@ -78,6 +84,7 @@ pub fn finish(spec: &str) -> String {
             for (method, operation) in methods.iter_mut() {
                 if let Some(operation) = operation.as_object_mut() {
                     finish_operation(path, method, operation);
+                    add_body_examples(operation, &schemas, examples);
                 }
             }
         }
@@ -96,6 +103,17 @@ pub fn finish(spec: &str) -> String {
             .or_insert_with(|| json!({}))
             .as_object_mut()
             .map(|h| h.insert(REQUEST_ID.into(), request_id_header()));
+        if let Some(shared) = components
+            .entry("examples")
+            .or_insert_with(|| json!({}))
+            .as_object_mut()
+        {
+            for (status, problem) in &examples.problems {
+                let summary = format!("{status} {}", problem["title"].as_str().unwrap_or(""));
+                let example = json!({ "summary": summary, "value": problem });
+                shared.insert(problem_example(*status), example);
+            }
+        }
     }
     if let Some(schemas) = doc
         .pointer_mut("/components/schemas")
@@ -107,9 +125,128 @@ pub fn finish(spec: &str) -> String {
                     schema.insert("additionalProperties".into(), false.into());
                 }
             }
+            let properties = schema.get_mut("properties").and_then(Value::as_object_mut);
+            for property in properties.into_iter().flat_map(|p| p.values_mut()) {
+                describe_by_sibling(property);
+            }
         }
     }
     serde_json::to_string(&doc).unwrap_or_else(|_| spec.to_owned())
+}
+
+/// Body examples poem-openapi cannot give: see `examples.rs`, which builds them.
+#[derive(Debug, Default)]
+pub struct BodyExamples {
+    /// The example answer of an operation (by `operationId`) with a status in a media type (a
+    /// prefix of it), where the schema's own example does not fit, an array or a text has none.
+    pub answers: Vec<(&'static str, u16, &'static str, Value)>,
+    /// The example problem (`application/problem+json`) of each status, shared by every
+    /// operation (`components/examples`).
+    pub problems: Vec<(u16, Value)>,
+}
+
+/// Puts an `example` on every body of `operation` that has none: the one `examples` gives for
+/// the operation, status and media type, else its schema's example (for an array, its items'
+/// example, once); a problem refers to the shared example of its status.
+fn add_body_examples(
+    operation: &mut Map<String, Value>,
+    schemas: &Map<String, Value>,
+    examples: &BodyExamples,
+) {
+    let id = operation
+        .get("operationId")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let of_schema = |schema: &Value| -> Option<Value> {
+        let named = |s: &Value| {
+            let name = s.get("$ref")?.as_str()?.rsplit('/').next()?;
+            schemas.get(name)?.get("example").cloned()
+        };
+        named(schema).or_else(|| {
+            (schema.get("type")? == "array")
+                .then(|| named(schema.get("items")?))
+                .flatten()
+                .map(|item| Value::Array(vec![item]))
+        })
+    };
+    // the answer given for the operation, else the schema's; a problem refers to its status's
+    let fill = |content: Option<&mut Value>, status: u16, problem: Option<Value>| {
+        let Some(content) = content.and_then(Value::as_object_mut) else {
+            return;
+        };
+        for (media_type, media) in content.iter_mut() {
+            let Some(media) = media.as_object_mut() else {
+                continue;
+            };
+            if media.contains_key("example") || media.contains_key("examples") {
+                continue;
+            }
+            if media_type == PROBLEM_JSON {
+                if let Some(problem) = &problem {
+                    media.insert("examples".into(), problem.clone());
+                }
+            } else {
+                let example = examples
+                    .answers
+                    .iter()
+                    .find(|(op, s, m, _)| *op == id && *s == status && media_type.starts_with(m))
+                    .map(|(_, _, _, example)| example.clone())
+                    .or_else(|| media.get("schema").and_then(of_schema));
+                if let Some(example) = example {
+                    media.insert("example".into(), example);
+                }
+            }
+        }
+    };
+    let request = operation.get_mut("requestBody");
+    fill(request.and_then(|b| b.get_mut("content")), 0, None);
+    if let Some(responses) = operation
+        .get_mut("responses")
+        .and_then(Value::as_object_mut)
+    {
+        for (status, response) in responses.iter_mut() {
+            let status: u16 = status.parse().unwrap_or_default();
+            let problem =
+                examples
+                    .problems
+                    .iter()
+                    .find(|(s, _)| *s == status)
+                    .map(|(_, problem)| {
+                        let slug = problem["type"].as_str().unwrap_or("/problems/problem");
+                        let slug = slug.rsplit('/').next().unwrap_or(slug);
+                        let shared = format!("#/components/examples/{}", problem_example(status));
+                        json!({ slug: { "$ref": shared } })
+                    });
+            fill(response.get_mut("content"), status, problem);
+        }
+    }
+}
+
+/// The name of the shared example (`components/examples`) of the problems with `status`.
+fn problem_example(status: u16) -> String {
+    format!("Problem{status}")
+}
+
+/// A described property of a named type: poem-openapi writes it
+/// `{"allOf": [{"$ref": T}, {"description": D}], "description": D}`, which generators read as a
+/// new type made of T (openapi-python-client refuses one made of an enum, and copies an
+/// object's class). The second member only repeats its sibling: without it, the property is T,
+/// described (OpenAPI 3.0's way, since a `$ref` ignores its siblings).
+fn describe_by_sibling(property: &mut Value) {
+    let Some(property) = property.as_object_mut() else {
+        return;
+    };
+    let description = property.get("description").cloned();
+    if let Some(members) = property.get_mut("allOf").and_then(Value::as_array_mut) {
+        let repeats = |m: &Value| {
+            m.as_object()
+                .is_some_and(|m| m.len() == 1 && m.get("description") == description.as_ref())
+        };
+        if members.len() == 2 && members[0].get("$ref").is_some() && repeats(&members[1]) {
+            members.truncate(1);
+        }
+    }
 }
 
 /// The name of the request-id parameter and header components.

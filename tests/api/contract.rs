@@ -1,7 +1,7 @@
 //! The OpenAPI document is a contract a generated client can trust: schemathesis (pinned, from
 //! PyPI, installed by `.ci/run` next to `ORDER_TEST_PYTHON`) runs every one of its checks
-//! against the running service, once per phase (coverage, fuzzing; the document has no
-//! examples yet, so the examples phase would have nothing to run) with a fixed seed,
+//! against the running service, once per phase (examples: the document's own request
+//! examples, `src/http/examples.rs`; coverage; fuzzing) with a fixed seed,
 //! as an admin and as a customer, on a seeded store with products and orders. Its settings
 //! and why: `tests/contract/schemathesis.toml`. And a client generated from
 //! `docs/openapi.json` by openapi-python-client (pinned, same place) drives the service through
@@ -95,7 +95,7 @@ async fn schemathesis_finds_every_answer_as_documented_for_an_admin_and_a_custom
     // Act + assert: each token, each phase, every check.
     let mut failures = Vec::new();
     for (name, who) in [("admin", &admin), ("customer", &alice)] {
-        for phase in ["coverage", "fuzzing"] {
+        for phase in ["examples", "coverage", "fuzzing"] {
             let started = Instant::now();
             let output = run(config, &spec_path, &app.address, who, phase, &cursors).await;
             let text = format!(

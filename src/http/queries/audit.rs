@@ -9,17 +9,21 @@ use crate::http::cursor::encode_event_cursor;
 
 /// One event of an order's audit log, as stored.
 #[derive(Debug, Clone, Object)]
+#[oai(example)]
 pub struct AuditEventView {
     /// The order's version after this event (1 for `OrderCreated`).
     pub version: i64,
     /// The event's identity outside the store (NATS `Nats-Msg-Id`, CloudEvents `ce-id`).
     pub event_id: Uuid,
+    /// What happened, e.g. `OrderCreated`, `ItemAdded`, `OrderPlaced`, `OrderShipped`.
     pub event_type: String,
+    /// The version of the event's schema, e.g. `1`.
     pub event_version: String,
     /// The event as recorded (`type` names the change).
     pub payload: serde_json::Value,
     /// Who caused it, request and trace ids, idempotency key.
     pub metadata: serde_json::Value,
+    /// When it was recorded (RFC 3339, UTC).
     pub recorded_at: DateTime<Utc>,
 }
 

@@ -7,10 +7,12 @@
 
 use anyhow::Context as _;
 use poem_openapi::payload::{Json, PlainText};
+use poem_openapi::types::Example;
 use poem_openapi::{ApiResponse, Enum, Object, ResponseContent};
 use uuid::Uuid;
 
 use crate::http::dates::Day;
+use crate::http::example_data as x;
 
 use crate::http::auth::{Principal, Role};
 use crate::http::problem::ApiError;
@@ -39,14 +41,20 @@ pub enum SalesSort {
 
 /// One product of one store over the report's days.
 #[derive(Debug, Clone, Object)]
+#[oai(example)]
 pub struct ProductSalesView {
+    /// The store that sold it.
     pub store_id: Uuid,
+    /// The product's SKU.
     pub sku: String,
     /// The product's name on the latest day it sold.
     pub name: String,
+    /// ISO 4217 code of `revenue_minor`, e.g. `EUR`; a product sold in two currencies has a
+    /// row for each.
     pub currency: String,
     /// Units sold.
     pub quantity: i64,
+    /// Revenue of those units, in minor units of `currency` (cents: `125000` is 1 250.00 EUR).
     pub revenue_minor: i64,
     /// Orders that contained the product.
     pub orders: i64,
@@ -54,14 +62,18 @@ pub struct ProductSalesView {
 
 /// Units and revenue per product of confirmed, not cancelled, orders.
 #[derive(Debug, Clone, Object)]
+#[oai(example)]
 pub struct ProductSalesReport {
     /// First day, inclusive (UTC).
     pub from: Day,
     /// Last day, inclusive (UTC).
     pub to: Day,
+    /// The store reported on; absent when the report covers every store.
     #[oai(skip_serializing_if_is_none)]
     pub store_id: Option<Uuid>,
+    /// How `items` is ranked.
     pub sort: SalesSort,
+    /// One row per product, store and currency, best first; empty when nothing sold.
     pub items: Vec<ProductSalesView>,
 }
 
@@ -77,12 +89,15 @@ pub enum Granularity {
 
 /// Sales of one period in one currency.
 #[derive(Debug, Clone, Object)]
+#[oai(example)]
 pub struct SalesPeriodView {
     /// First day of the period: the day, the week's Monday, the month's 1st.
     pub period_start: Day,
+    /// ISO 4217 code of the amounts of this row, e.g. `EUR`; one row per currency sold in.
     pub currency: String,
     /// Orders confirmed in the period and not cancelled since.
     pub orders: i64,
+    /// Total of those orders, in minor units of `currency` (cents).
     pub revenue_minor: i64,
     /// `revenue_minor / orders`, rounded toward zero; 0 without orders.
     pub average_order_value_minor: i64,
@@ -94,12 +109,17 @@ pub struct SalesPeriodView {
 
 /// Orders, revenue, average order value, cancellations and rejections per period.
 #[derive(Debug, Clone, Object)]
+#[oai(example)]
 pub struct SalesSummaryReport {
+    /// The length of each period.
     pub granularity: Granularity,
+    /// First day reported on, inclusive (UTC); absent when the request set no `from`.
     #[oai(skip_serializing_if_is_none)]
     pub from: Option<Day>,
+    /// Last day reported on, inclusive (UTC); absent when the request set no `to`.
     #[oai(skip_serializing_if_is_none)]
     pub to: Option<Day>,
+    /// The store reported on; absent when the report covers every store.
     #[oai(skip_serializing_if_is_none)]
     pub store_id: Option<Uuid>,
     /// Oldest period first, then by currency; periods without any activity are left out.
@@ -189,6 +209,85 @@ pub(super) fn product_sales_csv(rows: &[ProductSalesView]) -> anyhow::Result<Str
         .map_err(csv::IntoInnerError::into_error)
         .context("flushing the CSV")?;
     String::from_utf8(bytes).context("the CSV of UTF-8 fields is UTF-8")
+}
+
+// ---- examples (the story of `example_data`) -------------------------------------------------
+
+fn day(d: u32) -> Day {
+    Day(chrono::NaiveDate::from_ymd_opt(2026, 3, d).unwrap_or_default())
+}
+
+impl Example for ProductSalesView {
+    fn example() -> Self {
+        Self {
+            store_id: x::STORE_ID,
+            sku: x::TEA_SKU.to_owned(),
+            name: x::TEA_NAME.to_owned(),
+            currency: x::CURRENCY.to_owned(),
+            quantity: 186,
+            revenue_minor: 186 * x::TEA_PRICE_MINOR,
+            orders: 121,
+        }
+    }
+}
+
+impl Example for ProductSalesReport {
+    fn example() -> Self {
+        Self {
+            from: day(1),
+            to: day(14),
+            store_id: Some(x::STORE_ID),
+            sort: SalesSort::Revenue,
+            items: vec![
+                ProductSalesView::example(),
+                ProductSalesView {
+                    sku: x::MUG_SKU.to_owned(),
+                    name: x::MUG_NAME.to_owned(),
+                    quantity: 64,
+                    revenue_minor: 64 * x::MUG_PRICE_MINOR,
+                    orders: 58,
+                    ..ProductSalesView::example()
+                },
+            ],
+        }
+    }
+}
+
+impl Example for SalesPeriodView {
+    fn example() -> Self {
+        Self {
+            period_start: day(14),
+            currency: x::CURRENCY.to_owned(),
+            orders: 37,
+            revenue_minor: 37 * x::TOTAL_MINOR,
+            average_order_value_minor: x::TOTAL_MINOR,
+            cancellations: 2,
+            rejections: 1,
+        }
+    }
+}
+
+impl Example for SalesSummaryReport {
+    fn example() -> Self {
+        Self {
+            granularity: Granularity::Day,
+            from: Some(day(13)),
+            to: Some(day(14)),
+            store_id: Some(x::STORE_ID),
+            items: vec![
+                SalesPeriodView {
+                    period_start: day(13),
+                    orders: 29,
+                    revenue_minor: 118_755,
+                    average_order_value_minor: 4095,
+                    cancellations: 1,
+                    rejections: 0,
+                    ..SalesPeriodView::example()
+                },
+                SalesPeriodView::example(),
+            ],
+        }
+    }
 }
 
 #[cfg(test)]
