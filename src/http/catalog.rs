@@ -52,12 +52,14 @@ pub struct CreateStoreBody {
 #[derive(Debug, Clone, Object, Serialize)]
 #[oai(deny_unknown_fields, example)]
 pub struct UpdateStoreBody {
-    #[oai(validator(max_length = 200))]
+    /// The store's new name, as customers see it (1 to 200 characters).
+    #[oai(validator(max_length = 200), skip_serializing_if_is_none)]
     pub name: Option<Text>,
     /// Where customers and the platform reach the store.
-    #[oai(validator(max_length = 254))]
+    #[oai(validator(max_length = 254), skip_serializing_if_is_none)]
     pub contact_email: Option<Text>,
     /// Whether the store takes new orders.
+    #[oai(skip_serializing_if_is_none)]
     pub open: Option<bool>,
 }
 
