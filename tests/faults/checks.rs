@@ -85,26 +85,36 @@ pub async fn judge(pool: &PgPool, seen: &[OrderSeen]) -> Judgement {
     j
 }
 
-/// Placed orders (in the log) whose order has neither been confirmed nor rejected yet.
-pub async fn unfinished_sagas(pool: &PgPool) -> i64 {
+/// The log's last position now: orders placed up to it are the ones [`sagas_finish`] waits for.
+pub async fn log_end(pool: &PgPool) -> i64 {
+    sqlx::query_scalar("select coalesce(max(position), 0) from events")
+        .fetch_one(pool)
+        .await
+        .expect("log end")
+}
+
+/// Placed orders (in the log up to `upto`) neither confirmed nor rejected yet.
+pub async fn unfinished_sagas(pool: &PgPool, upto: i64) -> i64 {
     sqlx::query_scalar(
         "select count(*) from events p
-          where p.aggregate_type = 'Order' and p.event_type = 'OrderPlaced'
+          where p.aggregate_type = 'Order' and p.event_type = 'OrderPlaced' and p.position <= $1
             and not exists (select 1 from events v
                              where v.aggregate_type = 'Order'
                                and v.aggregate_id = p.aggregate_id
                                and v.event_type in ('OrderConfirmed', 'OrderRejected'))",
     )
+    .bind(upto)
     .fetch_one(pool)
     .await
     .unwrap_or(i64::MAX)
 }
 
-/// Waits until every placed order's saga reached its verdict; how long that took.
-pub async fn sagas_finish(pool: &PgPool, patience: Duration) -> Duration {
+/// Waits until every order placed up to `upto` (a position; the load may go on) has its
+/// saga's verdict; how long that took.
+pub async fn sagas_finish(pool: &PgPool, upto: i64, patience: Duration) -> Duration {
     let began = Instant::now();
     loop {
-        let left = unfinished_sagas(pool).await;
+        let left = unfinished_sagas(pool, upto).await;
         if left == 0 {
             return began.elapsed();
         }

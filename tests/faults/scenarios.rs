@@ -54,7 +54,7 @@ async fn finish(run: Run, scenario: &str, mut extra: serde_json::Value) -> Outco
         .await;
     let outcome = run.load.finish().await;
     run.cluster.bring_back().await;
-    let sagas = checks::sagas_finish(&run.pool, SAGAS_PATIENCE).await;
+    let sagas = checks::sagas_finish(&run.pool, i64::MAX, SAGAS_PATIENCE).await;
     let (verified, said) = run.cluster.verify().await;
     let judged = checks::judge(&run.pool, &outcome.orders).await;
     let in_log = checks::orders_in_log(&run.pool).await;
@@ -212,7 +212,8 @@ pub async fn nats_down(outage: Duration, name: &str) {
     let back_at = Instant::now();
     run.cluster.bring_back().await;
     let nats_back = back_at.elapsed();
-    let sagas = checks::sagas_finish(&run.pool, SAGAS_PATIENCE).await;
+    let upto = checks::log_end(&run.pool).await;
+    let sagas = checks::sagas_finish(&run.pool, upto, SAGAS_PATIENCE).await;
     let during = run.load.counts().answered_during_fault;
     let outcome = finish(
         run,
@@ -234,8 +235,8 @@ pub async fn postgres_crash() {
     run.load.fault_window(true);
     let crashed_at = Instant::now();
     tokio::time::sleep(Duration::from_secs(5)).await;
-    run.cluster.bring_back().await;
     run.load.fault_window(false);
+    run.cluster.bring_back().await;
     let pg_back = crashed_at.elapsed();
     let back_at = Instant::now();
     // the readers resume: each checkpoint moves again
@@ -273,7 +274,8 @@ pub async fn one_nats_node_killed() {
     run.load
         .wait_for_answers(3 * WARM, Duration::from_secs(60))
         .await;
-    let sagas = checks::sagas_finish(&run.pool, SAGAS_PATIENCE).await;
+    let upto = checks::log_end(&run.pool).await;
+    let sagas = checks::sagas_finish(&run.pool, upto, SAGAS_PATIENCE).await;
     tokio::time::sleep(Duration::from_secs(20)).await;
     run.load.fault_window(false);
     run.cluster.bring_back().await;
