@@ -193,6 +193,10 @@ impl Load {
         }
     }
 
+    pub fn running_for(&self) -> Duration {
+        self.started.elapsed()
+    }
+
     /// Stops the clients after their current order.
     pub async fn finish(mut self) -> Outcome {
         self.stop.store(true, Ordering::SeqCst);

@@ -15,6 +15,8 @@ use crate::load::{self, Load, Outcome, CLIENTS};
 const TAKEOVER: Duration = Duration::from_secs(5);
 /// Answers the load gets before and after each fault (proof it runs).
 const WARM: u64 = 30;
+/// The load runs at least this long in all (so each fault happens under a steady load).
+const MIN_LOAD: Duration = Duration::from_secs(20);
 /// How long the sagas may take to reach their verdicts once every part is back.
 const SAGAS_PATIENCE: Duration = Duration::from_secs(180);
 
@@ -52,6 +54,7 @@ async fn finish(run: Run, scenario: &str, mut extra: serde_json::Value) -> Outco
     run.load
         .wait_for_answers(WARM, Duration::from_secs(120))
         .await;
+    tokio::time::sleep(MIN_LOAD.saturating_sub(run.load.running_for())).await;
     let outcome = run.load.finish().await;
     run.cluster.bring_back().await;
     let sagas = checks::sagas_finish(&run.pool, i64::MAX, SAGAS_PATIENCE).await;
