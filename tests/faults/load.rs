@@ -131,7 +131,7 @@ pub async fn set_up_store(urls: &[String], minter: &TokenMinter) -> Uuid {
 
 impl Load {
     /// Starts [`CLIENTS`] clients against `urls`.
-    pub fn start(urls: Vec<String>, secret: &str, store: Uuid) -> Self {
+    pub fn start(urls: &[String], secret: &str, store: Uuid) -> Self {
         let minter = TokenMinter::new(
             &SecretString::from(secret.to_owned()),
             "order-service",
@@ -149,7 +149,7 @@ impl Load {
                     .timeout(REQUEST_TIMEOUT)
                     .build()
                     .expect("client"),
-                urls: urls.clone(),
+                urls: urls.to_vec(),
                 next: i,
                 token: minter
                     .mint(&sub, &[Role::Customer], &[], Duration::from_secs(7200))

@@ -38,7 +38,7 @@ async fn start() -> Run {
     )
     .expect("minter");
     let store = load::set_up_store(&urls, &minter).await;
-    let load = Load::start(urls, &cluster.jwt_secret(), store);
+    let load = Load::start(&urls, &cluster.jwt_secret(), store);
     load.wait_for_answers(WARM, Duration::from_secs(60)).await;
     Run {
         pool: cluster.pool(),
@@ -81,7 +81,7 @@ async fn finish(run: Run, scenario: &str, mut extra: serde_json::Value) -> Outco
         "duplicated": judged.duplicated.len(),
         "sagas_finished_after_s": (sagas.as_secs_f64() * 10.0).round() / 10.0,
         "verify": if verified { "pass" } else { "FAIL" },
-        "verify_output": said.lines().filter(|l| !l.trim().is_empty()).last().unwrap_or_default(),
+        "verify_output": said.lines().rfind(|l| !l.trim().is_empty()).unwrap_or_default(),
     });
     if let (Some(r), Some(e)) = (record.as_object().cloned(), extra.as_object_mut()) {
         e.extend(r);
