@@ -333,6 +333,7 @@ pub async fn replica_hung() {
             ((*r).to_owned(), json!((t - cont_at).as_secs_f64()))
         })
         .collect();
+    let hang = Duration::from_secs(20);
     finish(
         run,
         "replica-sigstop-20s",
@@ -340,6 +341,10 @@ pub async fn replica_hung() {
                "readers_moving_after_cont_s": resume}),
     )
     .await;
+    // a standby ends the hung holder's session after 10 s without progress (HUNG_AFTER in
+    // src/log/reader.rs), then takes the lock at its next try
+    let taken = taken.expect("the projector was not taken over while its holder hung");
+    assert!(taken < hang.as_secs_f64(), "taken over after {taken} s");
 }
 
 pub async fn many_kills(kills: usize) {
