@@ -348,6 +348,7 @@ impl LogReader {
         let holder: Option<i32> = sqlx::query_scalar(
             "select l.pid from pg_locks l, reader_checkpoints c
               where l.locktype = 'advisory' and l.granted and l.objsubid = 1
+                and l.database = (select oid from pg_database where datname = current_database())
                 and ((l.classid::bigint << 32) | l.objid::bigint) = hashtextextended($1, 0)
                 and c.name = $2
                 and c.updated_at < now() - make_interval(secs => $3)
