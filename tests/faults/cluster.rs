@@ -158,15 +158,17 @@ impl LocalCluster {
 impl Drop for LocalCluster {
     fn drop(&mut self) {
         let python = std::env::var("ORDER_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-        let _ = std::process::Command::new(python)
+        let down = std::process::Command::new(python)
             .arg(SCRIPT)
             .arg("--dir")
             .arg(&self.dir)
             .arg("down")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .status();
-        if std::env::var_os("ORDER_FAULTS_KEEP").is_none() {
+            .status()
+            .is_ok_and(|s| s.success());
+        // a failed `down` keeps the directory: its pids are what a later `down` needs
+        if down && std::env::var_os("ORDER_FAULTS_KEEP").is_none() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
