@@ -43,6 +43,11 @@ pub trait LogHandler: Send {
 const HELD_BACK_FIRST: Duration = Duration::from_millis(2);
 const HELD_BACK_MAX: Duration = Duration::from_millis(50);
 
+/// How long a reader's holder may make no progress, with events waiting, before a standby
+/// ends its session ([`ReaderConfig::hung_after`]): well above a batch's time, a pause of the
+/// whole machine or a database failover.
+const HUNG_AFTER: Duration = Duration::from_secs(10);
+
 /// Where a handler's effects land, which decides how its reader keeps its checkpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Checkpoints {
@@ -88,6 +93,9 @@ pub struct ReaderConfig {
     /// reads as soon as anything is appended. A reader that is behind (full batches) never
     /// waits.
     pub batch_interval: Duration,
+    /// A standby ends the session of a lock holder whose checkpoint has not moved for this
+    /// long while an event at least as old waits (a hung process); `None`: never.
+    pub hung_after: Option<Duration>,
 }
 
 impl ReaderConfig {
@@ -100,6 +108,7 @@ impl ReaderConfig {
             wanted: None,
             checkpoints: Checkpoints::WithEachBatch,
             batch_interval: Duration::ZERO,
+            hung_after: Some(HUNG_AFTER),
         }
     }
 
@@ -300,8 +309,15 @@ impl LogReader {
                     .fetch_one(&mut *conn)
                     .await?;
             if !locked {
+                self.unseat_if_hung(conn).await?;
                 return Ok(false);
             }
+            // a new holder's time without progress starts now, not at its predecessor's last
+            // checkpoint (else a standby would unseat it before its first batch)
+            sqlx::query("update reader_checkpoints set updated_at = now() where name = $1")
+                .bind(name)
+                .execute(&mut *conn)
+                .await?;
         }
         sqlx::query("select set_config('application_name', $1, false)")
             .bind(cursor::READER_APPLICATION_NAME)
@@ -314,6 +330,52 @@ impl LogReader {
             .with_label_values(&[name])
             .set(1);
         Ok(true)
+    }
+
+    /// Ends the session of the lock's holder when it looks hung (see
+    /// [`ReaderConfig::hung_after`]): a process that stopped (SIGSTOP, a frozen VM) keeps its
+    /// connection, and with it the lock, for as long as the kernel keeps its socket; nobody
+    /// would read the log meanwhile. Ending its session frees the lock for the next try;
+    /// what it had not committed rolls back, and its effects outside the database are
+    /// idempotent (see [`Checkpoints`]), so a holder that was only slow loses nothing.
+    async fn unseat_if_hung(&self, conn: &mut PgConnection) -> anyhow::Result<()> {
+        let Some(after) = self.config.hung_after else {
+            return Ok(());
+        };
+        // Hung: its checkpoint is older than `after`, and an event older than `after` waits
+        // after it. (Not "below the horizon": a holder hung inside its batch transaction
+        // holds the horizon itself.)
+        let holder: Option<i32> = sqlx::query_scalar(
+            "select l.pid from pg_locks l, reader_checkpoints c
+              where l.locktype = 'advisory' and l.granted and l.objsubid = 1
+                and l.database = (select oid from pg_database where datname = current_database())
+                and ((l.classid::bigint << 32) | l.objid::bigint) = hashtextextended($1, 0)
+                and c.name = $2
+                and c.updated_at < now() - make_interval(secs => $3)
+                and exists (select from events e
+                             where (e.tx_id, e.position) > (c.tx_id, c.position)
+                               and e.recorded_at < now() - make_interval(secs => $3))
+              limit 1",
+        )
+        .bind(lock_key(&self.config.name))
+        .bind(&self.config.name)
+        .bind(after.as_secs_f64())
+        .fetch_optional(&mut *conn)
+        .await?;
+        if let Some(pid) = holder {
+            let ended: bool = sqlx::query_scalar("select pg_terminate_backend($1)")
+                .bind(pid)
+                .fetch_one(&mut *conn)
+                .await?;
+            tracing::warn!(
+                reader = %self.config.name,
+                backend = pid,
+                ended,
+                "the reader's lock holder made no progress for {} s with events waiting: its session is ended",
+                after.as_secs()
+            );
+        }
+        Ok(())
     }
 
     /// How long to wait for a wake-up after a batch that was not full. Committed events behind

@@ -746,3 +746,50 @@ async fn appends_wake_other_processes_and_a_process_alone_notifies_no_one() {
     assert_eq!(a_did.borrow().heard_others, 0, "only A appended");
     stop.cancel();
 }
+
+/// A hung holder (its session open, holding the reader's lock, doing nothing) is unseated by a
+/// standby once the checkpoint has not moved for `hung_after` while an event that old waits;
+/// until then the standby waits (counter-test).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_unseats_a_holder_that_made_no_progress_with_events_waiting() {
+    let (_app, pool) = database().await;
+    let name = "hung-holder";
+    let mut hung = pool.acquire().await.expect("conn").detach();
+    sqlx::query("select pg_advisory_lock(hashtextextended($1, 0))")
+        .bind(format!("log-reader:{name}"))
+        .execute(&mut hung)
+        .await
+        .expect("lock");
+    sqlx::query("insert into reader_checkpoints (name) values ($1)")
+        .bind(name)
+        .execute(&mut hung)
+        .await
+        .expect("checkpoint");
+    let mut conn = pool.acquire().await.expect("conn");
+    insert_event(&mut conn, "hung-1", 1).await;
+
+    let seen: Seen = Arc::default();
+    let mut config = ReaderConfig::new(name);
+    config.poll_interval = Duration::from_millis(5);
+    config.lock_retry = Duration::from_millis(100);
+    config.hung_after = Some(Duration::from_secs(3));
+    let (stop, task) = spawn_reader(&pool, config, Collect(Arc::clone(&seen)));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        seen.lock().expect("lock").is_empty(),
+        "read while the holder still held the lock"
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while seen.lock().expect("lock").is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the hung holder was never unseated"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(seen.lock().expect("lock")[0].0, "hung-1");
+    // the hung session was ended
+    assert!(sqlx::query("select 1").execute(&mut hung).await.is_err());
+    stop.cancel();
+    task.await.expect("join").expect("reader");
+}
