@@ -12,7 +12,6 @@ use order_domain::{Currency, Email, Money, ProductName, Sku, StoreName};
 use poem::web::Data;
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
-use poem_openapi::types::Example;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use serde::Serialize;
 use uuid::Uuid;
@@ -21,6 +20,9 @@ use crate::http::text::Text;
 
 use super::auth::{Principal, Role};
 use super::command::IdempotencyKey;
+use super::cursor::{
+    decode_product_cursor, decode_store_cursor, encode_product_cursor, encode_store_cursor,
+};
 use super::problem::{ApiError, FieldProblem};
 use super::security::{
     authorize_store_admin, authorize_store_owner, can_see_store, sees_whole_catalog, store_filter,
@@ -37,8 +39,9 @@ const MAX_PAGE: i64 = 200;
 
 /// Opens a store.
 #[derive(Debug, Clone, Object, Serialize)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, example)]
 pub struct CreateStoreBody {
+    /// The store's name, as customers see it (1 to 200 characters).
     #[oai(validator(max_length = 200))]
     pub name: Text,
     /// ISO 4217 default currency of the store's products and orders.
@@ -63,28 +66,24 @@ pub struct UpdateStoreBody {
     pub open: Option<bool>,
 }
 
-impl Example for UpdateStoreBody {
-    fn example() -> Self {
-        Self {
-            name: None,
-            contact_email: Some(Text("orders@corner-cafe.example".to_owned())),
-            open: Some(false),
-        }
-    }
-}
-
 /// A store.
 #[derive(Debug, Clone, Object, PartialEq)]
+#[oai(example)]
 pub struct StoreView {
+    /// The store's id.
     pub id: Uuid,
+    /// The store's name, as customers see it.
     pub name: String,
+    /// ISO 4217 default currency of the store's products and orders.
     pub currency: String,
+    /// When the store was opened (RFC 3339, UTC).
     pub created_at: chrono::DateTime<chrono::Utc>,
     /// Where customers and the platform reach the store; absent until set.
     #[oai(skip_serializing_if_is_none)]
     pub contact_email: Option<String>,
     /// Whether the store takes new orders and placements.
     pub open: bool,
+    /// When the store last changed (RFC 3339, UTC).
     pub updated_at: chrono::DateTime<chrono::Utc>,
 }
 
@@ -104,18 +103,22 @@ impl From<StoreRow> for StoreView {
 
 /// Adds a product to a store's catalog.
 #[derive(Debug, Clone, Object, Serialize)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, example)]
 pub struct CreateProductBody {
+    /// The product's stock keeping unit, unique in the store: 1 to 64 characters of
+    /// `[A-Za-z0-9._-]`.
     #[oai(validator(max_length = 64))]
     pub sku: Text,
+    /// The product's name, as orders show it (1 to 200 characters).
     #[oai(validator(max_length = 200))]
     pub name: Text,
     /// Price of one unit in minor units (cents), ≥ 0.
     pub unit_price_minor: i64,
     /// ISO 4217; defaults to the store's currency.
-    #[oai(validator(max_length = 3))]
+    #[oai(validator(max_length = 3), skip_serializing_if_is_none)]
     pub currency: Option<Text>,
     /// Whether the product can be ordered (default true).
+    #[oai(skip_serializing_if_is_none)]
     pub active: Option<bool>,
 }
 
@@ -123,24 +126,39 @@ pub struct CreateProductBody {
 /// the name and price they were given. A retired product stays retired (not orderable,
 /// whatever `active` says).
 #[derive(Debug, Clone, Object, Serialize)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, example)]
 pub struct UpdateProductBody {
-    #[oai(validator(max_length = 200))]
+    /// The product's new name (1 to 200 characters).
+    #[oai(validator(max_length = 200), skip_serializing_if_is_none)]
     pub name: Option<Text>,
+    /// The new price of one unit in minor units (cents), ≥ 0; orders already holding the
+    /// product keep theirs.
+    #[oai(skip_serializing_if_is_none)]
     pub unit_price_minor: Option<i64>,
+    /// Whether the product can be ordered.
+    #[oai(skip_serializing_if_is_none)]
     pub active: Option<bool>,
 }
 
 /// A product.
 #[derive(Debug, Clone, Object, PartialEq)]
+#[oai(example)]
 pub struct ProductView {
+    /// The store that sells it.
     pub store_id: Uuid,
+    /// The product's stock keeping unit, unique in the store.
     pub sku: String,
+    /// The product's name, as orders show it.
     pub name: String,
+    /// Price of one unit in minor units (cents).
     pub unit_price_minor: i64,
+    /// ISO 4217 currency of the price.
     pub currency: String,
+    /// Whether the product can be ordered (a retired one cannot, whatever this says).
     pub active: bool,
+    /// When the product was added (RFC 3339, UTC).
     pub created_at: chrono::DateTime<chrono::Utc>,
+    /// When the product last changed (RFC 3339, UTC).
     pub updated_at: chrono::DateTime<chrono::Utc>,
     /// When the product was retired (no longer orderable, listed only with
     /// `include_retired=true`); absent while it is sold.
@@ -166,18 +184,22 @@ impl From<ProductRow> for ProductView {
 
 /// A page of stores.
 #[derive(Debug, Clone, Object)]
+#[oai(example)]
 pub struct StorePage {
+    /// The stores of this page, ordered by id.
     pub items: Vec<StoreView>,
-    /// Pass as `after` for the next page; absent on the last page.
+    /// The cursor of the next page, to pass as `cursor`; absent on the last page.
     #[oai(skip_serializing_if_is_none)]
     pub next: Option<String>,
 }
 
 /// A page of products.
 #[derive(Debug, Clone, Object)]
+#[oai(example)]
 pub struct ProductPage {
+    /// The products of this page, ordered by SKU.
     pub items: Vec<ProductView>,
-    /// Pass as `after` for the next page; absent on the last page.
+    /// The cursor of the next page, to pass as `cursor`; absent on the last page.
     #[oai(skip_serializing_if_is_none)]
     pub next: Option<String>,
 }
@@ -230,6 +252,20 @@ pub(crate) fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
             detail: format!("limit must be between 1 and {MAX_PAGE}"),
         }),
     }
+}
+
+/// The first `limit` of `rows` (fetched `limit + 1`) and the cursor after the last of them when
+/// there were more: every catalog listing's page.
+pub(crate) fn page<T>(
+    mut rows: Vec<T>,
+    limit: i64,
+    cursor: impl Fn(&T) -> String,
+) -> (Vec<T>, Option<String>) {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    let next = more.then(|| rows.last().map(cursor)).flatten();
+    (rows, next)
 }
 
 pub(crate) fn store_not_found(id: Uuid) -> ApiError {
@@ -329,21 +365,21 @@ impl CatalogApi {
         &self,
         state: Data<&AppState>,
         auth: BearerAuth,
-        /// Id of the last store of the previous page.
-        after: Query<Option<Uuid>>,
-        /// Page size, 1-200 (default 50).
+        /// The `next` of the previous page; absent: the first page.
+        #[oai(validator(max_length = 64))]
+        cursor: Query<Option<String>>,
+        /// Stores per page, ordered by id (1-200, default 50).
         #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
         limit: Query<Option<i64>>,
     ) -> Result<StoresResponse, ApiError> {
         let limit = page_limit(limit.0)?;
+        let after = cursor.0.as_deref().map(decode_store_cursor).transpose()?;
         let rows = state
             .catalog
-            .stores(&store_filter(&auth.0), after.0, limit)
+            .stores(&store_filter(&auth.0), after, limit + 1)
             .await
             .map_err(ApiError::infra)?;
-        let next = (rows.len() == usize::try_from(limit).unwrap_or(0))
-            .then(|| rows.last().map(|r| r.id.to_string()))
-            .flatten();
+        let (rows, next) = page(rows, limit, |r| encode_store_cursor(r.id));
         Ok(StoresResponse::Ok(Json(StorePage {
             items: rows.into_iter().map(Into::into).collect(),
             next,
@@ -356,6 +392,7 @@ impl CatalogApi {
         &self,
         state: Data<&AppState>,
         auth: BearerAuth,
+        /// The store's id.
         id: Path<Uuid>,
     ) -> Result<StoreResponse, ApiError> {
         let row = visible_store(&state, &auth.0, id.0).await?;
@@ -372,6 +409,7 @@ impl CatalogApi {
         &self,
         state: Data<&AppState>,
         auth: Allowed<StoreHands>,
+        /// The store's id.
         id: Path<Uuid>,
         body: Json<UpdateStoreBody>,
     ) -> Result<StoreResponse, ApiError> {
@@ -422,6 +460,7 @@ impl CatalogApi {
         &self,
         state: Data<&AppState>,
         auth: Allowed<StoreHands>,
+        /// The store's id.
         id: Path<Uuid>,
         body: Json<CreateProductBody>,
         /// Makes the command safe to retry: the same caller sending the same key gets the first
@@ -507,16 +546,19 @@ impl CatalogApi {
         &self,
         state: Data<&AppState>,
         auth: BearerAuth,
+        /// The store's id.
         id: Path<Uuid>,
-        /// SKU of the last product of the previous page.
-        after: Query<Option<String>>,
-        /// Page size, 1-200 (default 50).
+        /// The `next` of the previous page; absent: the first page.
+        #[oai(validator(max_length = 88))]
+        cursor: Query<Option<String>>,
+        /// Products per page, ordered by SKU (1-200, default 50).
         #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
         limit: Query<Option<i64>>,
         /// List retired products too (default false).
         include_retired: Query<Option<bool>>,
     ) -> Result<ProductsResponse, ApiError> {
         let limit = page_limit(limit.0)?;
+        let after = cursor.0.as_deref().map(decode_product_cursor).transpose()?;
         visible_store(&state, &auth.0, id.0).await?;
         let whole = sees_whole_catalog(&auth.0, id.0);
         let filter = ProductFilter {
@@ -525,12 +567,10 @@ impl CatalogApi {
         };
         let rows = state
             .catalog
-            .products(id.0, filter, after.0.as_deref(), limit)
+            .products(id.0, filter, after.as_deref(), limit + 1)
             .await
             .map_err(ApiError::infra)?;
-        let next = (rows.len() == usize::try_from(limit).unwrap_or(0))
-            .then(|| rows.last().map(|r| r.sku.clone()))
-            .flatten();
+        let (rows, next) = page(rows, limit, |r| encode_product_cursor(&r.sku));
         Ok(ProductsResponse::Ok(Json(ProductPage {
             items: rows.into_iter().map(Into::into).collect(),
             next,
@@ -547,7 +587,9 @@ impl CatalogApi {
         &self,
         state: Data<&AppState>,
         auth: BearerAuth,
+        /// The store's id.
         id: Path<Uuid>,
+        /// The product's SKU.
         sku: Path<String>,
     ) -> Result<ProductResponse, ApiError> {
         let not_found = || product_not_found(id.0, &sku.0);
@@ -578,7 +620,9 @@ impl CatalogApi {
         &self,
         state: Data<&AppState>,
         auth: Allowed<StoreHands>,
+        /// The store's id.
         id: Path<Uuid>,
+        /// The product's SKU.
         sku: Path<String>,
     ) -> Result<ProductResponse, ApiError> {
         visible_store(&state, &auth.0, id.0).await?;
@@ -605,7 +649,9 @@ impl CatalogApi {
         &self,
         state: Data<&AppState>,
         auth: Allowed<StoreHands>,
+        /// The store's id.
         id: Path<Uuid>,
+        /// The product's SKU.
         sku: Path<String>,
         body: Json<UpdateProductBody>,
     ) -> Result<ProductResponse, ApiError> {

@@ -22,6 +22,21 @@ const EVENTS: u8 = 2;
 const SAGAS: u8 = 3;
 /// The notifications listing: the last row's id.
 const NOTIFICATIONS: u8 = 4;
+/// The stores listing: the last store's id.
+const STORES: u8 = 5;
+/// A store's products: the last product's SKU.
+const PRODUCTS: u8 = 6;
+/// A store's members: the last member's `sub`.
+const MEMBERS: u8 = 7;
+/// A store's changes: the last change's id.
+const CHANGES: u8 = 8;
+
+/// Longest cursor of the lists keyed by an id or a number (stores, changes, and the others).
+pub const MAX_CURSOR: usize = 64;
+/// Longest products cursor: base64url of the kind byte and a SKU of up to 64 bytes.
+pub const MAX_PRODUCT_CURSOR: usize = 88;
+/// Longest members cursor: base64url of the kind byte and a `sub` of up to 256 bytes.
+pub const MAX_MEMBER_CURSOR: usize = 344;
 
 /// The cursor of a page boundary: base64url of a version byte, `created_at` in microseconds
 /// since the epoch (big-endian) and the order id.
@@ -66,6 +81,61 @@ fn decode<const N: usize>(kind: u8, raw: &str) -> Result<[u8; N], ApiError> {
         Some((first, rest)) if *first == kind => rest.try_into().map_err(|_| malformed()),
         _ => Err(malformed()),
     }
+}
+
+/// The bytes after `kind` that `raw` encodes, at least one; 400 otherwise.
+fn decode_tail(kind: u8, raw: &str) -> Result<Vec<u8>, ApiError> {
+    let malformed = || invalid("cursor is not one this list handed out; pass `next` of a page");
+    let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| malformed())?;
+    match bytes.split_first() {
+        Some((first, rest)) if *first == kind && !rest.is_empty() => Ok(rest.to_vec()),
+        _ => Err(malformed()),
+    }
+}
+
+/// The cursor after store `id` in the stores listing.
+pub fn encode_store_cursor(id: Uuid) -> String {
+    encode(STORES, &[id.as_bytes()])
+}
+
+/// The store id a stores cursor encodes.
+pub(crate) fn decode_store_cursor(raw: &str) -> Result<Uuid, ApiError> {
+    decode::<16>(STORES, raw).map(Uuid::from_bytes)
+}
+
+/// The cursor after the product `sku` in a store's products.
+pub fn encode_product_cursor(sku: &str) -> String {
+    encode(PRODUCTS, &[sku.as_bytes()])
+}
+
+/// The SKU a products cursor encodes (a valid SKU, or 400).
+pub(crate) fn decode_product_cursor(raw: &str) -> Result<String, ApiError> {
+    String::from_utf8(decode_tail(PRODUCTS, raw)?)
+        .ok()
+        .and_then(|s| order_domain::Sku::parse(s).ok())
+        .map(|s| s.as_str().to_owned())
+        .ok_or_else(|| invalid("cursor is not one this list handed out; pass `next` of a page"))
+}
+
+/// The cursor after the member `sub` in a store's members.
+pub fn encode_member_cursor(sub: &str) -> String {
+    encode(MEMBERS, &[sub.as_bytes()])
+}
+
+/// The `sub` a members cursor encodes.
+pub(crate) fn decode_member_cursor(raw: &str) -> Result<String, ApiError> {
+    String::from_utf8(decode_tail(MEMBERS, raw)?)
+        .map_err(|_| invalid("cursor is not one this list handed out; pass `next` of a page"))
+}
+
+/// The cursor after change `id` in a store's changes.
+pub fn encode_change_cursor(id: i64) -> String {
+    encode(CHANGES, &[&id.to_be_bytes()])
+}
+
+/// The change id a changes cursor encodes.
+pub(crate) fn decode_change_cursor(raw: &str) -> Result<i64, ApiError> {
+    decode::<8>(CHANGES, raw).map(i64::from_be_bytes)
 }
 
 /// The cursor after version `version` of an order's audit log.
@@ -133,6 +203,37 @@ mod tests {
         assert!(decode_event_cursor(&encode_notification_cursor(7)).is_err());
         assert!(decode_saga_cursor(&encode_event_cursor(1)).is_err());
         assert!(decode_cursor(&encode_event_cursor(1)).is_err());
+    }
+
+    #[test]
+    fn the_catalog_lists_read_back_their_own_cursors_only() {
+        let id = Uuid::new_v4();
+        assert_eq!(
+            decode_store_cursor(&encode_store_cursor(id)).expect("stores"),
+            id
+        );
+        assert_eq!(
+            decode_product_cursor(&encode_product_cursor("TEA")).expect("products"),
+            "TEA"
+        );
+        assert_eq!(
+            decode_member_cursor(&encode_member_cursor("waiter-7")).expect("members"),
+            "waiter-7"
+        );
+        assert_eq!(
+            decode_change_cursor(&encode_change_cursor(9)).expect("changes"),
+            9
+        );
+        assert!(decode_store_cursor(&encode_saga_cursor(Utc::now(), id)).is_err());
+        assert!(decode_product_cursor(&encode_member_cursor("a b")).is_err());
+        assert!(decode_product_cursor(&encode_product_cursor("not a sku")).is_err());
+        assert!(decode_member_cursor(&encode_product_cursor("TEA")).is_err());
+        assert!(decode_change_cursor(&encode_notification_cursor(9)).is_err());
+        assert!(decode_member_cursor("Bw").is_err());
+        // the longest keys fit their lists' cursor bounds
+        assert!(encode_product_cursor(&"A".repeat(64)).len() <= MAX_PRODUCT_CURSOR);
+        assert!(encode_member_cursor(&"a".repeat(256)).len() <= MAX_MEMBER_CURSOR);
+        assert!(encode_store_cursor(id).len() <= MAX_CURSOR);
     }
 
     #[test]

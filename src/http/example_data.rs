@@ -18,6 +18,14 @@ pub const RESERVE_MESSAGE_ID: Uuid = Uuid::from_u128(0x0195_9a3c_6a10_7b8e_9c2d_
 pub const AUTHORIZE_MESSAGE_ID: Uuid = Uuid::from_u128(0x0195_9a3c_6c02_7e41_b3f8_5d9a_1c6e_04a2);
 /// The customer: their token's `sub`.
 pub const CUSTOMER_ID: &str = "customer-4821";
+/// The store's name.
+pub const STORE_NAME: &str = "Corner Café Berlin";
+/// The merchant owning the store: its token's `sub`.
+pub const OWNER_ID: &str = "merchant-corner-cafe";
+/// The staff member preparing and shipping the order: its token's `sub`.
+pub const STAFF_ID: &str = "staff-berlin-07";
+/// Where customers reach the store.
+pub const STORE_EMAIL: &str = "orders@corner-cafe.example";
 /// Where the order's emails go.
 pub const CUSTOMER_EMAIL: &str = "ada@example.com";
 /// The order's currency.

@@ -278,7 +278,7 @@ fn step(
     }
 }
 
-const STAFF: &str = "staff-berlin-07";
+const STAFF: &str = x::STAFF_ID;
 
 impl Example for StatusChangeView {
     fn example() -> Self {

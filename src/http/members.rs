@@ -10,12 +10,14 @@
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
-use poem_openapi::types::Example;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::catalog::{page_limit, store_not_found, visible_store};
+use super::catalog::{page, page_limit, store_not_found, visible_store};
+use super::cursor::{
+    decode_change_cursor, decode_member_cursor, encode_change_cursor, encode_member_cursor,
+};
 use super::problem::ApiError;
 use super::security::{authorize_store_owner, Allowed, StoreHands};
 use super::spec::ApiTags;
@@ -47,41 +49,24 @@ impl From<MemberRoleName> for MemberRole {
 #[derive(Debug, Clone, Object, Serialize)]
 #[oai(deny_unknown_fields, example)]
 pub struct MemberBody {
+    /// What the member may do in the store.
     pub role: MemberRoleName,
-}
-
-impl Example for MemberBody {
-    fn example() -> Self {
-        Self {
-            role: MemberRoleName::Staff,
-        }
-    }
 }
 
 /// A member of a store.
 #[derive(Debug, Clone, Object, PartialEq)]
 #[oai(example)]
 pub struct MemberView {
+    /// The store the subject is a member of.
     pub store_id: Uuid,
     /// The member's token `sub`.
     pub sub: String,
     /// `owner` or `staff`.
     pub role: String,
+    /// When the subject became a member (RFC 3339, UTC).
     pub added_at: chrono::DateTime<chrono::Utc>,
+    /// When its role last changed (RFC 3339, UTC).
     pub updated_at: chrono::DateTime<chrono::Utc>,
-}
-
-impl Example for MemberView {
-    fn example() -> Self {
-        let at = chrono::DateTime::from_timestamp(1_796_000_000, 0).unwrap_or_default();
-        Self {
-            store_id: Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0001),
-            sub: "waiter-7".into(),
-            role: "staff".into(),
-            added_at: at,
-            updated_at: at,
-        }
-    }
 }
 
 impl From<MemberRow> for MemberView {
@@ -98,9 +83,11 @@ impl From<MemberRow> for MemberView {
 
 /// A page of members.
 #[derive(Debug, Clone, Object)]
+#[oai(example)]
 pub struct MemberPage {
+    /// The members of this page, ordered by `sub`.
     pub items: Vec<MemberView>,
-    /// Pass as `after` for the next page; absent on the last page.
+    /// The cursor of the next page, to pass as `cursor`; absent on the last page.
     #[oai(skip_serializing_if_is_none)]
     pub next: Option<String>,
 }
@@ -111,6 +98,7 @@ pub struct MemberPage {
 pub struct ChangeView {
     /// Increasing in the order the changes were made.
     pub id: i64,
+    /// When the change was made (RFC 3339, UTC).
     pub at: chrono::DateTime<chrono::Utc>,
     /// The `sub` of who made the change.
     pub actor: String,
@@ -126,21 +114,6 @@ pub struct ChangeView {
     /// The entity after the change; absent when it was removed.
     #[oai(skip_serializing_if_is_none)]
     pub after: Option<serde_json::Value>,
-}
-
-impl Example for ChangeView {
-    fn example() -> Self {
-        Self {
-            id: 42,
-            at: chrono::DateTime::from_timestamp(1_796_000_000, 0).unwrap_or_default(),
-            actor: "merchant-1".into(),
-            entity: "product".into(),
-            key: "TEA".into(),
-            action: "updated".into(),
-            before: Some(serde_json::json!({"sku": "TEA", "unit_price_minor": 450})),
-            after: Some(serde_json::json!({"sku": "TEA", "unit_price_minor": 480})),
-        }
-    }
 }
 
 impl From<ChangeRow> for ChangeView {
@@ -160,11 +133,13 @@ impl From<ChangeRow> for ChangeView {
 
 /// A page of changes, oldest first.
 #[derive(Debug, Clone, Object)]
+#[oai(example)]
 pub struct ChangePage {
+    /// The changes of this page, oldest first.
     pub items: Vec<ChangeView>,
-    /// Pass as `after` for the next page; absent on the last page.
+    /// The cursor of the next page, to pass as `cursor`; absent on the last page.
     #[oai(skip_serializing_if_is_none)]
-    pub next: Option<i64>,
+    pub next: Option<String>,
 }
 
 #[derive(ApiResponse)]
@@ -232,26 +207,27 @@ impl MembersApi {
         &self,
         state: Data<&AppState>,
         auth: Allowed<StoreHands>,
+        /// The store's id.
         id: Path<Uuid>,
-        /// `sub` of the last member of the previous page.
-        #[oai(validator(max_length = 255))]
-        after: Query<Option<String>>,
-        /// Page size, 1-200 (default 50).
+        /// The `next` of the previous page; absent: the first page.
+        #[oai(validator(max_length = 344))]
+        cursor: Query<Option<String>>,
+        /// Members per page, ordered by `sub` (1-200, default 50).
         #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
         limit: Query<Option<i64>>,
     ) -> Result<MembersResponse, ApiError> {
+        // a malformed parameter is refused before anything else, as poem refuses the others
+        let after = cursor.0.as_deref().map(decode_member_cursor).transpose()?;
         visible_store(&state, &auth.0, id.0).await?;
         authorize_store_owner(&auth.0, id.0)?;
         let limit = page_limit(limit.0)?;
         let rows = state
             .catalog
             .members()
-            .list(id.0, after.0.as_deref(), limit)
+            .list(id.0, after.as_deref(), limit + 1)
             .await
             .map_err(ApiError::infra)?;
-        let next = (rows.len() == usize::try_from(limit).unwrap_or(0))
-            .then(|| rows.last().map(|r| r.subject.clone()))
-            .flatten();
+        let (rows, next) = page(rows, limit, |r| encode_member_cursor(&r.subject));
         Ok(MembersResponse::Ok(Json(MemberPage {
             items: rows.into_iter().map(Into::into).collect(),
             next,
@@ -272,6 +248,7 @@ impl MembersApi {
         &self,
         state: Data<&AppState>,
         auth: Allowed<StoreHands>,
+        /// The store's id.
         id: Path<Uuid>,
         /// The member's token `sub` (1 to 255 visible ASCII characters).
         #[oai(validator(pattern = "^[!-~]{1,255}$"))]
@@ -306,6 +283,7 @@ impl MembersApi {
         &self,
         state: Data<&AppState>,
         auth: Allowed<StoreHands>,
+        /// The store's id.
         id: Path<Uuid>,
         /// The member's token `sub`.
         #[oai(validator(pattern = "^[!-~]{1,255}$"))]
@@ -339,23 +317,24 @@ impl MembersApi {
         &self,
         state: Data<&AppState>,
         auth: Allowed<StoreHands>,
+        /// The store's id.
         id: Path<Uuid>,
-        /// `id` of the last change of the previous page.
-        #[oai(validator(minimum(value = "0")))]
-        after: Query<Option<i64>>,
-        /// Page size, 1-200 (default 50).
+        /// The `next` of the previous page; absent: the first page.
+        #[oai(validator(max_length = 64))]
+        cursor: Query<Option<String>>,
+        /// Changes per page, oldest first (1-200, default 50).
         #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
         limit: Query<Option<i64>>,
     ) -> Result<ChangesResponse, ApiError> {
+        // a malformed parameter is refused before anything else, as poem refuses the others
+        let after = cursor.0.as_deref().map(decode_change_cursor).transpose()?;
         visible_store(&state, &auth.0, id.0).await?;
         authorize_store_owner(&auth.0, id.0)?;
         let limit = page_limit(limit.0)?;
-        let rows = changes::list(&state.pool, id.0, after.0, limit)
+        let rows = changes::list(&state.pool, id.0, after, limit + 1)
             .await
             .map_err(ApiError::infra)?;
-        let next = (rows.len() == usize::try_from(limit).unwrap_or(0))
-            .then(|| rows.last().map(|r| r.id))
-            .flatten();
+        let (rows, next) = page(rows, limit, |r| encode_change_cursor(r.id));
         Ok(ChangesResponse::Ok(Json(ChangePage {
             items: rows.into_iter().map(Into::into).collect(),
             next,

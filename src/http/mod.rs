@@ -6,6 +6,7 @@ pub mod admin;
 pub mod allowed;
 pub mod auth;
 pub mod catalog;
+mod catalog_examples;
 pub mod command;
 pub mod consistency;
 pub mod cors;

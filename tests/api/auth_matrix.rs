@@ -894,7 +894,7 @@ async fn a_role_that_may_not_call_an_operation_learns_nothing_of_its_parameters(
             "listStoreChanges",
             Gate::StoreHands,
             Method::GET,
-            format!("/v1/stores/{store}/changes?after=x"),
+            format!("/v1/stores/{store}/changes?cursor=x"),
             None,
         ),
     ];

@@ -59,7 +59,8 @@ async fn schemathesis_finds_every_answer_as_documented_for_an_admin_and_a_custom
         .get(&format!("/v1/orders/{order}/events?limit=1"), &admin)
         .await;
     // Real cursors of each list: the orders' and the audit log's from a first page; this app
-    // runs neither sagas nor emails, so theirs are made by the code the service makes them with.
+    // runs neither sagas nor emails, so theirs are made by the code the service makes them with,
+    // as are the catalog lists' (the store's first product and member, its first change).
     let cursors = [
         (
             "ORDER_TEST_CURSOR",
@@ -80,6 +81,19 @@ async fn schemathesis_finds_every_answer_as_documented_for_an_admin_and_a_custom
             "ORDER_TEST_NOTIFICATIONS_CURSOR",
             cursor::encode_notification_cursor(1),
         ),
+        (
+            "ORDER_TEST_STORES_CURSOR",
+            cursor::encode_store_cursor(store),
+        ),
+        (
+            "ORDER_TEST_PRODUCTS_CURSOR",
+            cursor::encode_product_cursor("CAKE"),
+        ),
+        (
+            "ORDER_TEST_MEMBERS_CURSOR",
+            cursor::encode_member_cursor("a"),
+        ),
+        ("ORDER_TEST_CHANGES_CURSOR", cursor::encode_change_cursor(1)),
     ];
     let spec = app
         .raw(app.client.get(format!("{}/openapi.json", app.address)))

@@ -7,6 +7,7 @@ mod append;
 mod asyncapi;
 mod auth_matrix;
 mod catalog_cache;
+mod catalog_pages;
 mod concurrency;
 mod contract;
 mod cors;

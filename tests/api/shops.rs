@@ -89,8 +89,8 @@ async fn changes(app: &TestApp, store: Uuid, owner: &Who) -> Vec<(String, String
                 field("action"),
             ));
         }
-        match page.body["next"].as_i64() {
-            Some(next) => after = format!("&after={next}"),
+        match page.body["next"].as_str() {
+            Some(next) => after = format!("&cursor={next}"),
             None => return out,
         }
     }
