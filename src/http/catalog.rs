@@ -49,7 +49,7 @@ pub struct CreateStoreBody {
     pub currency: Text,
 }
 
-/// Changes a store; absent fields stay as they are. A closed store (`"open": false`) takes no
+/// Changes a store; absent (or `null`) fields stay as they are. A closed store (`"open": false`) takes no
 /// new order and no placement (422 `store-closed`); its orders, their fulfilment and its
 /// reports go on.
 #[derive(Debug, Clone, Object, Serialize)]

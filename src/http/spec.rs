@@ -125,6 +125,9 @@ pub fn finish(spec: &str, examples: &BodyExamples) -> String {
                     schema.insert("additionalProperties".into(), false.into());
                 }
             }
+            if name.starts_with("Update") && name.ends_with("Body") {
+                nullable_when_optional(schema);
+            }
             let properties = schema.get_mut("properties").and_then(Value::as_object_mut);
             for property in properties.into_iter().flat_map(|p| p.values_mut()) {
                 describe_by_sibling(property);
@@ -245,6 +248,26 @@ fn describe_by_sibling(property: &mut Value) {
         };
         if members.len() == 2 && members[0].get("$ref").is_some() && repeats(&members[1]) {
             members.truncate(1);
+        }
+    }
+}
+
+/// The optional properties of a partial update (`Update...Body`, a PATCH) are nullable: the
+/// service reads `null` as it reads an absent property, "leave it as it is", and says so
+/// rather than let a client believe `null` is refused.
+fn nullable_when_optional(schema: &mut Value) {
+    let required: Vec<String> = schema["required"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r.as_str().map(str::to_owned))
+        .collect();
+    let properties = schema.get_mut("properties").and_then(Value::as_object_mut);
+    for (name, property) in properties.into_iter().flatten() {
+        if !required.contains(name) {
+            if let Some(property) = property.as_object_mut() {
+                property.insert("nullable".into(), true.into());
+            }
         }
     }
 }
