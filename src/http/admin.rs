@@ -7,7 +7,7 @@ use poem_openapi::param::Query;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
-use super::cursor::{decode_notification_cursor, encode_notification_cursor};
+use super::cursor::{decode_notification_cursor, encode_notification_cursor, page};
 use super::problem::ApiError;
 use super::security::{Admins, Allowed};
 use super::spec::ApiTags;
@@ -233,14 +233,10 @@ impl AdminApi {
             .transpose()?;
         // status and limit are checked by their validators before this runs
         let limit = limit.0.unwrap_or(100);
-        let mut rows = outbox::list(&state.pool, status.0.as_deref(), before, limit + 1)
+        let rows = outbox::list(&state.pool, status.0.as_deref(), before, limit + 1)
             .await
             .map_err(|e| ApiError::infra(e.into()))?;
-        let more = rows.len() > usize::try_from(limit).unwrap_or(usize::MAX);
-        rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-        let next = more
-            .then(|| rows.last().map(|r| encode_notification_cursor(r.id)))
-            .flatten();
+        let (rows, next) = page(rows, limit, |r| encode_notification_cursor(r.id));
         Ok(NotificationsResponse::Ok(Json(NotificationPage {
             items: rows.into_iter().map(NotificationView::from).collect(),
             next,

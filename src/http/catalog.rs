@@ -21,7 +21,7 @@ use crate::http::text::Text;
 use super::auth::{Principal, Role};
 use super::command::IdempotencyKey;
 use super::cursor::{
-    decode_product_cursor, decode_store_cursor, encode_product_cursor, encode_store_cursor,
+    decode_product_cursor, decode_store_cursor, encode_product_cursor, encode_store_cursor, page,
 };
 use super::problem::{ApiError, FieldProblem};
 use super::security::{
@@ -252,20 +252,6 @@ pub(crate) fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
             detail: format!("limit must be between 1 and {MAX_PAGE}"),
         }),
     }
-}
-
-/// The first `limit` of `rows` (fetched `limit + 1`) and the cursor after the last of them when
-/// there were more: every catalog listing's page.
-pub(crate) fn page<T>(
-    mut rows: Vec<T>,
-    limit: i64,
-    cursor: impl Fn(&T) -> String,
-) -> (Vec<T>, Option<String>) {
-    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-    let more = rows.len() > limit;
-    rows.truncate(limit);
-    let next = more.then(|| rows.last().map(cursor)).flatten();
-    (rows, next)
 }
 
 pub(crate) fn store_not_found(id: Uuid) -> ApiError {

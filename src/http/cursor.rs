@@ -65,6 +65,20 @@ pub(crate) fn decode_cursor(raw: &str) -> Result<Keyset, ApiError> {
     })
 }
 
+/// The first `limit` of `rows` (fetched `limit + 1`) and the cursor after the last of them when
+/// there were more: every list's page.
+pub(crate) fn page<T>(
+    mut rows: Vec<T>,
+    limit: i64,
+    cursor: impl Fn(&T) -> String,
+) -> (Vec<T>, Option<String>) {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    let next = more.then(|| rows.last().map(cursor)).flatten();
+    (rows, next)
+}
+
 fn encode(kind: u8, parts: &[&[u8]]) -> String {
     let mut bytes = vec![kind];
     for part in parts {

@@ -14,7 +14,8 @@ use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::catalog::{page, page_limit, store_not_found, visible_store};
+use super::catalog::{page_limit, store_not_found, visible_store};
+use super::cursor::page;
 use super::cursor::{
     decode_change_cursor, decode_member_cursor, encode_change_cursor, encode_member_cursor,
 };

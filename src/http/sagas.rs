@@ -11,7 +11,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use uuid::Uuid;
 
 use super::auth::{Principal, Role};
-use super::cursor::{decode_saga_cursor, encode_saga_cursor};
+use super::cursor::{decode_saga_cursor, encode_saga_cursor, page};
 use super::problem::ApiError;
 use super::security::{authorize_order, Admins, Allowed, BearerAuth, OrderAction};
 use super::spec::ApiTags;
@@ -217,7 +217,7 @@ impl SagasApi {
         let after = cursor.0.as_deref().map(decode_saga_cursor).transpose()?;
         // bounded by its validator before this runs
         let limit = limit.0.unwrap_or(100);
-        let mut rows: Vec<SagaSummary> = sqlx::query_as(
+        let rows: Vec<SagaSummary> = sqlx::query_as(
             "select order_id, status, deadline_at, last_event, attention, started_at, updated_at
                from read.saga_progress
               where ($1::text is null or status = $1)
@@ -231,15 +231,10 @@ impl SagasApi {
         .fetch_all(&state.pool)
         .await
         .map_err(|e| ApiError::infra(e.into()))?;
-        let more = rows.len() > usize::try_from(limit).unwrap_or(usize::MAX);
-        rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-        let next = more
-            .then(|| {
-                rows.last()
-                    .map(|r| encode_saga_cursor(r.updated_at, r.order_id))
-            })
-            .flatten();
-        Ok(SagasResponse::Ok(Json(SagaPage { items: rows, next })))
+        let (items, next) = page(rows, limit, |r| {
+            encode_saga_cursor(r.updated_at, r.order_id)
+        });
+        Ok(SagasResponse::Ok(Json(SagaPage { items, next })))
     }
 
     /// Retry a saga that needs attention (admin)

@@ -5,7 +5,7 @@ use order_projections::queries as read;
 use poem_openapi::Object;
 use uuid::Uuid;
 
-use crate::http::cursor::encode_event_cursor;
+use crate::http::cursor::{encode_event_cursor, page};
 
 /// One event of an order's audit log, as stored.
 #[derive(Debug, Clone, Object)]
@@ -39,13 +39,8 @@ pub struct AuditEventPage {
 
 impl AuditEventPage {
     /// The page of up to `limit` of `events` (read with one more, to know whether more follow).
-    pub fn of(mut events: Vec<read::AuditEvent>, limit: u32) -> Self {
-        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-        let more = events.len() > limit;
-        events.truncate(limit);
-        let next = more
-            .then(|| events.last().map(|e| encode_event_cursor(e.version)))
-            .flatten();
+    pub fn of(events: Vec<read::AuditEvent>, limit: u32) -> Self {
+        let (events, next) = page(events, i64::from(limit), |e| encode_event_cursor(e.version));
         Self {
             items: events
                 .into_iter()
