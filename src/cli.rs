@@ -60,15 +60,19 @@ pub enum Command {
         #[arg(long)]
         ttl: Option<u64>,
     },
-    /// Check a running system's invariants (I1-I3, I5, I7; see `src/verify.rs`); exits non-zero
-    /// naming each one broken.
+    /// Check a running system's invariants (I1-I3, I5, I7; I8 with NATS_URL; I4 with --books;
+    /// see `src/verify/mod.rs`); exits non-zero naming each one broken.
     Verify {
         /// Seconds a saga's deadline may be past before the saga counts as stuck.
         #[arg(long, default_value_t = 60)]
         stuck_after_secs: u64,
-        /// Seconds to wait for the projector to reach the end of the log.
+        /// Seconds to wait for the projector and the relay to reach the end of the log.
         #[arg(long, default_value_t = 30)]
         settle_secs: u64,
+        /// The inventory's books (JSON, as `simulate` writes to APP__SIMULATOR__BOOKS_FILE):
+        /// checks I4, stock conserved.
+        #[arg(long)]
+        books: Option<std::path::PathBuf>,
     },
     /// Print the OpenAPI document.
     Openapi,
@@ -176,9 +180,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Verify {
             stuck_after_secs,
             settle_secs,
+            books,
         } => {
             let _traces = init_logs(&settings, LogFormat::Pretty)?;
-            verify(&settings, stuck_after_secs, settle_secs).await
+            let options = crate::verify::Options {
+                stuck_after: Duration::from_secs(stuck_after_secs),
+                settle: Duration::from_secs(settle_secs),
+            };
+            verify(&settings, books.as_deref(), &options).await
         }
         Command::Openapi => {
             println!("{}", crate::http::openapi_json());
@@ -191,26 +200,42 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// `verify`: the invariants of the system `settings` point at.
+/// `verify`: the invariants of the system `settings` point at; I8 when NATS_URL is set, I4
+/// with the inventory's `books`.
 async fn verify(
     settings: &Settings,
-    stuck_after_secs: u64,
-    settle_secs: u64,
+    books: Option<&std::path::Path>,
+    options: &crate::verify::Options,
 ) -> anyhow::Result<()> {
     let url = settings
         .database_url
         .as_ref()
         .context("DATABASE_URL is not set")?;
     let pool = crate::store::connect(url, &settings.database).await?;
-    let options = crate::verify::Options {
-        stuck_after: Duration::from_secs(stuck_after_secs),
-        settle: Duration::from_secs(settle_secs),
+    let nats = match &settings.nats_url {
+        Some(url) => Some(crate::nats::Nats::connect(url.expose(), &settings.nats).await?),
+        None => None,
     };
-    let report = crate::verify::verify(&pool, &options).await?;
+    let books = match books {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the books {}", path.display()))?;
+            Some(
+                serde_json::from_str(&text)
+                    .with_context(|| format!("the books {}", path.display()))?,
+            )
+        }
+        None => None,
+    };
+    let witnesses = crate::verify::Witnesses { nats, books };
+    let report = crate::verify::verify(&pool, &witnesses, options).await?;
     println!(
-        "checked {} events, {} orders, {} sagas ({} in flight)",
-        report.events, report.orders, report.sagas, report.in_flight
+        "checked {} events, {} orders, {} sagas ({} in flight), {} relayed messages",
+        report.events, report.orders, report.sagas, report.in_flight, report.messages
     );
+    for unchecked in &report.unchecked {
+        println!("not checked: {unchecked}");
+    }
     for v in &report.violations {
         println!("VIOLATED {v}");
     }

@@ -332,6 +332,10 @@ pub struct SimulatorSettings {
     /// How the simulated payment participant authenticates (`APP__SIMULATOR__PAYMENT__...`).
     #[serde(default)]
     pub payment: NatsCredentials,
+    /// Where to keep the inventory's books as JSON (rewritten after every change and at
+    /// shutdown), for `order-service verify --books` (I4). Unset: nowhere.
+    #[serde(default)]
+    pub books_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -517,6 +521,7 @@ impl Default for Settings {
                 seed: 0,
                 inventory: NatsCredentials::default(),
                 payment: NatsCredentials::default(),
+                books_file: None,
             },
             saga: SagaSettings {
                 step_timeout_ms: 10_000,

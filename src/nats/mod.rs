@@ -156,6 +156,15 @@ impl Nats {
     }
 }
 
+/// Whether a stream lookup failed because the stream does not exist (yet).
+pub fn is_stream_not_found(e: &jetstream::context::GetStreamError) -> bool {
+    matches!(
+        e.kind(),
+        jetstream::context::GetStreamErrorKind::JetStream(js)
+            if js.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
+    )
+}
+
 /// One stream's configuration: file storage, the duplicate window, and its bounds, past which
 /// the oldest messages go (a full stream never refuses a write).
 fn stream_config(

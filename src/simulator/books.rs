@@ -23,7 +23,7 @@ use order_sagas::messages::{
 
 pub use self::ids::reply_id;
 use self::inventory::InventoryBook;
-pub use self::inventory::{Reservation, ReservationState, StockLevel};
+pub use self::inventory::{Reservation, ReservationState, StockLedger, StockLevel};
 use self::payments::PaymentBook;
 pub use self::payments::{PaymentRecord, PaymentState};
 
@@ -110,6 +110,11 @@ impl Books {
     /// Every payment, in no particular order.
     pub fn payments(&self) -> impl Iterator<Item = &PaymentRecord> {
         self.payments.payments()
+    }
+
+    /// The inventory's books as `verify` reads them.
+    pub fn stock_ledger(&self) -> StockLedger {
+        self.inventory.ledger()
     }
 
     /// Units currently held by reservations, over all SKUs.

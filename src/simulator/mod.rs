@@ -34,6 +34,7 @@ mod dice;
 mod tests;
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -52,14 +53,14 @@ use uuid::Uuid;
 
 pub use books::{
     reply_id, Anomaly, Books, PaymentRecord, PaymentState, Reservation, ReservationState,
-    StockLevel,
+    StockLedger, StockLevel,
 };
 
 use self::books::Luck;
 use self::dice::{Dice, Roll};
 use crate::config::{NatsSettings, SimulatorSettings};
 use crate::nats::headers::{self, Envelope};
-use crate::nats::{Nats, SAGA_COMMANDS};
+use crate::nats::{is_stream_not_found, Nats, SAGA_COMMANDS};
 use crate::telemetry::trace_context;
 
 /// `ce-source` of every reply the simulator publishes.
@@ -102,6 +103,8 @@ pub struct SimulatorConfig {
     pub seed: u64,
     /// Commands each participant works on at once (latency overlaps).
     pub max_in_flight: usize,
+    /// Where [`run`] keeps the inventory's books ([`StockLedger`] as JSON) for `verify`.
+    pub books_file: Option<PathBuf>,
 }
 
 impl Default for SimulatorConfig {
@@ -118,6 +121,7 @@ impl Default for SimulatorConfig {
             default_stock: 1_000_000,
             seed: 0,
             max_in_flight: 64,
+            books_file: None,
         }
     }
 }
@@ -134,6 +138,7 @@ impl From<&SimulatorSettings> for SimulatorConfig {
             duplicate_reply_rate: s.duplicate_reply_rate,
             default_stock: s.default_stock,
             seed: s.seed,
+            books_file: s.books_file.clone(),
             ..Self::default()
         }
     }
@@ -341,18 +346,35 @@ impl Simulator {
 
 /// Runs the simulator until `shutdown` is cancelled, or until a participant task fails (which
 /// only a bug does: they retry a lost consumer themselves, keeping the books); for
-/// `order-service simulate` and the service's in-process simulator. Logs the final totals.
+/// `order-service simulate` and the service's in-process simulator. Logs the final totals, and
+/// keeps the inventory's books in `config.books_file` when set.
 pub async fn run(
     connections: Connections,
     config: SimulatorConfig,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let books_file = config.books_file.clone();
     let mut simulator = Simulator::start(connections, config).await?;
+    let keeper = CancellationToken::new();
+    let kept = books_file.clone().map(|path| {
+        tokio::spawn(keep_books(
+            Arc::clone(&simulator.books),
+            path,
+            keeper.clone(),
+        ))
+    });
     let failure = tokio::select! {
         () = shutdown.cancelled() => None,
         e = simulator.failure() => Some(e),
     };
+    keeper.cancel();
+    if let Some(kept) = kept {
+        let _ = kept.await;
+    }
     let books = simulator.stop().await?;
+    if let Some(path) = &books_file {
+        write_books(path, &books).await?;
+    }
     tracing::info!(
         commands = books.commands_decided(),
         reserved_units = books.reserved_units(),
@@ -365,6 +387,42 @@ pub async fn run(
         "simulator books at shutdown"
     );
     failure.map_or(Ok(()), Err)
+}
+
+/// How often [`keep_books`] looks for new decisions.
+const BOOKS_EVERY: Duration = Duration::from_millis(200);
+
+/// Rewrites the books file whenever a command was decided since the last write.
+async fn keep_books(books: Arc<Mutex<Books>>, path: PathBuf, stop: CancellationToken) {
+    let mut written = None;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(BOOKS_EVERY) => {}
+            () = stop.cancelled() => return,
+        }
+        let now = lock(&books).clone();
+        if written == Some(now.commands_decided()) {
+            continue;
+        }
+        match write_books(&path, &now).await {
+            Ok(()) => written = Some(now.commands_decided()),
+            Err(e) => tracing::warn!(error = format!("{e:#}"), "could not keep the books"),
+        }
+    }
+}
+
+/// Writes the inventory's books to `path` whole (a new file renamed over the old one).
+async fn write_books(path: &Path, books: &Books) -> anyhow::Result<()> {
+    let json = serde_json::to_vec_pretty(&books.stock_ledger())?;
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(".partial");
+    tokio::fs::write(&partial, json)
+        .await
+        .with_context(|| format!("writing {}", path.display()))?;
+    tokio::fs::rename(&partial, path)
+        .await
+        .with_context(|| format!("replacing {}", path.display()))?;
+    Ok(())
 }
 
 /// Resolves once `stop` is true or its sender is gone (nobody can stop us any more).
@@ -625,15 +683,6 @@ impl Worker {
             .await?;
         Ok(())
     }
-}
-
-/// Whether a stream lookup failed because the stream does not exist (yet).
-fn is_stream_not_found(e: &jetstream::context::GetStreamError) -> bool {
-    matches!(
-        e.kind(),
-        jetstream::context::GetStreamErrorKind::JetStream(js)
-            if js.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
-    )
 }
 
 /// The command in `message`, its subject stripped of the prefix.

@@ -30,6 +30,17 @@ pub struct Relay {
     pub personal_data: bool,
 }
 
+/// Where the relay sends an event, if anywhere: every order event to `ORDER_EVENTS`, every saga
+/// event that carries a participant command to `SAGA_COMMANDS`. [`Relay`] publishes by this
+/// rule and `verify` (I8) judges the streams by it.
+pub fn destination(event: &Decoded) -> Option<&'static str> {
+    match event {
+        Decoded::Order { .. } => Some(ORDER_EVENTS),
+        Decoded::Saga { event, .. } => event.change.participant_command().map(|_| SAGA_COMMANDS),
+        Decoded::Other => None,
+    }
+}
+
 /// One message to publish.
 struct Outgoing {
     stream: &'static str,

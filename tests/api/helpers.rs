@@ -915,19 +915,24 @@ impl TestApp {
 }
 
 impl TestApp {
-    /// Waits until the service's reply consumer has settled every message stored so far in this
-    /// prefix's `SAGA_REPLIES` stream: acked (processed or ignored) or terminated
-    /// (dead-lettered), so whatever those replies do is done and none comes back. The positive
-    /// signal to wait for before asserting that a reply changed nothing; panics after `timeout`.
-    pub async fn wait_for_replies_settled(&self, timeout: Duration) {
+    /// A connection of its own to the app's NATS, as the service (a saga app).
+    pub async fn nats(&self) -> order_service::nats::Nats {
         let url = self
             .settings
             .nats_url
             .clone()
             .expect("a saga app has a NATS url");
-        let nats = order_service::nats::Nats::connect(&url, &self.settings.nats)
+        order_service::nats::Nats::connect(&url, &self.settings.nats)
             .await
-            .expect("nats");
+            .expect("nats")
+    }
+
+    /// Waits until the service's reply consumer has settled every message stored so far in this
+    /// prefix's `SAGA_REPLIES` stream: acked (processed or ignored) or terminated
+    /// (dead-lettered), so whatever those replies do is done and none comes back. The positive
+    /// signal to wait for before asserting that a reply changed nothing; panics after `timeout`.
+    pub async fn wait_for_replies_settled(&self, timeout: Duration) {
+        let nats = self.nats().await;
         let name = nats.stream_name(order_service::nats::SAGA_REPLIES);
         let stream = nats.js.get_stream(&name).await.expect("replies stream");
         let last = stream

@@ -1,11 +1,12 @@
 //! `order-service verify` judges a real system: every invariant holds after orders that were
-//! confirmed, fulfilled, cancelled and rejected; a corrupted read-model row and a saga left
-//! stuck are each named with their invariant and order.
+//! confirmed, fulfilled, cancelled and rejected; a corrupted read-model row, a relayed message
+//! deleted from its stream, a reservation gone from the inventory's books and a saga left stuck
+//! are each named with their invariant and order.
 
 use std::time::Duration;
 
 use order_service::simulator::SimulatorConfig;
-use order_service::verify::{verify, Options, Report};
+use order_service::verify::{verify, Options, Report, Witnesses};
 use secrecy::ExposeSecret as _;
 use serde_json::json;
 use uuid::Uuid;
@@ -36,8 +37,16 @@ async fn placed(app: &TestApp, store: Uuid) -> Uuid {
     order
 }
 
+/// Every witness: the app's NATS (I8) and the simulator's books (I4).
+async fn witnesses(app: &TestApp) -> Witnesses {
+    Witnesses {
+        nats: Some(app.nats().await),
+        books: Some(app.books().stock_ledger()),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_invariant_holds_after_a_clean_run_and_a_corrupted_row_is_named() {
+async fn every_invariant_holds_after_a_clean_run_and_each_corruption_is_named() {
     let app = spawn_saga_app(SimulatorConfig::default(), |_| {}).await;
     let store = app.store_with_products().await;
     let staff = app.staff(store);
@@ -66,12 +75,16 @@ async fn every_invariant_holds_after_a_clean_run_and_a_corrupted_row_is_named() 
     app.wait_for_saga(fulfilled, "completed", WAIT).await;
     app.wait_for_saga(cancelled, "cancelled", WAIT).await;
 
-    let report = verify(&app.pool, &options(Duration::from_secs(60)))
+    let all = witnesses(&app).await;
+    let report = verify(&app.pool, &all, &options(Duration::from_secs(60)))
         .await
         .expect("verify");
     assert_eq!(broken(&report), [], "{:?}", report.violations);
+    assert_eq!(report.unchecked, Vec::<String>::new());
     assert_eq!(report.orders, 4);
     assert_eq!(report.sagas, 3);
+    // every order event and participant command of the run was read back
+    assert!(report.messages >= 20, "{} messages", report.messages);
 
     // a read-model row that no longer says what the log says
     sqlx::query(
@@ -81,12 +94,73 @@ async fn every_invariant_holds_after_a_clean_run_and_a_corrupted_row_is_named() 
     .execute(&app.pool)
     .await
     .expect("corrupt");
-    let report = verify(&app.pool, &options(Duration::from_secs(60)))
+    let nothing = Witnesses::default();
+    let report = verify(&app.pool, &nothing, &options(Duration::from_secs(60)))
         .await
         .expect("verify");
     assert_eq!(broken(&report), [("I7", confirmed.to_string())]);
     assert!(
         report.violations[0].detail.contains("450"),
+        "{:?}",
+        report.violations
+    );
+    assert_eq!(report.unchecked.len(), 2, "{:?}", report.unchecked);
+    sqlx::query(
+        "update read.order_summaries set total_minor = total_minor - 1 where order_id = $1",
+    )
+    .bind(confirmed)
+    .execute(&app.pool)
+    .await
+    .expect("mend");
+
+    // a relayed message gone from its stream
+    let nats = all.nats.clone().expect("nats");
+    let stream = nats
+        .js
+        .get_stream(nats.stream_name(order_service::nats::ORDER_EVENTS))
+        .await
+        .expect("stream");
+    let placed_message = stream
+        .get_last_raw_message_by_subject(
+            &nats.subject(&format!("orders.events.{confirmed}.OrderPlaced")),
+        )
+        .await
+        .expect("the OrderPlaced message");
+    assert!(stream
+        .delete_message(placed_message.sequence)
+        .await
+        .expect("deleted"));
+    let report = verify(&app.pool, &all, &options(Duration::from_secs(60)))
+        .await
+        .expect("verify");
+    assert_eq!(broken(&report), [("I8", confirmed.to_string())]);
+    assert!(
+        report.violations[0].detail.contains("OrderPlaced v")
+            && report.violations[0].detail.contains("not on ORDER_EVENTS"),
+        "{:?}",
+        report.violations
+    );
+
+    // the effect of a relayed `reserve` gone from the inventory's books
+    let mut books = app.books().stock_ledger();
+    books
+        .reservations
+        .retain(|r| r.order_id.as_uuid() != confirmed);
+    let without = Witnesses {
+        nats: None,
+        books: Some(books),
+    };
+    let report = verify(&app.pool, &without, &options(Duration::from_secs(60)))
+        .await
+        .expect("verify");
+    let named = broken(&report);
+    assert!(
+        named.contains(&("I4", confirmed.to_string())),
+        "{:?}",
+        report.violations
+    );
+    assert!(
+        named.iter().all(|(invariant, _)| *invariant == "I4"),
         "{:?}",
         report.violations
     );
@@ -109,9 +183,13 @@ async fn a_saga_whose_deadline_passed_unseen_is_named_stuck() {
         .expect("pool");
 
     // while its deadline is within the slack, it is in flight
-    let report = verify(&pool, &options(Duration::from_secs(3600)))
-        .await
-        .expect("verify");
+    let report = verify(
+        &pool,
+        &Witnesses::default(),
+        &options(Duration::from_secs(3600)),
+    )
+    .await
+    .expect("verify");
     assert_eq!(broken(&report), []);
     assert_eq!(report.in_flight, 1);
     // past it, stuck
@@ -121,7 +199,9 @@ async fn a_saga_whose_deadline_passed_unseen_is_named_stuck() {
             stuck_after: Duration::ZERO,
             settle: Duration::from_secs(1),
         };
-        let report = verify(&pool, &quick).await.expect("verify");
+        let report = verify(&pool, &Witnesses::default(), &quick)
+            .await
+            .expect("verify");
         if !report.violations.is_empty() {
             assert_eq!(broken(&report), [("I1", order.to_string())]);
             assert!(report.violations[0].detail.contains("stuck"));

@@ -68,7 +68,7 @@ impl LocalCluster {
         (out.status.success(), text)
     }
 
-    /// `ACTION PART` (kill, stop, cont, restart), which must succeed.
+    /// `ACTION PART` (kill, stop, cont, restart, term), which must succeed.
     pub async fn fault(&self, action: &str, part: &str) {
         let (ok, out) = self.run(&[action, part]).await;
         assert!(ok, "{action} {part}: {out}");
@@ -113,14 +113,21 @@ impl LocalCluster {
             .expect("a database URL")
     }
 
-    /// `order-service verify` as a process against the cluster's `DATABASE_URL`: whether it
+    /// `order-service verify` as a process against the cluster, every invariant: the database
+    /// (`DATABASE_URL`), the relayed streams (NATS as the service) and the inventory's books,
+    /// made final by stopping the simulator first (every saga has settled by then). Whether it
     /// passed, and what it printed.
     pub async fn verify(&self) -> (bool, String) {
+        self.fault("term", "simulator").await;
         let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_order-service"))
-            .args(["verify", "--settle-secs", "60"])
+            .args(["verify", "--settle-secs", "60", "--books"])
+            .arg(self.var("ORDER_SIMULATOR_BOOKS"))
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("DATABASE_URL", self.var("DATABASE_URL"))
+            .env("NATS_URL", self.var("NATS_URL"))
+            .env("APP__NATS__USER", self.var("APP__NATS__USER"))
+            .env("APP__NATS__PASSWORD", self.var("APP__NATS__PASSWORD"))
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .output()

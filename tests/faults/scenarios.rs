@@ -81,6 +81,7 @@ async fn finish(run: Run, scenario: &str, mut extra: serde_json::Value) -> Outco
         "duplicated": judged.duplicated.len(),
         "sagas_finished_after_s": (sagas.as_secs_f64() * 10.0).round() / 10.0,
         "verify": if verified { "pass" } else { "FAIL" },
+        "verify_checked": said.lines().find(|l| l.starts_with("checked ")).unwrap_or_default(),
         "verify_output": said.lines().rfind(|l| !l.trim().is_empty()).unwrap_or_default(),
     });
     if let (Some(r), Some(e)) = (record.as_object().cloned(), extra.as_object_mut()) {
@@ -98,6 +99,10 @@ async fn finish(run: Run, scenario: &str, mut extra: serde_json::Value) -> Outco
         writeln!(f, "{extra}").expect("report written");
     }
     assert!(verified, "order-service verify failed:\n{said}");
+    assert!(
+        !said.contains("not checked"),
+        "verify left an invariant unchecked:\n{said}"
+    );
     assert_eq!(judged.lost, Vec::<String>::new(), "lost commands");
     assert_eq!(
         judged.duplicated,

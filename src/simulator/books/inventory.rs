@@ -13,11 +13,35 @@ use order_sagas::messages::{
     StockRejected, StockReleased, StockReserved, UnavailableItem,
 };
 
+use serde::{Deserialize, Serialize};
+
 use super::ids::{derive, head};
+
+/// The inventory's books as `order-service verify` reads them (I4): what each SKU started with,
+/// where its units are now, and every reservation. `order-service simulate` writes it to
+/// `APP__SIMULATOR__BOOKS_FILE`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StockLedger {
+    /// Units any SKU not in `initial` started with.
+    pub default_stock: u64,
+    /// Units configured per SKU at start.
+    pub initial: BTreeMap<String, u64>,
+    /// Where the units of every SKU touched are now.
+    pub levels: BTreeMap<String, StockLevel>,
+    /// Every reservation, by id.
+    pub reservations: Vec<Reservation>,
+}
+
+impl StockLedger {
+    /// Units `sku` started with.
+    pub fn initial(&self, sku: &str) -> u64 {
+        self.initial.get(sku).copied().unwrap_or(self.default_stock)
+    }
+}
 
 /// Units of one SKU by state. `available + reserved + committed` only changes when stock is
 /// configured, never through commands.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StockLevel {
     /// Free to reserve.
     pub available: u64,
@@ -28,7 +52,8 @@ pub struct StockLevel {
 }
 
 /// Where a reservation stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ReservationState {
     Reserved,
     Released,
@@ -36,7 +61,7 @@ pub enum ReservationState {
 }
 
 /// One stock reservation, created by a successful `reserve`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reservation {
     pub id: ReservationId,
     pub order_id: OrderId,
@@ -56,6 +81,8 @@ impl Reservation {
 #[derive(Debug, Clone, Default)]
 pub(super) struct InventoryBook {
     default_stock: u64,
+    /// Units configured per SKU at start.
+    initial: BTreeMap<String, u64>,
     stock: BTreeMap<String, StockLevel>,
     reservations: HashMap<ReservationId, Reservation>,
     reservation_by_order: HashMap<OrderId, ReservationId>,
@@ -66,6 +93,7 @@ impl InventoryBook {
     pub(super) fn new(stock: &HashMap<String, u64>, default_stock: u64) -> Self {
         Self {
             default_stock,
+            initial: stock.iter().map(|(k, v)| (k.clone(), *v)).collect(),
             stock: stock
                 .iter()
                 .map(|(sku, available)| {
@@ -100,6 +128,17 @@ impl InventoryBook {
 
     pub(super) fn reservations(&self) -> impl Iterator<Item = &Reservation> {
         self.reservations.values()
+    }
+
+    pub(super) fn ledger(&self) -> StockLedger {
+        let mut reservations: Vec<Reservation> = self.reservations.values().cloned().collect();
+        reservations.sort_by(|a, b| a.id.cmp(&b.id));
+        StockLedger {
+            default_stock: self.default_stock,
+            initial: self.initial.clone(),
+            levels: self.stock.clone(),
+            reservations,
+        }
     }
 
     pub(super) fn reserved_units(&self) -> u64 {

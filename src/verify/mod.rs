@@ -13,59 +13,37 @@
 //! * **I5** every order's and saga's versions are 1..n without gaps.
 //! * **I7** the read models equal the fold of the log: each order's summary has the status,
 //!   version, total, line and item counts the domain computes from its events.
+//! * **I8** (given NATS) every relayed event is on its stream once per `Nats-Msg-Id`, none
+//!   missing within the stream's retention ([`relayed`]).
+//! * **I4** (given the inventory's books) stock is conserved and the books agree with the
+//!   sagas ([`stock`]).
 //!
 //! The log is folded in memory, one order at a time in log order, with the domain's and the
 //! saga's own `apply`: nothing here re-implements what an event means.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use chrono::Utc;
-use cqrs_es::Aggregate as _;
-use order_domain::{Order, OrderStatus};
-use order_sagas::{OrderSaga, Payment, SagaStatus, Stock};
+use order_domain::OrderStatus;
+use order_sagas::{Payment, SagaStatus, Stock};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::log::{read_tail, Cursor, Decoded};
+use crate::log::Cursor;
+use crate::nats::Nats;
+use crate::simulator::StockLedger;
+use crate::workers::relay;
 
-/// One broken invariant.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Violation {
-    pub invariant: &'static str,
-    /// The order (or aggregate) it concerns.
-    pub subject: String,
-    pub detail: String,
-}
+mod fold;
+mod relayed;
+mod report;
+mod stock;
 
-impl fmt::Display for Violation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}: {}", self.invariant, self.subject, self.detail)
-    }
-}
-
-/// What `verify` looked at and what it found.
-#[derive(Debug, Default)]
-pub struct Report {
-    pub events: usize,
-    pub orders: usize,
-    pub sagas: usize,
-    /// Sagas still at work (their deadline ahead): I2 and I3 wait for them.
-    pub in_flight: usize,
-    pub violations: Vec<Violation>,
-}
-
-impl Report {
-    fn broken(&mut self, invariant: &'static str, subject: &impl ToString, detail: String) {
-        self.violations.push(Violation {
-            invariant,
-            subject: subject.to_string(),
-            detail,
-        });
-    }
-}
+use self::fold::{fold_log, Orders, Sagas};
+pub use self::relayed::{StreamCopy, CONSUMER as STREAM_CONSUMER};
+pub use self::report::{Report, Violation};
 
 /// How `verify` judges.
 #[derive(Debug, Clone)]
@@ -86,18 +64,47 @@ impl Default for Options {
     }
 }
 
-/// Reads events per round trip.
-const BATCH: i64 = 5_000;
+/// What `verify` may read besides the database: each one it has adds its invariant.
+#[derive(Debug, Clone, Default)]
+pub struct Witnesses {
+    /// The relay's streams (I8).
+    pub nats: Option<Nats>,
+    /// The inventory participant's books (I4).
+    pub books: Option<StockLedger>,
+}
 
-/// Checks every invariant.
-pub async fn verify(pool: &PgPool, options: &Options) -> anyhow::Result<Report> {
+/// Checks every invariant the database and `witnesses` allow.
+pub async fn verify(
+    pool: &PgPool,
+    witnesses: &Witnesses,
+    options: &Options,
+) -> anyhow::Result<Report> {
     let mut report = Report::default();
-    let settled = projector_settled(pool, options.settle).await?;
-    let (orders, sagas) = fold_log(pool, &mut report).await?;
+    let projected = settled(pool, crate::read_models::PROJECTOR, options.settle).await?;
+    // Before the streams are read, and they before the log is folded (see `relayed`).
+    let streams = if let Some(nats) = &witnesses.nats {
+        // events the relay has not reached are not expected yet (only those it acked)
+        settled(pool, relay::READER, options.settle).await?;
+        let acked = checkpoint(pool, relay::READER).await?;
+        let streams = relayed::read_streams(nats).await?;
+        report.messages = streams
+            .iter()
+            .flat_map(|s| s.copies.values())
+            .map(|n| *n as usize)
+            .sum();
+        Some((acked, streams))
+    } else {
+        report
+            .unchecked
+            .push("I8: no NATS to read the relayed streams from".into());
+        None
+    };
+    let folded = fold_log(pool, streams.as_ref().map(|(acked, _)| *acked), &mut report).await?;
+    let (orders, sagas) = (&folded.orders, &folded.sagas);
     report.orders = orders.len();
     report.sagas = sagas.len();
-    if settled {
-        compare_read_models(pool, &orders, &mut report).await?;
+    if projected {
+        compare_read_models(pool, orders, &mut report).await?;
     } else {
         report.broken(
             "I7",
@@ -108,19 +115,27 @@ pub async fn verify(pool: &PgPool, options: &Options) -> anyhow::Result<Report> 
             ),
         );
     }
-    check_sagas(&orders, &sagas, options, &mut report);
+    check_sagas(orders, sagas, options, &mut report);
+    if let Some((_, streams)) = streams {
+        relayed::judge(&folded.relayed, streams, &mut report);
+    }
+    match &witnesses.books {
+        Some(books) => stock::judge(orders, sagas, books, &mut report),
+        None => report.unchecked.push("I4: no inventory books given".into()),
+    }
     Ok(report)
 }
 
-/// Waits until the projector has handled every event (lag 0), at most `patience`.
-async fn projector_settled(pool: &PgPool, patience: Duration) -> anyhow::Result<bool> {
+/// Waits until `reader` has handled every event (lag 0), at most `patience`.
+async fn settled(pool: &PgPool, reader: &str, patience: Duration) -> anyhow::Result<bool> {
     let deadline = tokio::time::Instant::now() + patience;
     loop {
-        let statuses = crate::log::statuses(pool, &[crate::read_models::PROJECTOR]).await?;
-        let projector = statuses
+        let statuses = crate::log::statuses(pool, &[reader]).await?;
+        if statuses
             .iter()
-            .filter(|s| s.name == crate::read_models::PROJECTOR);
-        if projector.into_iter().all(|s| s.lag_events == 0) {
+            .filter(|s| s.name == reader)
+            .all(|s| s.lag_events == 0)
+        {
             return Ok(true);
         }
         if tokio::time::Instant::now() >= deadline {
@@ -130,46 +145,14 @@ async fn projector_settled(pool: &PgPool, patience: Duration) -> anyhow::Result<
     }
 }
 
-type Orders = HashMap<Uuid, Order>;
-type Sagas = HashMap<Uuid, OrderSaga>;
-
-/// Folds every order and saga of the log; I5 on the way.
-async fn fold_log(pool: &PgPool, report: &mut Report) -> anyhow::Result<(Orders, Sagas)> {
-    let mut orders = Orders::new();
-    let mut sagas = Sagas::new();
-    let mut versions: HashMap<(String, String), i64> = HashMap::new();
-    let mut at = Cursor::default();
-    let mut conn = pool.acquire().await?;
-    loop {
-        let tail = read_tail(&mut conn, at, BATCH, None)
-            .await
-            .context("reading the log")?;
-        let Some(last) = tail.last else { break };
-        for e in &tail.events {
-            report.events += 1;
-            let key = (e.aggregate_type.clone(), e.aggregate_id.clone());
-            let expected = versions.get(&key).map_or(1, |v| v + 1);
-            if e.sequence != expected {
-                report.broken(
-                    "I5",
-                    &format!("{} {}", e.aggregate_type, e.aggregate_id),
-                    format!("version {} follows {}", e.sequence, expected - 1),
-                );
-            }
-            versions.insert(key, e.sequence);
-            match e.decode()? {
-                Decoded::Order { order_id, event } => {
-                    orders.entry(order_id.as_uuid()).or_default().apply(event);
-                }
-                Decoded::Saga { order_id, event } => {
-                    sagas.entry(order_id.as_uuid()).or_default().apply(event);
-                }
-                Decoded::Other => {}
-            }
-        }
-        at = last;
-    }
-    Ok((orders, sagas))
+/// Where `reader`'s checkpoint stands (the start of the log if it has none).
+async fn checkpoint(pool: &PgPool, reader: &str) -> anyhow::Result<Cursor> {
+    let statuses = crate::log::statuses(pool, &[reader]).await?;
+    Ok(statuses
+        .into_iter()
+        .find(|s| s.name == reader)
+        .map(|s| s.at)
+        .unwrap_or_default())
 }
 
 /// I7: each order's summary against the fold.
