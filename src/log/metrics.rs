@@ -25,6 +25,8 @@ pub struct ReaderMetrics {
     pub position: IntGaugeVec,
     /// Batches that failed and were retried.
     pub errors: IntCounterVec,
+    /// Sessions of a hung lock holder this process ended to take the reader over.
+    pub holders_ended: IntCounterVec,
 }
 
 impl ReaderMetrics {
@@ -89,6 +91,12 @@ impl ReaderMetrics {
                 registry,
                 "log_reader_errors_total",
                 "Batches that failed and will be retried",
+                reader,
+            )?,
+            holders_ended: metric::counters(
+                registry,
+                "log_reader_holders_ended_total",
+                "Sessions of a hung lock holder (no progress with events waiting) this process ended to take the reader over",
                 reader,
             )?,
         })

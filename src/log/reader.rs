@@ -367,6 +367,13 @@ impl LogReader {
                 .bind(pid)
                 .fetch_one(&mut *conn)
                 .await?;
+            if ended {
+                self.metrics
+                    .readers
+                    .holders_ended
+                    .with_label_values(&[&self.config.name])
+                    .inc();
+            }
             tracing::warn!(
                 reader = %self.config.name,
                 backend = pid,

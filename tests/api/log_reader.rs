@@ -773,7 +773,10 @@ async fn a_standby_unseats_a_holder_that_made_no_progress_with_events_waiting() 
     config.poll_interval = Duration::from_millis(5);
     config.lock_retry = Duration::from_millis(100);
     config.hung_after = Some(Duration::from_secs(3));
-    let (stop, task) = spawn_reader(&pool, config, Collect(Arc::clone(&seen)));
+    let metrics = Metrics::new().expect("metrics");
+    let stop = CancellationToken::new();
+    let reader = LogReader::new(pool.clone(), config, Arc::clone(&metrics));
+    let task = tokio::spawn(reader.run(Collect(Arc::clone(&seen)), stop.clone()));
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(
         seen.lock().expect("lock").is_empty(),
@@ -788,8 +791,16 @@ async fn a_standby_unseats_a_holder_that_made_no_progress_with_events_waiting() 
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(seen.lock().expect("lock")[0].0, "hung-1");
-    // the hung session was ended
+    // the hung session was ended, and counted
     assert!(sqlx::query("select 1").execute(&mut hung).await.is_err());
+    assert_eq!(
+        metrics
+            .readers
+            .holders_ended
+            .with_label_values(&[name])
+            .get(),
+        1
+    );
     stop.cancel();
     task.await.expect("join").expect("reader");
 }
