@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use poem::web::Data;
-use poem_openapi::param::Query;
+use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
@@ -79,6 +79,9 @@ pub struct NotificationView {
     /// When the SMTP server accepted it; absent unless `sent`.
     #[oai(skip_serializing_if_is_none)]
     pub sent_at: Option<DateTime<Utc>>,
+    /// When an admin last sent it back to the queue after it failed; absent if never.
+    #[oai(skip_serializing_if_is_none)]
+    pub requeued_at: Option<DateTime<Utc>>,
 }
 
 impl From<outbox::Listed> for NotificationView {
@@ -96,6 +99,7 @@ impl From<outbox::Listed> for NotificationView {
             last_error: n.last_error,
             created_at: n.created_at,
             sent_at: n.sent_at,
+            requeued_at: n.requeued_at,
         }
     }
 }
@@ -108,6 +112,13 @@ pub struct NotificationPage {
     /// The cursor of the next page, to pass as `cursor`; absent on the last page.
     #[oai(skip_serializing_if_is_none)]
     pub next: Option<String>,
+}
+
+#[derive(ApiResponse)]
+pub enum NotificationResponse {
+    /// The notification, pending again: the sender tries it now.
+    #[oai(status = 200)]
+    Ok(Json<NotificationView>),
 }
 
 #[derive(ApiResponse)]
@@ -241,5 +252,47 @@ impl AdminApi {
             items: rows.into_iter().map(NotificationView::from).collect(),
             next,
         })))
+    }
+
+    /// Retry a failed email notification (admin)
+    ///
+    /// Sends a `failed` notification back to the queue, due now, e.g. once the SMTP relay or
+    /// the customer's mailbox is fixed: the sender tries it again with the usual retries, for
+    /// `APP__NOTIFY__RETRY_FOR_SECS` from now. Its attempts and last error stay. Only a failed
+    /// one (409 `notification-not-failed` otherwise): a pending one is queued already, and a
+    /// sent one was accepted, so sending it again would be a second email.
+    #[oai(
+        path = "/notifications/:id/retry",
+        method = "post",
+        operation_id = "retryNotification"
+    )]
+    async fn retry_notification(
+        &self,
+        auth: Allowed<Admins>,
+        state: Data<&AppState>,
+        /// The notification's number (`id` in the listing).
+        #[oai(validator(minimum(value = "1")))]
+        id: Path<i64>,
+    ) -> Result<NotificationResponse, ApiError> {
+        let row = outbox::requeue(&state.pool, id.0)
+            .await
+            .map_err(|e| match e {
+                outbox::RequeueError::NotFound(_) => ApiError::NotFound {
+                    slug: "notification-not-found",
+                    detail: e.to_string(),
+                },
+                outbox::RequeueError::NotFailed { .. } => ApiError::AlreadyExists {
+                    slug: "notification-not-failed",
+                    detail: e.to_string(),
+                },
+                outbox::RequeueError::Database(e) => ApiError::infra(e.into()),
+            })?;
+        tracing::info!(
+            notification = row.id,
+            order_id = %row.order_id,
+            principal = %auth.0.subject,
+            "failed notification sent back to the queue"
+        );
+        Ok(NotificationResponse::Ok(Json(NotificationView::from(row))))
     }
 }

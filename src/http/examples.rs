@@ -492,7 +492,21 @@ impl Example for NotificationView {
             last_error: None,
             created_at: x::confirmed_at(),
             sent_at: Some(x::at(9, 31, 10)),
+            requeued_at: None,
         }
+    }
+}
+
+/// A notification that had failed, just sent back to the queue by an admin.
+fn requeued_notification() -> NotificationView {
+    NotificationView {
+        status: "pending".to_owned(),
+        attempts: 3,
+        next_attempt_at: x::at(11, 2, 0),
+        last_error: Some("451 4.3.0 mailbox temporarily unavailable".to_owned()),
+        sent_at: None,
+        requeued_at: Some(x::at(11, 2, 0)),
+        ..NotificationView::example()
     }
 }
 
@@ -708,6 +722,12 @@ pub fn bodies() -> BodyExamples {
             200,
             JSON,
             items(&json_of(&vec![NotificationView::example()]), None),
+        ),
+        (
+            "retryNotification",
+            200,
+            JSON,
+            json_of(&requeued_notification()),
         ),
         ("ready", 503, JSON, json_of(&not_ready)),
         (

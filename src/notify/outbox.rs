@@ -1,6 +1,7 @@
 //! The `notifications` table (migration 0012): queueing, claiming, recording and listing.
 //! Every statement is here, so the row's life is readable in one place:
-//! `pending` → (`attempts` + 1, `next_attempt_at` later, `last_error`)* → `sent` | `failed`.
+//! `pending` → (`attempts` + 1, `next_attempt_at` later, `last_error`)* → `sent` | `failed`,
+//! and `failed` → `pending` again when an admin retries it ([`requeue`], migration 0014).
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
@@ -60,7 +61,9 @@ pub struct Due {
     pub body_text: String,
     pub body_html: String,
     pub attempts: i32,
-    pub created_at: DateTime<Utc>,
+    /// When it was queued, or last sent back to the queue by an admin: its retry window
+    /// starts there.
+    pub queued_at: DateTime<Utc>,
 }
 
 /// Locks up to `limit` due pending rows in the caller's transaction, oldest due first; rows
@@ -68,7 +71,7 @@ pub struct Due {
 pub async fn claim(conn: &mut PgConnection, limit: i64) -> Result<Vec<Due>, sqlx::Error> {
     sqlx::query_as(
         "select id, order_id, event_id, kind, recipient, sender_name, subject, body_text,
-                body_html, attempts, created_at
+                body_html, attempts, coalesce(requeued_at, created_at) as queued_at
            from notifications
           where status = 'pending' and next_attempt_at <= now()
           order by next_attempt_at
@@ -154,7 +157,12 @@ pub struct Listed {
     pub last_error: Option<String>,
     pub created_at: DateTime<Utc>,
     pub sent_at: Option<DateTime<Utc>>,
+    pub requeued_at: Option<DateTime<Utc>>,
 }
+
+/// The columns of [`Listed`].
+const LISTED: &str = "id, order_id, event_id, kind, recipient, subject, status, attempts,
+                      next_attempt_at, last_error, created_at, sent_at, requeued_at";
 
 /// Up to `limit` rows, newest first (by id), of `status` (all when `None`), older than
 /// row `before` when given.
@@ -164,17 +172,53 @@ pub async fn list(
     before: Option<i64>,
     limit: i64,
 ) -> Result<Vec<Listed>, sqlx::Error> {
-    sqlx::query_as(
-        "select id, order_id, event_id, kind, recipient, subject, status, attempts,
-                next_attempt_at, last_error, created_at, sent_at
+    sqlx::query_as(&format!(
+        "select {LISTED}
            from notifications
           where ($1::text is null or status = $1) and ($3::bigint is null or id < $3)
           order by id desc
-          limit $2",
-    )
+          limit $2"
+    ))
     .bind(status)
     .bind(limit)
     .bind(before)
     .fetch_all(pool)
     .await
+}
+
+/// Why row `id` could not be sent back to the queue.
+#[derive(Debug, thiserror::Error)]
+pub enum RequeueError {
+    #[error("no notification {0}")]
+    NotFound(i64),
+    #[error("notification {id} is {status}: only a failed one is retried")]
+    NotFailed { id: i64, status: String },
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// Sends failed row `id` back to the queue, due now, its retry window starting again; its
+/// attempts and last error stay (history). Only a `failed` row: a pending one is queued
+/// already, and a sent one was accepted (sending it again is a second email).
+pub async fn requeue(pool: &PgPool, id: i64) -> Result<Listed, RequeueError> {
+    let requeued: Option<Listed> = sqlx::query_as(&format!(
+        "update notifications
+            set status = 'pending', next_attempt_at = now(), requeued_at = now()
+          where id = $1 and status = 'failed'
+      returning {LISTED}"
+    ))
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    if let Some(row) = requeued {
+        return Ok(row);
+    }
+    let status: Option<String> =
+        sqlx::query_scalar("select status from notifications where id = $1")
+            .bind(id)
+            .fetch_optional(pool)
+            .await?;
+    Err(status.map_or(RequeueError::NotFound(id), |status| {
+        RequeueError::NotFailed { id, status }
+    }))
 }

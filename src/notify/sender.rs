@@ -174,7 +174,7 @@ impl Sender {
                 tracing::warn!(error, "email refused for good; marked failed");
             }
             Err(Failure::Transient(error)) => {
-                let queued_for = (chrono::Utc::now() - row.created_at)
+                let queued_for = (chrono::Utc::now() - row.queued_at)
                     .to_std()
                     .unwrap_or_default();
                 if queued_for >= self.retry_for {

@@ -12,7 +12,7 @@ use order_domain::{
 };
 use rand::{Rng as _, SeedableRng as _};
 use secrecy::ExposeSecret as _;
-use serde_json::Value;
+use serde_json::{json, Value};
 use tokio::io::AsyncBufReadExt as _;
 use uuid::Uuid;
 
@@ -645,11 +645,19 @@ async fn confirmed_order(app: &TestApp, store: Uuid, customer: &str, email: Opti
 
 /// The service with notifications to `sink`, its notifier started.
 async fn notifying_app(sink: &SmtpSink) -> TestApp {
+    notifying_app_with(sink, |_| {}).await
+}
+
+async fn notifying_app_with(
+    sink: &SmtpSink,
+    configure: impl FnOnce(&mut order_service::config::NotifySettings),
+) -> TestApp {
     let env = notify_env(sink);
     let app = spawn_app_with(|s| {
         s.notify.smtp_url = Some(env[0].1.clone().into());
         s.notify.from.clone_from(&env[1].1);
         s.notify.poll_interval_ms = 20;
+        configure(&mut s.notify);
     })
     .await;
     wait_for_notifier(&app).await;
@@ -742,4 +750,96 @@ async fn a_refused_recipient_is_failed_and_listed_for_admins_only() {
     app.get("/v1/admin/notifications?status=lost", &admin)
         .await
         .assert_problem(400, "invalid-parameter");
+}
+
+/// The admin listing's notification of `order` once it has `status`.
+async fn notification_of(app: &TestApp, order: Uuid, status: &str) -> Value {
+    let admin = app.admin();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let answer = app.get("/v1/admin/notifications", &admin).await;
+        answer.assert_status(200);
+        let found = answer.body["items"].as_array().and_then(|items| {
+            items
+                .iter()
+                .find(|n| n["order_id"] == order.to_string() && n["status"] == status)
+                .cloned()
+        });
+        if let Some(found) = found {
+            return found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {status} notification of {order}: {}",
+            answer.body
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_admin_sends_a_failed_notification_back_to_the_queue_and_it_is_delivered() {
+    // Arrange: a server that refuses the first two attempts (451), and no retrying of a
+    // transient failure (its window is 0 s): each refusal fails the email.
+    let mut sink = SmtpSink::start(2).await;
+    let app = notifying_app_with(&sink, |n| n.retry_for_secs = 0).await;
+    let store = app.store_with_products().await;
+    let order = confirmed_order(&app, store, "patient", Some("patient@example.com")).await;
+    let failed = notification_of(&app, order, "failed").await;
+    assert_eq!(failed["attempts"], 1, "{failed}");
+    assert!(failed.get("requeued_at").is_none(), "{failed}");
+    let id = failed["id"].as_i64().expect("id");
+    let admin = app.admin();
+    let retry = format!("/v1/admin/notifications/{id}/retry");
+
+    // Act + assert: retried, refused again, failed again; retried again, delivered.
+    let answer = app.post(&retry, &admin, json!({})).await;
+    answer.assert_status(200);
+    assert_eq!(answer.body["id"], id);
+    assert_eq!(answer.body["status"], "pending");
+    assert!(answer.body["requeued_at"].is_string(), "{}", answer.body);
+    assert!(
+        answer.body["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("451")),
+        "the last error stays: {}",
+        answer.body
+    );
+    let again = notification_of(&app, order, "failed").await;
+    assert_eq!(again["attempts"], 2, "{again}");
+    app.post(&retry, &admin, json!({})).await.assert_status(200);
+    let sent = notification_of(&app, order, "sent").await;
+    assert_eq!(sent["attempts"], 3, "{sent}");
+    assert!(
+        sink.wait_until(Duration::from_secs(20), |s| s.received.len() == 1)
+            .await
+    );
+    assert_eq!(sink.refused, 2);
+    assert_eq!(sink.received[0].to, ["patient@example.com"]);
+
+    // A sent one is not sent again, an unknown one is not found, staff may not retry.
+    app.post(&retry, &admin, json!({}))
+        .await
+        .assert_problem(409, "notification-not-failed");
+    app.post("/v1/admin/notifications/999999999/retry", &admin, json!({}))
+        .await
+        .assert_problem(404, "notification-not-found");
+    app.post("/v1/admin/notifications/0/retry", &admin, json!({}))
+        .await
+        .assert_problem(400, "invalid-parameter");
+    app.post(&retry, &app.staff(store), json!({}))
+        .await
+        .assert_status(403);
+    let metrics = app.metrics_page().await;
+    assert!(
+        metrics.contains(
+            "http_requests_total{method=\"POST\",route=\"retryNotification\",status=\"200\"} 2"
+        ),
+        "{}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("retryNotification"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 }

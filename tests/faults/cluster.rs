@@ -16,6 +16,14 @@ pub const REPLICAS: usize = 3;
 /// The log readers that run single-active (advisory lock, checkpoint row).
 pub const READERS: [&str; 3] = ["projector", "saga-reactor", "relay"];
 
+/// The `order-service` binary the cluster runs: `ORDER_FAULTS_BIN` when set (a copy, so that a
+/// long run is not disturbed by a rebuild of `target/`: a restarted replica would start the
+/// new binary, with its new migrations pending), else the one cargo built for this test.
+fn service_bin() -> String {
+    std::env::var("ORDER_FAULTS_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_order-service").to_owned())
+}
+
 pub struct LocalCluster {
     pub dir: PathBuf,
     pub base_port: u16,
@@ -53,7 +61,7 @@ impl LocalCluster {
             .args(["--base-port", &self.base_port.to_string()])
             .args(["--replicas", &REPLICAS.to_string()])
             .args(args)
-            .env("ORDER_SERVICE_BIN", env!("CARGO_BIN_EXE_order-service"))
+            .env("ORDER_SERVICE_BIN", service_bin())
             .env("RUST_LOG", "info")
             .stdin(Stdio::null());
         if let Some(nats) = std::env::var_os("ORDER_TEST_NATS_SERVER") {
@@ -119,7 +127,7 @@ impl LocalCluster {
     /// passed, and what it printed.
     pub async fn verify(&self) -> (bool, String) {
         self.fault("term", "simulator").await;
-        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_order-service"))
+        let out = tokio::process::Command::new(service_bin())
             .args(["verify", "--settle-secs", "60", "--books"])
             .arg(self.var("ORDER_SIMULATOR_BOOKS"))
             .env_clear()
