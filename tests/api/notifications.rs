@@ -24,9 +24,9 @@ use crate::helpers::{sample, spawn_app_with, TestApp};
 const SMTP_SINK: &str = r#"
 import asyncio, email, json, sys, time
 from email import policy
-from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP
 
-port, refuse = int(sys.argv[1]), int(sys.argv[2])
+refuse = int(sys.argv[1])
 refused = [0]
 
 def out(record, at=None):
@@ -68,13 +68,16 @@ def record(content, rcpt_tos, accepted):
         "html": html.get_content() if html else None,
     }, accepted)
 
-controller = Controller(Handler(), hostname="127.0.0.1", port=port)
-controller.start()
-out({"ready": port})
-try:
-    sys.stdin.read()
-finally:
-    controller.stop()
+async def main():
+    # the kernel picks the port as it binds it: no other process can take it in between
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(
+        lambda: SMTP(Handler(), hostname="sink.test"), "127.0.0.1", 0)
+    out({"ready": server.sockets[0].getsockname()[1]})
+    await loop.run_in_executor(None, sys.stdin.read)
+    server.close()
+
+asyncio.run(main())
 "#;
 
 /// A received email, as the sink printed it.
@@ -104,9 +107,8 @@ struct SmtpSink {
 impl SmtpSink {
     async fn start(refuse: usize) -> Self {
         let python = std::env::var("ORDER_TEST_PYTHON").unwrap_or_else(|_| "python3".to_owned());
-        let port = free_port();
         let mut child = tokio::process::Command::new(&python)
-            .args(["-c", SMTP_SINK, &port.to_string(), &refuse.to_string()])
+            .args(["-c", SMTP_SINK, &refuse.to_string()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .kill_on_drop(true)
@@ -125,20 +127,23 @@ impl SmtpSink {
                 }
             }
         });
-        let mut sink = Self {
+        let mut lines = lines;
+        let ready = tokio::time::timeout(Duration::from_secs(20), lines.recv())
+            .await
+            .expect("aiosmtpd started in time (is it installed? see .ci/run)")
+            .expect("aiosmtpd printed its ready line");
+        let port = ready["ready"]
+            .as_u64()
+            .and_then(|p| u16::try_from(p).ok())
+            .unwrap_or_else(|| panic!("a ready line with the port: {ready}"));
+        Self {
             _child: child,
             port,
             lines,
             received: Vec::new(),
             refused: 0,
             slow: 0,
-        };
-        let ready = tokio::time::timeout(Duration::from_secs(20), sink.lines.recv())
-            .await
-            .expect("aiosmtpd started in time (is it installed? see .ci/run)")
-            .expect("aiosmtpd printed its ready line");
-        assert_eq!(ready["ready"], port, "{ready}");
-        sink
+        }
     }
 
     fn url(&self) -> String {
