@@ -124,7 +124,7 @@ pub struct CreateProductBody {
 
 /// Changes a product; absent fields stay as they are. Orders already holding the product keep
 /// the name and price they were given. A retired product stays retired (not orderable,
-/// whatever `active` says).
+/// whatever `active` says) until `retired` is `false`.
 #[derive(Debug, Clone, Object, Serialize)]
 #[oai(deny_unknown_fields, example)]
 pub struct UpdateProductBody {
@@ -138,6 +138,10 @@ pub struct UpdateProductBody {
     /// Whether the product can be ordered.
     #[oai(skip_serializing_if_is_none)]
     pub active: Option<bool>,
+    /// `false` brings a retired product back (orderable again if `active`, listed again);
+    /// `true` retires it, as `DELETE` does.
+    #[oai(skip_serializing_if_is_none)]
+    pub retired: Option<bool>,
 }
 
 /// A product.
@@ -667,6 +671,7 @@ impl CatalogApi {
             name,
             unit_price_minor: body.unit_price_minor,
             active: body.active,
+            retired: body.retired,
         };
         let row = state
             .catalog

@@ -79,6 +79,7 @@ impl Example for UpdateProductBody {
             name: None,
             unit_price_minor: Some(x::TEA_PRICE_MINOR + 100),
             active: None,
+            retired: None,
         }
     }
 }

@@ -107,7 +107,8 @@ pub struct ChangeView {
     pub entity: String,
     /// Which one: the store's id, the product's SKU, the member's `sub`.
     pub key: String,
-    /// `created`, `updated`, `retired`, `added` or `removed`.
+    /// `created`, `updated`, `retired`, `reinstated` (a retired product brought back), `added`
+    /// or `removed`.
     pub action: String,
     /// The entity before the change; absent when it was created or added.
     #[oai(skip_serializing_if_is_none)]

@@ -101,6 +101,8 @@ pub struct ProductChanges {
     pub name: Option<ProductName>,
     pub unit_price_minor: Option<i64>,
     pub active: Option<bool>,
+    /// `Some(false)` brings a retired product back; `Some(true)` retires it.
+    pub retired: Option<bool>,
 }
 
 /// Outcome of an insert keyed by natural identity.
@@ -560,6 +562,9 @@ impl CatalogRepository {
                  name = coalesce($3, name),
                  unit_price_minor = coalesce($4, unit_price_minor),
                  active = coalesce($5, active),
+                 retired_at = case when $6 then coalesce(retired_at, now())
+                                   when not $6 then null
+                                   else retired_at end,
                  updated_at = now()
              where store_id = $1 and sku = $2
              returning *",
@@ -569,17 +574,33 @@ impl CatalogRepository {
         .bind(changes.name.as_ref().map(ProductName::as_str))
         .bind(changes.unit_price_minor)
         .bind(changes.active)
+        .bind(changes.retired)
         .fetch_one(&mut *tx)
         .await
         .context("updating a product")?;
-        let unchanged = (&before.name, before.unit_price_minor, before.active)
-            == (&after.name, after.unit_price_minor, after.active);
+        let unchanged = (
+            &before.name,
+            before.unit_price_minor,
+            before.active,
+            before.retired_at,
+        ) == (
+            &after.name,
+            after.unit_price_minor,
+            after.active,
+            after.retired_at,
+        );
         if unchanged {
             return Ok(Some(before));
         }
+        // what the change log calls it: coming back or going away says more than "updated"
+        let action = match (before.retired_at.is_some(), after.retired_at.is_some()) {
+            (true, false) => "reinstated",
+            (false, true) => "retired",
+            _ => "updated",
+        };
         record(
             &mut tx,
-            Change::of(store, actor, Entity::Product, sku.as_str(), "updated")
+            Change::of(store, actor, Entity::Product, sku.as_str(), action)
                 .before(Some(&before))
                 .after(Some(&after)),
         )

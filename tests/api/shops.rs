@@ -400,6 +400,99 @@ async fn a_retired_product_cannot_be_added_and_stays_on_orders_and_in_reports() 
 }
 
 #[tokio::test]
+async fn a_retired_product_brought_back_is_orderable_again_and_the_change_log_says_so() {
+    // Arrange: CAKE retired.
+    let app = spawn_app().await;
+    let owner = merchant(&app, "merchant-1");
+    let store = shop_of(&app, &owner).await;
+    let alice = app.customer("alice");
+    let cake = format!("/v1/stores/{store}/products/CAKE");
+    send(&app, Method::DELETE, &cake, &owner, None)
+        .await
+        .assert_status(200);
+    let draft = app.draft_with_tea(&alice, store).await;
+    app.add_item(&alice, draft, "CAKE", 1)
+        .await
+        .assert_problem(422, "product-inactive");
+
+    // Act: brought back, at a new price.
+    let back = send(
+        &app,
+        Method::PATCH,
+        &cake,
+        &owner,
+        Some(json!({"retired": false, "unit_price_minor": 320})),
+    )
+    .await;
+
+    // Assert: listed, orderable at the new price, and on record as reinstated.
+    back.assert_status(200);
+    assert!(back.body.get("retired_at").is_none(), "{}", back.text);
+    assert_eq!(back.body["active"], true, "{}", back.text);
+    app.add_item(&alice, draft, "CAKE", 1)
+        .await
+        .assert_status(200);
+    let order = app.get(&format!("/v1/orders/{draft}"), &alice).await;
+    let cake_line = order.body["lines"]
+        .as_array()
+        .expect("lines")
+        .iter()
+        .find(|l| l["sku"] == "CAKE")
+        .cloned()
+        .expect("a CAKE line");
+    assert_eq!(cake_line["unit_price_minor"], 320);
+    let listed = app
+        .get(&format!("/v1/stores/{store}/products"), &alice)
+        .await;
+    assert!(listed.text.contains("\"CAKE\""), "{}", listed.text);
+    let actions: Vec<String> = changes(&app, store, &owner)
+        .await
+        .into_iter()
+        .filter(|(_, _, key, _)| key == "CAKE")
+        .map(|(_, _, _, action)| action)
+        .collect();
+    assert_eq!(actions, ["created", "retired", "reinstated"]);
+    // retiring through PATCH is retiring; bringing back a sold one changes nothing
+    let gone = send(
+        &app,
+        Method::PATCH,
+        &cake,
+        &owner,
+        Some(json!({"retired": true})),
+    )
+    .await;
+    gone.assert_status(200);
+    assert!(gone.body["retired_at"].is_string(), "{}", gone.text);
+    send(
+        &app,
+        Method::PATCH,
+        &cake,
+        &owner,
+        Some(json!({"retired": false})),
+    )
+    .await
+    .assert_status(200);
+    send(
+        &app,
+        Method::PATCH,
+        &cake,
+        &owner,
+        Some(json!({"retired": false})),
+    )
+    .await
+    .assert_status(200);
+    let count = changes(&app, store, &owner)
+        .await
+        .iter()
+        .filter(|(_, _, key, _)| key == "CAKE")
+        .count();
+    assert_eq!(
+        count, 5,
+        "created, retired, reinstated, retired, reinstated"
+    );
+}
+
+#[tokio::test]
 async fn the_last_owner_stays_and_refused_shop_changes_change_nothing() {
     let app = spawn_app().await;
     let owner = merchant(&app, "merchant-1");
