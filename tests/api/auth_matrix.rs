@@ -457,6 +457,14 @@ async fn every_operation_answers_each_kind_of_caller_as_documented() {
             expect: admin_only,
         },
         Op {
+            id: "retryNotification",
+            method: Method::POST,
+            path: "/v1/admin/notifications/999999999/retry",
+            body: None,
+            needs: Needs::Nothing,
+            expect: retry_missing,
+        },
+        Op {
             id: "listReaders",
             method: Method::GET,
             path: "/v1/admin/readers",
@@ -853,6 +861,13 @@ async fn a_role_that_may_not_call_an_operation_learns_nothing_of_its_parameters(
             Gate::Admins,
             Method::GET,
             "/v1/admin/notifications?limit=x".into(),
+            None,
+        ),
+        (
+            "retryNotification",
+            Gate::Admins,
+            Method::POST,
+            "/v1/admin/notifications/0/retry".into(),
             None,
         ),
         (
