@@ -1256,6 +1256,11 @@ impl ServeChild {
     pub fn output(&self) -> String {
         self.log.join("\n")
     }
+
+    /// SIGKILL: no shutdown, no cleanup; returns once the process is gone.
+    pub async fn kill(mut self) {
+        self.child.kill().await.expect("kill");
+    }
 }
 
 /// A check of a readiness answer by name, if present.

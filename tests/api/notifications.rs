@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use tokio::io::AsyncBufReadExt as _;
 use uuid::Uuid;
 
-use crate::helpers::{sample, spawn_app_with, TestApp};
+use crate::helpers::{sample, spawn_app_with, ServeChild, TestApp};
 
 /// An SMTP server (aiosmtpd) that refuses the first `refuse` messages with 451, refuses
 /// recipients named `bounce...` with 550, takes 5 s over messages to `slow...` (saying so when
@@ -205,14 +205,6 @@ impl SmtpSink {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 /// The environment of a notifying service: fast retries and polls.
 fn notify_env(sink: &SmtpSink) -> Vec<(&'static str, String)> {
     vec![
@@ -225,15 +217,15 @@ fn notify_env(sink: &SmtpSink) -> Vec<(&'static str, String)> {
     ]
 }
 
-/// `order-service serve` running only the email notifications, on the test's database.
+/// `order-service serve` running only the email notifications, on the test's database, on a
+/// port of its choosing.
 struct Notifying {
-    child: tokio::process::Child,
+    serve: ServeChild,
     port: u16,
 }
 
 impl Notifying {
     async fn spawn(app: &TestApp, sink: &SmtpSink) -> Self {
-        let port = free_port();
         let url = app
             .settings
             .database_url
@@ -241,27 +233,22 @@ impl Notifying {
             .expect("url")
             .expose_secret()
             .to_owned();
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_order-service"))
-            .arg("serve")
-            .env("DATABASE_URL", url)
-            .env("APP__HTTP__ADDR", format!("127.0.0.1:{port}"))
-            .env(
+        let mut env = vec![
+            ("DATABASE_URL", url),
+            (
                 "APP__AUTH__JWT_SECRET",
-                "notify-test-secret-long-enough-for-hs256-xxxxxxxx",
-            )
-            .env("RUST_LOG", "warn")
-            .env("APP__WORKERS__SAGAS", "false")
-            .env("APP__WORKERS__PROJECTOR", "false")
+                "notify-test-secret-long-enough-for-hs256-xxxxxxxx".to_owned(),
+            ),
+            ("APP__WORKERS__SAGAS", "false".to_owned()),
+            ("APP__WORKERS__PROJECTOR", "false".to_owned()),
             // the reader's, a claim, the gauge and the lag: the shared server's connections
             // are for every test
-            .env("APP__DATABASE__MAX_CONNECTIONS", "6")
-            .envs(notify_env(sink))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn order-service");
-        let this = Self { child, port };
+            ("APP__DATABASE__MAX_CONNECTIONS", "6".to_owned()),
+        ];
+        env.extend(notify_env(sink));
+        let mut serve = ServeChild::spawn(env);
+        let port = serve.port().await;
+        let this = Self { serve, port };
         let deadline = Instant::now() + Duration::from_secs(20);
         while !this
             .metrics()
@@ -282,8 +269,8 @@ impl Notifying {
     }
 
     /// SIGKILL: no shutdown, no cleanup.
-    async fn kill(mut self) {
-        self.child.kill().await.expect("kill");
+    async fn kill(self) {
+        self.serve.kill().await;
     }
 }
 
