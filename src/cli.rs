@@ -73,6 +73,10 @@ pub enum Command {
         /// checks I4, stock conserved.
         #[arg(long)]
         books: Option<std::path::PathBuf>,
+        /// Print the report as one JSON object (events, orders, sagas, in_flight, messages,
+        /// unchecked, violations) instead of lines; the exit code is the same.
+        #[arg(long)]
+        json: bool,
     },
     /// Print the OpenAPI document.
     Openapi,
@@ -181,13 +185,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             stuck_after_secs,
             settle_secs,
             books,
+            json,
         } => {
             let _traces = init_logs(&settings, LogFormat::Pretty)?;
             let options = crate::verify::Options {
                 stuck_after: Duration::from_secs(stuck_after_secs),
                 settle: Duration::from_secs(settle_secs),
             };
-            verify(&settings, books.as_deref(), &options).await
+            verify(&settings, books.as_deref(), &options, json).await
         }
         Command::Openapi => {
             println!("{}", crate::http::openapi_json());
@@ -206,6 +211,7 @@ async fn verify(
     settings: &Settings,
     books: Option<&std::path::Path>,
     options: &crate::verify::Options,
+    json: bool,
 ) -> anyhow::Result<()> {
     let url = settings
         .database_url
@@ -229,22 +235,28 @@ async fn verify(
     };
     let witnesses = crate::verify::Witnesses { nats, books };
     let report = crate::verify::verify(&pool, &witnesses, options).await?;
-    println!(
-        "checked {} events, {} orders, {} sagas ({} in flight), {} relayed messages",
-        report.events, report.orders, report.sagas, report.in_flight, report.messages
-    );
-    for unchecked in &report.unchecked {
-        println!("not checked: {unchecked}");
-    }
-    for v in &report.violations {
-        println!("VIOLATED {v}");
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!(
+            "checked {} events, {} orders, {} sagas ({} in flight), {} relayed messages",
+            report.events, report.orders, report.sagas, report.in_flight, report.messages
+        );
+        for unchecked in &report.unchecked {
+            println!("not checked: {unchecked}");
+        }
+        for v in &report.violations {
+            println!("VIOLATED {v}");
+        }
     }
     anyhow::ensure!(
         report.violations.is_empty(),
         "{} invariant violation(s)",
         report.violations.len()
     );
-    println!("every invariant holds");
+    if !json {
+        println!("every invariant holds");
+    }
     Ok(())
 }
 

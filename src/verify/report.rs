@@ -2,8 +2,10 @@
 
 use std::fmt;
 
+use serde::Serialize;
+
 /// One broken invariant.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Violation {
     pub invariant: &'static str,
     /// The order (or aggregate) it concerns.
@@ -17,8 +19,8 @@ impl fmt::Display for Violation {
     }
 }
 
-/// What `verify` looked at and what it found.
-#[derive(Debug, Default)]
+/// What `verify` looked at and what it found (`verify --json` prints it as it is).
+#[derive(Debug, Default, Serialize)]
 pub struct Report {
     pub events: usize,
     pub orders: usize,

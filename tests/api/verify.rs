@@ -210,4 +210,31 @@ async fn a_saga_whose_deadline_passed_unseen_is_named_stuck() {
         assert!(tokio::time::Instant::now() < deadline, "never stuck");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+
+    // the command as an SRE runs it: the same verdict, as JSON, and a failing exit code
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_order-service"))
+        .args([
+            "verify",
+            "--json",
+            "--stuck-after-secs",
+            "0",
+            "--settle-secs",
+            "1",
+        ])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", url.expose_secret())
+        .env("RUST_LOG", "error")
+        .output()
+        .await
+        .expect("order-service verify runs");
+    assert!(!out.status.success(), "a violation fails the command");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON object");
+    assert_eq!(report["violations"][0]["invariant"], "I1", "{report}");
+    assert_eq!(report["violations"][0]["subject"], order.to_string());
+    assert!(
+        report["unchecked"].as_array().is_some_and(|u| u.len() == 2),
+        "{report}"
+    );
 }
