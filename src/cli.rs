@@ -70,7 +70,8 @@ pub enum Command {
         #[arg(long, default_value_t = 30)]
         settle_secs: u64,
         /// The inventory's books (JSON, as `simulate` writes to APP__SIMULATOR__BOOKS_FILE):
-        /// checks I4, stock conserved.
+        /// checks I4, stock conserved. Those of a stopped simulator: a saga that moves on
+        /// between the reading of the books and of the log would look at odds with them.
         #[arg(long)]
         books: Option<std::path::PathBuf>,
         /// Print the report as one JSON object (events, orders, sagas, in_flight, messages,
@@ -187,7 +188,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             books,
             json,
         } => {
-            let _traces = init_logs(&settings, LogFormat::Pretty)?;
+            // the logs on stderr: stdout is the report
+            let _traces = crate::telemetry::init_on_stderr(
+                settings.log.format.unwrap_or(LogFormat::Pretty),
+                &settings.otel,
+            )?;
             let options = crate::verify::Options {
                 stuck_after: Duration::from_secs(stuck_after_secs),
                 settle: Duration::from_secs(settle_secs),

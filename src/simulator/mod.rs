@@ -373,7 +373,7 @@ pub async fn run(
     }
     let books = simulator.stop().await?;
     if let Some(path) = &books_file {
-        write_books(path, &books).await?;
+        write_ledger(path, &books.stock_ledger()).await?;
     }
     tracing::info!(
         commands = books.commands_decided(),
@@ -400,20 +400,25 @@ async fn keep_books(books: Arc<Mutex<Books>>, path: PathBuf, stop: CancellationT
             () = tokio::time::sleep(BOOKS_EVERY) => {}
             () = stop.cancelled() => return,
         }
-        let now = lock(&books).clone();
-        if written == Some(now.commands_decided()) {
-            continue;
-        }
-        match write_books(&path, &now).await {
-            Ok(()) => written = Some(now.commands_decided()),
+        // only the stock ledger is copied, and only when something was decided
+        let (decided, ledger) = {
+            let books = lock(&books);
+            let decided = books.commands_decided();
+            if written == Some(decided) {
+                continue;
+            }
+            (decided, books.stock_ledger())
+        };
+        match write_ledger(&path, &ledger).await {
+            Ok(()) => written = Some(decided),
             Err(e) => tracing::warn!(error = format!("{e:#}"), "could not keep the books"),
         }
     }
 }
 
 /// Writes the inventory's books to `path` whole (a new file renamed over the old one).
-async fn write_books(path: &Path, books: &Books) -> anyhow::Result<()> {
-    let json = serde_json::to_vec_pretty(&books.stock_ledger())?;
+async fn write_ledger(path: &Path, ledger: &StockLedger) -> anyhow::Result<()> {
+    let json = serde_json::to_vec(ledger)?;
     let mut partial = path.as_os_str().to_owned();
     partial.push(".partial");
     tokio::fs::write(&partial, json)

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use prometheus::Registry;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer as _};
@@ -36,6 +37,20 @@ pub use export::Tracing;
 /// a caller's `traceparent` is passed on as it came.
 /// Returns the tracer provider, to be shut down (flushed) at exit.
 pub fn init(format: LogFormat, otel: &OtelSettings) -> anyhow::Result<Tracing> {
+    init_writing(format, otel, BoxMakeWriter::new(std::io::stdout))
+}
+
+/// [`init`] with the log lines on standard error: for a command whose standard output is its
+/// answer (`verify --json`).
+pub fn init_on_stderr(format: LogFormat, otel: &OtelSettings) -> anyhow::Result<Tracing> {
+    init_writing(format, otel, BoxMakeWriter::new(std::io::stderr))
+}
+
+fn init_writing(
+    format: LogFormat,
+    otel: &OtelSettings,
+    writer: BoxMakeWriter,
+) -> anyhow::Result<Tracing> {
     use opentelemetry::trace::TracerProvider as _;
 
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
@@ -43,8 +58,12 @@ pub fn init(format: LogFormat, otel: &OtelSettings) -> anyhow::Result<Tracing> {
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
             .event_format(json_log::JsonWithTrace)
+            .with_writer(writer)
             .boxed(),
-        LogFormat::Pretty => tracing_subscriber::fmt::layer().compact().boxed(),
+        LogFormat::Pretty => tracing_subscriber::fmt::layer()
+            .compact()
+            .with_writer(writer)
+            .boxed(),
     };
     let tracing = Tracing::build(otel)?;
     // Only the service's own spans (not, say, poem's nameless request-id span around each

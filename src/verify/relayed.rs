@@ -94,6 +94,11 @@ async fn read_stream(nats: &Nats, base: &'static str) -> anyhow::Result<StreamCo
         return Ok(copy);
     }
     let consumer_name = nats.stream_name(CONSUMER);
+    // A consumer of that name left by a verify that died would go on from where it stopped.
+    // (One verify at a time per deployment: two would share it and split the messages.)
+    if let Err(e) = stream.delete_consumer(&consumer_name).await {
+        tracing::debug!(error = %e, "no reading consumer left from an earlier run");
+    }
     let consumer = stream
         .create_consumer(pull::Config {
             name: Some(consumer_name.clone()),
@@ -106,6 +111,7 @@ async fn read_stream(nats: &Nats, base: &'static str) -> anyhow::Result<StreamCo
         .await
         .with_context(|| format!("a consumer to read stream {name}"))?;
     let read = async {
+        let mut read: Vec<(u64, String)> = Vec::new();
         let mut messages = consumer
             .messages()
             .await
@@ -121,24 +127,36 @@ async fn read_stream(nats: &Nats, base: &'static str) -> anyhow::Result<StreamCo
             let info = message
                 .info()
                 .map_err(|e| anyhow::anyhow!("stream {name}: a message without info: {e}"))?;
-            let sequence = info.stream_sequence;
             let id = headers::get(message.headers.as_ref(), "Nats-Msg-Id")
                 .unwrap_or_default()
                 .to_owned();
-            if copy.oldest.is_none() {
-                copy.oldest = Some(id.clone());
-            }
-            *copy.copies.entry(id).or_default() += 1;
-            if sequence >= state.last_sequence {
-                return Ok(());
+            read.push((info.stream_sequence, id));
+            // the last message there was when we began, or none left (it went meanwhile)
+            if info.stream_sequence >= state.last_sequence || info.pending == 0 {
+                return Ok(read);
             }
         }
     };
-    let result = read.await;
+    let read = read.await;
     if let Err(e) = stream.delete_consumer(&consumer_name).await {
         tracing::debug!(error = %e, "the reading consumer goes by its inactivity threshold");
     }
-    result.map(|()| copy)
+    // Where retention begins now: the stream may have dropped more of its front while it was
+    // read, and what it dropped is not missing.
+    let first = stream
+        .info()
+        .await
+        .with_context(|| format!("stream {name}"))?
+        .state
+        .first_sequence;
+    copy.trimmed = first > 1;
+    for (sequence, id) in read? {
+        if sequence >= first && copy.oldest.is_none() {
+            copy.oldest = Some(id.clone());
+        }
+        *copy.copies.entry(id).or_default() += 1;
+    }
+    Ok(copy)
 }
 
 /// Judges the streams against the relayed events of the log (in log order).

@@ -10,6 +10,9 @@
 //!
 //! Sagas still at work, or parked as needing attention, are skipped (I1 judges them), but their
 //! reservations are not counted as held for nobody.
+//!
+//! The books must be those of a stopped simulator (or a quiet system): the log and the books are
+//! read at different moments, and a saga that moves on in between would look at odds with them.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -30,6 +33,10 @@ pub fn judge(orders: &Orders, sagas: &Sagas, ledger: &StockLedger, report: &mut 
         .iter()
         .map(|r| (r.id.as_str(), r))
         .collect();
+    let mut by_order: HashMap<Uuid, Vec<&Reservation>> = HashMap::new();
+    for r in &ledger.reservations {
+        by_order.entry(r.order_id.as_uuid()).or_default().push(r);
+    }
     // orders whose reservations a saga accounts for (or will: still at work)
     let mut known: HashSet<Uuid> = HashSet::new();
     for (id, saga) in sagas.iter().filter(|(_, s)| s.is_started()) {
@@ -40,11 +47,7 @@ pub fn judge(orders: &Orders, sagas: &Sagas, ledger: &StockLedger, report: &mut 
         let stock = saga.stock().cloned().unwrap_or_default();
         let (wanted, reservation) = match &stock {
             Stock::None => {
-                for r in ledger
-                    .reservations
-                    .iter()
-                    .filter(|r| r.order_id.as_uuid() == *id)
-                {
+                for r in by_order.get(id).into_iter().flatten() {
                     if r.state != ReservationState::Released {
                         report.broken(
                             I4,

@@ -141,6 +141,20 @@ async fn every_invariant_holds_after_a_clean_run_and_each_corruption_is_named() 
         report.violations
     );
 
+    // the stream's last message gone too: named, not waited for
+    let mut stream = stream;
+    let last = stream.info().await.expect("info").state.last_sequence;
+    assert!(stream.delete_message(last).await.expect("deleted"));
+    let report = verify(&app.pool, &all, &options(Duration::from_secs(60)))
+        .await
+        .expect("verify");
+    assert_eq!(report.violations.len(), 2, "{:?}", report.violations);
+    assert!(
+        report.violations.iter().all(|v| v.invariant == "I8"),
+        "{:?}",
+        report.violations
+    );
+
     // the effect of a relayed `reserve` gone from the inventory's books
     let mut books = app.books().stock_ledger();
     books
