@@ -188,11 +188,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             books,
             json,
         } => {
-            // the logs on stderr: stdout is the report
-            let _traces = crate::telemetry::init_on_stderr(
-                settings.log.format.unwrap_or(LogFormat::Pretty),
-                &settings.otel,
-            )?;
             let options = crate::verify::Options {
                 stuck_after: Duration::from_secs(stuck_after_secs),
                 settle: Duration::from_secs(settle_secs),
@@ -218,6 +213,11 @@ async fn verify(
     options: &crate::verify::Options,
     json: bool,
 ) -> anyhow::Result<()> {
+    // the logs on stderr: stdout is the report
+    let _traces = crate::telemetry::init_on_stderr(
+        settings.log.format.unwrap_or(LogFormat::Pretty),
+        &settings.otel,
+    )?;
     let url = settings
         .database_url
         .as_ref()
