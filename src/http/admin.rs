@@ -257,7 +257,8 @@ impl AdminApi {
     /// Retry a failed email notification (admin)
     ///
     /// Sends a `failed` notification back to the queue, due now, e.g. once the SMTP relay or
-    /// the customer's mailbox is fixed: the sender tries it again with the usual retries, for
+    /// the customer's mailbox is fixed: the sender tries it now, and on a transient failure
+    /// again with backoff (continuing from its attempts so far) for
     /// `APP__NOTIFY__RETRY_FOR_SECS` from now. Its attempts and last error stay. Only a failed
     /// one (409 `notification-not-failed` otherwise): a pending one is queued already, and a
     /// sent one was accepted, so sending it again would be a second email.

@@ -201,24 +201,36 @@ pub enum RequeueError {
 /// attempts and last error stay (history). Only a `failed` row: a pending one is queued
 /// already, and a sent one was accepted (sending it again is a second email).
 pub async fn requeue(pool: &PgPool, id: i64) -> Result<Listed, RequeueError> {
-    let requeued: Option<Listed> = sqlx::query_as(&format!(
-        "update notifications
-            set status = 'pending', next_attempt_at = now(), requeued_at = now()
-          where id = $1 and status = 'failed'
-      returning {LISTED}"
-    ))
-    .bind(id)
-    .fetch_optional(pool)
-    .await?;
-    if let Some(row) = requeued {
-        return Ok(row);
+    // Twice at most: a sender may record the row's failure between the update and the look at
+    // why it did not apply.
+    for _ in 0..2 {
+        let requeued: Option<Listed> = sqlx::query_as(&format!(
+            "update notifications
+                set status = 'pending', next_attempt_at = now(), requeued_at = now()
+              where id = $1 and status = 'failed'
+          returning {LISTED}"
+        ))
+        .bind(id)
+        .fetch_optional(pool)
+        .await?;
+        if let Some(row) = requeued {
+            return Ok(row);
+        }
+        let status: Option<String> =
+            sqlx::query_scalar("select status from notifications where id = $1")
+                .bind(id)
+                .fetch_optional(pool)
+                .await?;
+        match status {
+            None => return Err(RequeueError::NotFound(id)),
+            Some(status) if status != "failed" => {
+                return Err(RequeueError::NotFailed { id, status })
+            }
+            Some(_) => {}
+        }
     }
-    let status: Option<String> =
-        sqlx::query_scalar("select status from notifications where id = $1")
-            .bind(id)
-            .fetch_optional(pool)
-            .await?;
-    Err(status.map_or(RequeueError::NotFound(id), |status| {
-        RequeueError::NotFailed { id, status }
-    }))
+    Err(RequeueError::NotFailed {
+        id,
+        status: "failed again while it was being retried".into(),
+    })
 }
