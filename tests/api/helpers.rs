@@ -943,29 +943,21 @@ impl TestApp {
             .last_sequence;
         // The durable consumer the service's reply consumer shares (src/workers/replies.rs).
         let durable = format!("{name}_order_service");
-        let deadline = std::time::Instant::now() + timeout;
-        loop {
-            // The service creates its consumer once its workers run, which under load can be
-            // after the test published: until then nothing is settled.
-            let Ok(info) = stream.consumer_info(&durable).await else {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "the reply consumer {durable} does not exist after {timeout:?}"
-                );
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                continue;
-            };
-            // Acks and terminations move the floor only once the reply's handling finished.
-            if info.ack_floor.stream_sequence >= last {
-                return;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the reply consumer settled up to {} of {last} in {timeout:?}",
-                info.ack_floor.stream_sequence
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        // Acks and terminations move the floor only once the reply's handling finished. The
+        // service creates its consumer once its workers run, which under load can be after the
+        // test published: until then nothing is settled.
+        let floor = std::cell::Cell::new(None);
+        let settled = crate::poll::within(timeout, || async {
+            let info = stream.consumer_info(&durable).await.ok()?;
+            floor.set(Some(info.ack_floor.stream_sequence));
+            (info.ack_floor.stream_sequence >= last).then_some(())
+        })
+        .await;
+        assert!(
+            settled.is_some(),
+            "the reply consumer {durable} settled up to {:?} (None: it does not exist) of {last} in {timeout:?}",
+            floor.get()
+        );
     }
 }
 

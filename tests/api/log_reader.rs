@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use order_service::log::{Checkpoints, Cursor, LogEvent, LogHandler, LogReader, ReaderConfig};
 use order_service::telemetry::Metrics;
+
+use crate::poll::eventually;
 use rand::{Rng as _, SeedableRng as _};
 use secrecy::ExposeSecret as _;
 use sqlx::postgres::PgPoolOptions;
@@ -777,19 +779,18 @@ async fn a_standby_unseats_a_holder_that_made_no_progress_with_events_waiting() 
     let stop = CancellationToken::new();
     let reader = LogReader::new(pool.clone(), config, Arc::clone(&metrics));
     let task = tokio::spawn(reader.run(Collect(Arc::clone(&seen)), stop.clone()));
+    // time itself: within `hung_after` the holder is left alone
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(
         seen.lock().expect("lock").is_empty(),
         "read while the holder still held the lock"
     );
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    while seen.lock().expect("lock").is_empty() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the hung holder was never unseated"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        "the hung holder was never unseated",
+        Duration::from_secs(15),
+        || async { (!seen.lock().expect("lock").is_empty()).then_some(()) },
+    )
+    .await;
     assert_eq!(seen.lock().expect("lock")[0].0, "hung-1");
     // the hung session was ended, and counted
     assert!(sqlx::query("select 1").execute(&mut hung).await.is_err());

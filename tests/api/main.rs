@@ -2,6 +2,8 @@
 //! database per test.
 
 mod helpers;
+#[path = "../support/poll.rs"]
+mod poll;
 
 mod append;
 mod asyncapi;

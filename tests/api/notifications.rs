@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::process::Stdio;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use order_domain::{
     Carrier, CreateOrder, Currency, CustomerId, Email, NewItem, OrderCommand, OrderId, OrderStatus,
@@ -17,6 +17,7 @@ use tokio::io::AsyncBufReadExt as _;
 use uuid::Uuid;
 
 use crate::helpers::{sample, spawn_app_with, ServeChild, TestApp};
+use crate::poll::eventually;
 
 /// An SMTP server (aiosmtpd) that refuses the first `refuse` messages with 451, refuses
 /// recipients named `bounce...` with 550, takes 5 s over messages to `slow...` (saying so when
@@ -249,15 +250,16 @@ impl Notifying {
         let mut serve = ServeChild::spawn(env);
         let port = serve.port().await;
         let this = Self { serve, port };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !this
-            .metrics()
-            .await
-            .is_some_and(|m| m.contains("notifications_pending"))
-        {
-            assert!(Instant::now() < deadline, "order-service did not start");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        eventually(
+            "order-service did not start",
+            Duration::from_secs(20),
+            || async {
+                this.metrics()
+                    .await
+                    .filter(|m| m.contains("notifications_pending"))
+            },
+        )
+        .await;
         this
     }
 
@@ -277,20 +279,20 @@ impl Notifying {
 /// Waits until the notifier has its checkpoint (it starts at the end of the log the first
 /// time): events appended from then on are notified.
 async fn wait_for_notifier(app: &TestApp) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let exists: bool = sqlx::query_scalar(
-            "select exists (select from reader_checkpoints where name = 'notifier')",
-        )
-        .fetch_one(&app.pool)
-        .await
-        .expect("checkpoint");
-        if exists {
-            return;
-        }
-        assert!(Instant::now() < deadline, "the notifier did not start");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        "the notifier did not start",
+        Duration::from_secs(20),
+        || async {
+            let exists: bool = sqlx::query_scalar(
+                "select exists (select from reader_checkpoints where name = 'notifier')",
+            )
+            .fetch_one(&app.pool)
+            .await
+            .expect("checkpoint");
+            exists.then_some(())
+        },
+    )
+    .await;
 }
 
 /// One order of the run: its email address (every sixth has none) and where it ends.
@@ -510,19 +512,17 @@ async fn every_notifiable_event_is_emailed_once_through_kills_and_refusals() {
             s.distinct().len() >= expected.len()
         })
         .await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while process
-        .metrics()
-        .await
-        .is_none_or(|m| sample(&m, "notifications_pending") != 0)
-    {
-        assert!(
-            Instant::now() < deadline,
-            "notifications_pending stays above 0"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let metrics = process.metrics().await.expect("metrics");
+    let metrics = eventually(
+        "notifications_pending stays above 0",
+        Duration::from_secs(10),
+        || async {
+            process
+                .metrics()
+                .await
+                .filter(|m| sample(m, "notifications_pending") == 0)
+        },
+    )
+    .await;
     process.kill().await;
 
     // Assert: the kills landed while emails waited, and the refusals were retried.
@@ -697,24 +697,22 @@ async fn a_refused_recipient_is_failed_and_listed_for_admins_only() {
     let id = confirmed_order(&app, store, "bouncer", Some("bounce@example.com")).await;
 
     let admin = app.admin();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let failed = loop {
-        let answer = app
-            .get("/v1/admin/notifications?status=failed", &admin)
-            .await;
-        answer.assert_status(200);
-        if answer.body["items"]
-            .as_array()
-            .is_some_and(|a| !a.is_empty())
-        {
-            break answer.body["items"].clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the refused email was not marked failed"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let failed = eventually(
+        "the refused email was not marked failed",
+        Duration::from_secs(20),
+        || async {
+            let answer = app
+                .get("/v1/admin/notifications?status=failed", &admin)
+                .await;
+            answer.assert_status(200);
+            let items = &answer.body["items"];
+            items
+                .as_array()
+                .is_some_and(|a| !a.is_empty())
+                .then(|| items.clone())
+        },
+    )
+    .await;
     let row = &failed[0];
     assert_eq!(row["order_id"], id.to_string());
     assert_eq!(row["kind"], "confirmed");
@@ -747,26 +745,18 @@ async fn a_refused_recipient_is_failed_and_listed_for_admins_only() {
 /// The admin listing's notification of `order` once it has `status`.
 async fn notification_of(app: &TestApp, order: Uuid, status: &str) -> Value {
     let admin = app.admin();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    let what = format!("no {status} notification of {order}");
+    eventually(&what, Duration::from_secs(20), || async {
         let answer = app.get("/v1/admin/notifications", &admin).await;
         answer.assert_status(200);
-        let found = answer.body["items"].as_array().and_then(|items| {
+        answer.body["items"].as_array().and_then(|items| {
             items
                 .iter()
                 .find(|n| n["order_id"] == order.to_string() && n["status"] == status)
                 .cloned()
-        });
-        if let Some(found) = found {
-            return found;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no {status} notification of {order}: {}",
-            answer.body
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        })
+    })
+    .await
 }
 
 #[tokio::test]

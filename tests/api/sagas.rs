@@ -8,6 +8,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::helpers::{spawn_saga_app, TestApp, Who};
+use crate::poll::eventually;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -559,21 +560,11 @@ async fn the_sagas_listing_pages_with_a_cursor_like_every_list() {
         placed.push(order.to_string());
     }
     // the listing reads the saga read model, which follows the log: wait until it has all three
-    let deadline = std::time::Instant::now() + WAIT;
-    while app
-        .get("/v1/admin/sagas?state=confirmed", &admin)
-        .await
-        .body["items"]
-        .as_array()
-        .map_or(0, Vec::len)
-        < 3
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the listing never showed 3 sagas"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually("the listing never showed 3 sagas", WAIT, || async {
+        let listed = app.get("/v1/admin/sagas?state=confirmed", &admin).await;
+        (listed.body["items"].as_array().map_or(0, Vec::len) >= 3).then_some(())
+    })
+    .await;
 
     let first = app
         .get("/v1/admin/sagas?state=confirmed&limit=2", &admin)

@@ -8,6 +8,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::load::OrderSeen;
+use crate::poll::within;
 
 /// Event types that one order or saga may hold at most once: a second one is an effect applied
 /// twice (a command or a participant's reply taken twice).
@@ -113,17 +114,18 @@ pub async fn unfinished_sagas(pool: &PgPool, upto: i64) -> i64 {
 /// saga's verdict; how long that took.
 pub async fn sagas_finish(pool: &PgPool, upto: i64, patience: Duration) -> Duration {
     let began = Instant::now();
-    loop {
-        let left = unfinished_sagas(pool, upto).await;
-        if left == 0 {
-            return began.elapsed();
-        }
-        assert!(
-            began.elapsed() < patience,
-            "{left} placed order(s) without a verdict after {patience:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let left = std::cell::Cell::new(0);
+    let done = within(patience, || async {
+        left.set(unfinished_sagas(pool, upto).await);
+        (left.get() == 0).then_some(())
+    })
+    .await;
+    assert!(
+        done.is_some(),
+        "{} placed order(s) without a verdict after {patience:?}",
+        left.get()
+    );
+    began.elapsed()
 }
 
 /// Orders of the clients' store in the log that no client saw answered: with one order per key,

@@ -221,15 +221,11 @@ pub async fn checkpoint_moves(
     from: Option<&String>,
     patience: Duration,
 ) -> Option<Instant> {
-    let deadline = Instant::now() + patience;
-    while Instant::now() < deadline {
+    crate::poll::within(patience, || async {
         let now = checkpoints(pool).await;
-        if let Some(at) = now.get(reader) {
-            if Some(at) != from {
-                return Some(Instant::now());
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    None
+        now.get(reader)
+            .filter(|at| Some(*at) != from)
+            .map(|_| Instant::now())
+    })
+    .await
 }

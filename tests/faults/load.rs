@@ -182,15 +182,15 @@ impl Load {
     /// Waits until the clients have `n` more 2xx answers than now (at most `patience`).
     pub async fn wait_for_answers(&self, n: u64, patience: Duration) {
         let from = self.counts().answered_2xx;
-        let deadline = Instant::now() + patience;
-        while self.counts().answered_2xx < from + n {
-            assert!(
-                Instant::now() < deadline,
-                "the load made no progress: {:?}",
-                self.counts()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let progressed = crate::poll::within(patience, || async {
+            (self.counts().answered_2xx >= from + n).then_some(())
+        })
+        .await;
+        assert!(
+            progressed.is_some(),
+            "the load made no progress: {:?}",
+            self.counts()
+        );
     }
 
     pub fn running_for(&self) -> Duration {

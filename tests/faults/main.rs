@@ -16,6 +16,8 @@
 mod checks;
 mod cluster;
 mod load;
+#[path = "../support/poll.rs"]
+mod poll;
 mod scenarios;
 
 use std::future::Future;

@@ -10,6 +10,7 @@ use sqlx::PgPool;
 use crate::checks;
 use crate::cluster::{checkpoint_moves, checkpoints, LocalCluster, READERS, REPLICAS};
 use crate::load::{self, Load, Outcome, CLIENTS};
+use crate::poll::eventually;
 
 /// Longest takeover accepted of a log reader whose replica crashed.
 const TAKEOVER: Duration = Duration::from_secs(5);
@@ -19,6 +20,10 @@ const WARM: u64 = 30;
 const MIN_LOAD: Duration = Duration::from_secs(20);
 /// How long the sagas may take to reach their verdicts once every part is back.
 const SAGAS_PATIENCE: Duration = Duration::from_secs(180);
+/// How long PostgreSQL stays down in its crash scenario.
+const POSTGRES_DOWN: Duration = Duration::from_secs(5);
+/// How long one NATS node of three stays down.
+const NODE_DOWN: Duration = Duration::from_secs(20);
 
 struct Run {
     cluster: LocalCluster,
@@ -122,37 +127,27 @@ async fn finish(run: Run, scenario: &str, mut extra: serde_json::Value) -> Outco
 
 /// Which replica runs each reader now (every reader held somewhere), at most `patience`.
 async fn holders(run: &Run, patience: Duration) -> Vec<(&'static str, usize)> {
-    let deadline = Instant::now() + patience;
-    loop {
+    eventually("readers not all active", patience, || async {
         let mut found = Vec::new();
         for reader in READERS {
-            if let Some(r) = run.cluster.reader_holder(reader, &run.http).await {
-                found.push((reader, r));
-            }
+            found.push((reader, run.cluster.reader_holder(reader, &run.http).await?));
         }
-        if found.len() == READERS.len() {
-            return found;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "readers not all active: {found:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        Some(found)
+    })
+    .await
 }
 
 /// How long after `since` the reader works again on another replica than `gone`: another
 /// replica reports it active, then its checkpoint moves past where it stood then.
 async fn taken_over(run: &Run, reader: &str, gone: usize, since: Instant) -> Duration {
-    let deadline = since + Duration::from_secs(60);
-    loop {
-        match run.cluster.reader_holder(reader, &run.http).await {
-            Some(r) if r != gone => break,
-            _ => {}
-        }
-        assert!(Instant::now() < deadline, "{reader} never taken over");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let patience = (since + Duration::from_secs(60)).saturating_duration_since(Instant::now());
+    eventually(&format!("{reader} never taken over"), patience, || async {
+        run.cluster
+            .reader_holder(reader, &run.http)
+            .await
+            .filter(|r| *r != gone)
+    })
+    .await;
     let at = checkpoints(&run.pool).await.remove(reader);
     let moved = checkpoint_moves(&run.pool, reader, at.as_ref(), Duration::from_secs(60))
         .await
@@ -242,7 +237,8 @@ pub async fn postgres_crash() {
     run.cluster.fault("kill", "postgres").await;
     run.load.fault_window(true);
     let crashed_at = Instant::now();
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // the fault's own length
+    tokio::time::sleep(POSTGRES_DOWN).await;
     run.load.fault_window(false);
     run.cluster.bring_back().await;
     let pg_back = crashed_at.elapsed();
@@ -284,7 +280,8 @@ pub async fn one_nats_node_killed() {
         .await;
     let upto = checks::log_end(&run.pool).await;
     let sagas = checks::sagas_finish(&run.pool, upto, SAGAS_PATIENCE).await;
-    tokio::time::sleep(Duration::from_secs(20)).await;
+    // the fault's own length
+    tokio::time::sleep(NODE_DOWN).await;
     run.load.fault_window(false);
     run.cluster.bring_back().await;
     let outcome = finish(
