@@ -258,7 +258,7 @@ impl Memberships {
             if before.role == role.as_str() {
                 return Ok(MemberChange::Done(before.clone()));
             }
-            if before.role == MemberRole::Owner.as_str() && owners(&mut tx, store).await? <= 1 {
+            if is_last_owner(&mut tx, before).await? {
                 return Ok(MemberChange::LastOwner);
             }
         }
@@ -305,7 +305,7 @@ impl Memberships {
         let Some(before) = member(&mut tx, store, subject).await? else {
             return Ok(MemberChange::NoSuchMember);
         };
-        if before.role == MemberRole::Owner.as_str() && owners(&mut tx, store).await? <= 1 {
+        if is_last_owner(&mut tx, &before).await? {
             return Ok(MemberChange::LastOwner);
         }
         sqlx::query("delete from store_members where store_id = $1 and subject = $2")
@@ -370,10 +370,17 @@ async fn member(
         .context("reading a member")
 }
 
-async fn owners(tx: &mut sqlx::PgConnection, store: Uuid) -> anyhow::Result<i64> {
-    sqlx::query_scalar("select count(*) from store_members where store_id = $1 and role = 'owner'")
-        .bind(store)
-        .fetch_one(&mut *tx)
-        .await
-        .context("counting a store's owners")
+/// Whether `member` is the store's only owner (who may neither leave nor become staff).
+async fn is_last_owner(tx: &mut sqlx::PgConnection, member: &MemberRow) -> anyhow::Result<bool> {
+    if member.role != MemberRole::Owner.as_str() {
+        return Ok(false);
+    }
+    let owners: i64 = sqlx::query_scalar(
+        "select count(*) from store_members where store_id = $1 and role = 'owner'",
+    )
+    .bind(member.store_id)
+    .fetch_one(&mut *tx)
+    .await
+    .context("counting a store's owners")?;
+    Ok(owners <= 1)
 }
