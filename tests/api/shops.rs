@@ -27,6 +27,20 @@ async fn send(app: &TestApp, method: Method, path: &str, who: &Who, body: Option
     app.send(method, path, Some(who), body, &[]).await
 }
 
+/// `who` makes `sub` a member with `role` through `members` (a store's members path); it must
+/// work.
+async fn put_member(app: &TestApp, members: &str, sub: &str, role: &str, who: &Who) {
+    send(
+        app,
+        Method::PUT,
+        &format!("{members}/{sub}"),
+        who,
+        Some(json!({ "role": role })),
+    )
+    .await
+    .assert_status(200);
+}
+
 /// `owner` opens a store selling TEA (450) and CAKE (300); its id.
 async fn shop_of(app: &TestApp, owner: &Who) -> Uuid {
     let store = app
@@ -569,15 +583,7 @@ async fn the_last_owner_stays_and_refused_shop_changes_change_nothing() {
     .await
     .assert_problem(404, "member-not-found");
     // a staff member acts on orders but does not manage the store
-    send(
-        &app,
-        Method::PUT,
-        &format!("{members}/waiter-1"),
-        &owner,
-        Some(json!({"role": "staff"})),
-    )
-    .await
-    .assert_status(200);
+    put_member(&app, &members, "waiter-1", "staff", &owner).await;
     let waiter = waiter(&app, "waiter-1");
     send(
         &app,
@@ -604,15 +610,7 @@ async fn the_last_owner_stays_and_refused_shop_changes_change_nothing() {
     );
 
     // with a second owner, the first may go
-    send(
-        &app,
-        Method::PUT,
-        &format!("{members}/merchant-2"),
-        &owner,
-        Some(json!({"role": "owner"})),
-    )
-    .await
-    .assert_status(200);
+    put_member(&app, &members, "merchant-2", "owner", &owner).await;
     send(
         &app,
         Method::DELETE,
@@ -639,15 +637,14 @@ async fn a_membership_removed_elsewhere_reaches_this_process() {
     let app = spawn_app().await;
     let owner = merchant(&app, "merchant-1");
     let store = shop_of(&app, &owner).await;
-    send(
+    put_member(
         &app,
-        Method::PUT,
-        &format!("/v1/stores/{store}/members/waiter-1"),
+        &format!("/v1/stores/{store}/members"),
+        "waiter-1",
+        "staff",
         &owner,
-        Some(json!({"role": "staff"})),
     )
-    .await
-    .assert_status(200);
+    .await;
     let waiter = waiter(&app, "waiter-1");
     let order = confirmed_order(&app, &app.customer("alice"), store, "TEA", 1).await;
     let read = format!("/v1/orders/{order}");
@@ -680,15 +677,7 @@ async fn two_owners_removing_each_other_at_once_leave_one_owner() {
     let (ann, bob) = (merchant(&app, "ann"), merchant(&app, "bob"));
     let store = shop_of(&app, &ann).await;
     let members = format!("/v1/stores/{store}/members");
-    send(
-        &app,
-        Method::PUT,
-        &format!("{members}/bob"),
-        &ann,
-        Some(json!({"role": "owner"})),
-    )
-    .await
-    .assert_status(200);
+    put_member(&app, &members, "bob", "owner", &ann).await;
 
     for _ in 0..5 {
         // Act: each removes the other at the same moment.
@@ -734,15 +723,14 @@ async fn a_members_commands_read_its_memberships_from_memory() {
     let app = spawn_app().await;
     let owner = merchant(&app, "merchant-1");
     let store = shop_of(&app, &owner).await;
-    send(
+    put_member(
         &app,
-        Method::PUT,
-        &format!("/v1/stores/{store}/members/waiter-1"),
+        &format!("/v1/stores/{store}/members"),
+        "waiter-1",
+        "staff",
         &owner,
-        Some(json!({"role": "staff"})),
     )
-    .await
-    .assert_status(200);
+    .await;
     let waiter = waiter(&app, "waiter-1");
     let order = confirmed_order(&app, &app.customer("alice"), store, "TEA", 1).await;
     app.get(&format!("/v1/orders/{order}"), &waiter)
