@@ -80,12 +80,11 @@ pub async fn verify(
     options: &Options,
 ) -> anyhow::Result<Report> {
     let mut report = Report::default();
-    let projected = settled(pool, crate::read_models::PROJECTOR, options.settle).await?;
+    let (projected, _) = settle(pool, crate::read_models::PROJECTOR, options.settle).await?;
     // Before the streams are read, and they before the log is folded (see `relayed`).
     let streams = if let Some(nats) = &witnesses.nats {
         // events the relay has not reached are not expected yet (only those it acked)
-        settled(pool, relay::READER, options.settle).await?;
-        let acked = checkpoint(pool, relay::READER).await?;
+        let (_, acked) = settle(pool, relay::READER, options.settle).await?;
         let streams = relayed::read_streams(nats).await?;
         report.messages = streams
             .iter()
@@ -126,33 +125,21 @@ pub async fn verify(
     Ok(report)
 }
 
-/// Waits until `reader` has handled every event (lag 0), at most `patience`.
-async fn settled(pool: &PgPool, reader: &str, patience: Duration) -> anyhow::Result<bool> {
+/// Waits until `reader` has handled every event (lag 0), at most `patience`: whether it did,
+/// and where its checkpoint stands then (the start of the log if it has none).
+async fn settle(pool: &PgPool, reader: &str, patience: Duration) -> anyhow::Result<(bool, Cursor)> {
     let deadline = tokio::time::Instant::now() + patience;
     loop {
-        let statuses = crate::log::statuses(pool, &[reader]).await?;
-        if statuses
-            .iter()
-            .filter(|s| s.name == reader)
-            .all(|s| s.lag_events == 0)
-        {
-            return Ok(true);
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return Ok(false);
+        let status = crate::log::statuses(pool, &[reader])
+            .await?
+            .into_iter()
+            .find(|s| s.name == reader);
+        let settled = status.as_ref().is_none_or(|s| s.lag_events == 0);
+        if settled || tokio::time::Instant::now() >= deadline {
+            return Ok((settled, status.map(|s| s.at).unwrap_or_default()));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// Where `reader`'s checkpoint stands (the start of the log if it has none).
-async fn checkpoint(pool: &PgPool, reader: &str) -> anyhow::Result<Cursor> {
-    let statuses = crate::log::statuses(pool, &[reader]).await?;
-    Ok(statuses
-        .into_iter()
-        .find(|s| s.name == reader)
-        .map(|s| s.at)
-        .unwrap_or_default())
 }
 
 /// I7: each order's summary against the fold.
